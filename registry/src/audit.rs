@@ -1,0 +1,473 @@
+//! The audit log: append-only JSONL, each entry hash-chained to the one
+//! before it with blake3, written and fsynced before the action it records
+//! is acknowledged.
+//!
+//! Layout, inside the audit directory:
+//! * `log.jsonl` — one entry a line, in canonical JSON (serde field order,
+//!   sorted object keys); a line that is not canonical counts as tampered,
+//!   so a change to any byte is detected.
+//! * `head.json` — the sequence number and hash of the last acknowledged
+//!   entry, replaced atomically after each append; it catches entries cut
+//!   from the end, which the chain alone cannot.
+//!
+//! A crash can leave (a) a torn last line that was never acknowledged, which
+//! the next append discards, or (b) entries beyond the head, which are
+//! complete and chain correctly; the next append moves the head forward.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{RegistryError, Result};
+use crate::fsutil::{fsync_dir, write_atomic};
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const DOMAIN: &[u8] = b"ctxplane-audit-v1\n";
+/// Largest entry accepted, so the tail can always be found in one read.
+pub const MAX_ENTRY_BYTES: usize = 64 * 1024;
+
+/// What is being recorded, before it is sequenced and chained.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub details: Value,
+}
+
+impl Event {
+    pub fn new(actor: &str, action: &str, subject: &str) -> Self {
+        Event {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            subject: subject.to_string(),
+            details: Value::Object(Map::new()),
+        }
+    }
+
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        if let Value::Object(m) = &mut self.details {
+            m.insert(key.to_string(), value.into());
+        }
+        self
+    }
+}
+
+/// One line of the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub seq: u64,
+    pub ts: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub details: Value,
+    pub prev: String,
+    pub hash: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    seq: u64,
+    ts: &'a Timestamp,
+    actor: &'a str,
+    action: &'a str,
+    subject: &'a str,
+    details: &'a Value,
+    prev: &'a str,
+}
+
+impl Entry {
+    fn compute_hash(&self) -> String {
+        let body = Body {
+            seq: self.seq,
+            ts: &self.ts,
+            actor: &self.actor,
+            action: &self.action,
+            subject: &self.subject,
+            details: &self.details,
+            prev: &self.prev,
+        };
+        let mut h = blake3::Hasher::new();
+        h.update(DOMAIN);
+        h.update(&serde_json::to_vec(&body).unwrap_or_default());
+        h.finalize().to_hex().to_string()
+    }
+
+    fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Rebuilds objects with sorted keys, whatever map serde_json was built with,
+/// so every build writes and re-reads the same bytes.
+fn canonical(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut pairs: Vec<(String, Value)> = m.into_iter().collect();
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(pairs.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Head {
+    seq: u64,
+    hash: String,
+}
+
+#[derive(Debug)]
+pub struct AuditLog {
+    dir: PathBuf,
+}
+
+/// The first problem `verify` found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BadEntry {
+    /// 1-based line in `log.jsonl` (0 when the problem is the head file).
+    pub line: u64,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub path: PathBuf,
+    pub entries: u64,
+    pub last_hash: Option<String>,
+    pub intact: bool,
+    pub first_bad: Option<BadEntry>,
+    /// Things that are not tampering, such as an unacknowledged torn write.
+    pub notes: Vec<String>,
+}
+
+impl AuditLog {
+    pub fn open(dir: impl Into<PathBuf>) -> Self {
+        AuditLog { dir: dir.into() }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("log.jsonl")
+    }
+
+    fn head_path(&self) -> PathBuf {
+        self.dir.join("head.json")
+    }
+
+    fn err(&self, message: impl Into<String>) -> RegistryError {
+        RegistryError::Audit {
+            path: self.log_path(),
+            message: message.into(),
+        }
+    }
+
+    fn read_head(&self) -> Result<Option<Head>> {
+        match std::fs::read(self.head_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                self.err(format!(
+                    "head.json is unreadable ({e}); run `ctxplane audit verify`"
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RegistryError::io(self.head_path(), e)),
+        }
+    }
+
+    /// Creates the directory, an empty log and a genesis head if absent.
+    fn ensure_created(&self) -> Result<()> {
+        if self.log_path().exists() {
+            if self.read_head()?.is_none() {
+                return Err(self.err(
+                    "head.json is missing; the log may have been tampered with (run `ctxplane audit verify`)",
+                ));
+            }
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir).map_err(|e| RegistryError::io(&self.dir, e))?;
+        let head = Head {
+            seq: 0,
+            hash: GENESIS.to_string(),
+        };
+        write_atomic(&self.head_path(), &serde_json::to_vec(&head).unwrap_or_default())?;
+        File::create(self.log_path())
+            .and_then(|f| f.sync_all())
+            .map_err(|e| RegistryError::io(self.log_path(), e))?;
+        fsync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Appends events in order, fsyncs, then moves the head. The caller must
+    /// hold the data directory lock. Returns the written entries.
+    pub fn append(&self, now: Timestamp, events: Vec<Event>) -> Result<Vec<Entry>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ensure_created()?;
+        let path = self.log_path();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| RegistryError::io(&path, e))?;
+        let head = self
+            .read_head()?
+            .ok_or_else(|| self.err("head.json is missing"))?;
+        let (mut seq, mut prev, torn) = self.tail(&mut file, &head)?;
+        let mut recovered = torn;
+        let mut written = Vec::with_capacity(events.len());
+        let mut buf = String::new();
+        for ev in events {
+            seq += 1;
+            let mut details = canonical(ev.details);
+            if let Some(n) = recovered.take()
+                && let Value::Object(m) = &mut details
+            {
+                m.insert("recovered_torn_tail_bytes".into(), Value::from(n));
+            }
+            let mut entry = Entry {
+                seq,
+                ts: now,
+                actor: ev.actor,
+                action: ev.action,
+                subject: ev.subject,
+                details: canonical(details),
+                prev: prev.clone(),
+                hash: String::new(),
+            };
+            entry.hash = entry.compute_hash();
+            let line = entry.to_line();
+            if line.len() > MAX_ENTRY_BYTES {
+                return Err(self.err(format!(
+                    "entry for {:?} is larger than {MAX_ENTRY_BYTES} bytes",
+                    entry.action
+                )));
+            }
+            buf.push_str(&line);
+            buf.push('\n');
+            prev = entry.hash.clone();
+            written.push(entry);
+        }
+        file.seek(SeekFrom::End(0))
+            .map_err(|e| RegistryError::io(&path, e))?;
+        file.write_all(buf.as_bytes())
+            .map_err(|e| RegistryError::io(&path, e))?;
+        file.sync_data().map_err(|e| RegistryError::io(&path, e))?;
+        let head = Head { seq, hash: prev };
+        write_atomic(&self.head_path(), &serde_json::to_vec(&head).unwrap_or_default())?;
+        Ok(written)
+    }
+
+    /// Finds the last complete entry (its seq and hash), discarding a torn
+    /// tail that was never acknowledged. Returns the torn byte count, if any.
+    fn tail(&self, file: &mut File, head: &Head) -> Result<(u64, String, Option<u64>)> {
+        let path = self.log_path();
+        let len = file.metadata().map_err(|e| RegistryError::io(&path, e))?.len();
+        if len == 0 {
+            if head.seq != 0 {
+                return Err(self.err(format!(
+                    "log is empty but head says {} entries were acknowledged",
+                    head.seq
+                )));
+            }
+            return Ok((0, GENESIS.to_string(), None));
+        }
+        let window = len.min(2 * MAX_ENTRY_BYTES as u64 + 2);
+        file.seek(SeekFrom::Start(len - window))
+            .map_err(|e| RegistryError::io(&path, e))?;
+        let mut bytes = Vec::with_capacity(window as usize);
+        file.read_to_end(&mut bytes)
+            .map_err(|e| RegistryError::io(&path, e))?;
+        let mut torn = None;
+        let complete_end = match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None if window == len => 0,
+            None => {
+                return Err(
+                    self.err("last line is longer than any entry can be; run `ctxplane audit verify`")
+                );
+            }
+        };
+        if complete_end < bytes.len() {
+            torn = Some((bytes.len() - complete_end) as u64);
+        }
+        let complete = &bytes[..complete_end];
+        let last_line = complete[..complete.len().saturating_sub(1)]
+            .rsplit(|&b| b == b'\n')
+            .next()
+            .filter(|l| !l.is_empty());
+        let (seq, hash) = match last_line {
+            None => (0, GENESIS.to_string()),
+            Some(line) => {
+                let entry: Entry = serde_json::from_slice(line)
+                    .map_err(|_| self.err("last entry is unreadable; run `ctxplane audit verify`"))?;
+                if entry.compute_hash() != entry.hash {
+                    return Err(self.err(format!(
+                        "entry {} does not match its hash; run `ctxplane audit verify`",
+                        entry.seq
+                    )));
+                }
+                (entry.seq, entry.hash)
+            }
+        };
+        if seq < head.seq || (seq == head.seq && hash != head.hash) {
+            return Err(self.err(format!(
+                "log ends at entry {seq} but entry {} was acknowledged; run `ctxplane audit verify`",
+                head.seq
+            )));
+        }
+        if let Some(n) = torn {
+            file.set_len(len - n).map_err(|e| RegistryError::io(&path, e))?;
+            file.sync_data().map_err(|e| RegistryError::io(&path, e))?;
+        }
+        Ok((seq, hash, torn))
+    }
+
+    /// Reads the last `n` entries (oldest first).
+    pub fn tail_entries(&self, n: usize) -> Result<Vec<Entry>> {
+        let path = self.log_path();
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(RegistryError::io(&path, e)),
+        };
+        let mut ring = std::collections::VecDeque::with_capacity(n.min(4096));
+        for (i, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|e| RegistryError::io(&path, e))?;
+            let entry: Entry = serde_json::from_str(&line)
+                .map_err(|e| self.err(format!("line {} is unreadable: {e}", i + 1)))?;
+            if ring.len() == n {
+                ring.pop_front();
+            }
+            if n > 0 {
+                ring.push_back(entry);
+            }
+        }
+        Ok(ring.into_iter().collect())
+    }
+
+    /// Walks the whole log: every line canonical, every hash right, every
+    /// link to the previous entry intact, and the head present in the log.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let path = self.log_path();
+        let mut report = VerifyReport {
+            path: path.clone(),
+            entries: 0,
+            last_hash: None,
+            intact: true,
+            first_bad: None,
+            notes: Vec::new(),
+        };
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                report.notes.push("no audit log yet".into());
+                return Ok(report);
+            }
+            Err(e) => return Err(RegistryError::io(&path, e)),
+        };
+        let head = match self.read_head() {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(report.fail(0, "head.json is missing")),
+            Err(RegistryError::Audit { message, .. }) => return Ok(report.fail(0, &message)),
+            Err(e) => return Err(e),
+        };
+        let mut reader = BufReader::new(file);
+        let mut prev = GENESIS.to_string();
+        let mut head_seen = head.seq == 0 && head.hash == GENESIS;
+        let mut line_no = 0u64;
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            let n = reader
+                .read_until(b'\n', &mut raw)
+                .map_err(|e| RegistryError::io(&path, e))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            let expected_seq = report.entries + 1;
+            if raw.last() != Some(&b'\n') {
+                if expected_seq <= head.seq {
+                    return Ok(report.fail(line_no, "entry is cut short"));
+                }
+                report.notes.push(format!(
+                    "line {line_no}: torn write of {} bytes that was never acknowledged; the next append discards it",
+                    raw.len()
+                ));
+                break;
+            }
+            let line = &raw[..raw.len() - 1];
+            let Ok(entry) = serde_json::from_slice::<Entry>(line) else {
+                return Ok(report.fail(line_no, "not a valid audit entry"));
+            };
+            if entry.to_line().as_bytes() != line {
+                return Ok(report.fail(line_no, "entry was altered (not in the form it was written)"));
+            }
+            if entry.seq != expected_seq {
+                return Ok(report.fail(
+                    line_no,
+                    &format!(
+                        "sequence {} where {expected_seq} was expected (entries removed or reordered)",
+                        entry.seq
+                    ),
+                ));
+            }
+            if entry.prev != prev {
+                return Ok(report.fail(
+                    line_no,
+                    "does not link to the previous entry (entries removed or reordered)",
+                ));
+            }
+            if entry.compute_hash() != entry.hash {
+                return Ok(report.fail(line_no, "content does not match its hash (entry altered)"));
+            }
+            if entry.seq == head.seq {
+                if entry.hash != head.hash {
+                    return Ok(report.fail(line_no, "differs from the acknowledged head"));
+                }
+                head_seen = true;
+            }
+            prev = entry.hash;
+            report.entries += 1;
+            report.last_hash = Some(prev.clone());
+        }
+        if !head_seen {
+            let reason = format!(
+                "log ends at entry {} but entry {} was acknowledged (entries removed)",
+                report.entries, head.seq
+            );
+            return Ok(report.fail(line_no + 1, &reason));
+        }
+        if report.entries > head.seq {
+            report.notes.push(format!(
+                "{} entr{} after the head were written just before a crash; they verify and the next append adopts them",
+                report.entries - head.seq,
+                if report.entries - head.seq == 1 { "y" } else { "ies" }
+            ));
+        }
+        Ok(report)
+    }
+}
+
+impl VerifyReport {
+    fn fail(mut self, line: u64, reason: &str) -> Self {
+        self.intact = false;
+        self.first_bad = Some(BadEntry {
+            line,
+            reason: reason.to_string(),
+        });
+        self
+    }
+}
+
+/// Path of the audit directory inside a data directory.
+pub fn audit_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("audit")
+}

@@ -1,0 +1,97 @@
+//! The built-in never-ingest list: files and directories that hold
+//! credentials often enough that ctxplane refuses them unless a steward
+//! grants a scoped, time-bounded exception.
+
+pub const BUILTIN_NEVER_INGEST: &[&str] = &[
+    // dotenv and shell environment files
+    ".env",
+    ".env.*",
+    "*.env",
+    ".envrc",
+    // keys, certificates with keys, keystores
+    "*.pem",
+    "*.key",
+    "*.p8",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.ppk",
+    "*.keytab",
+    "*.kdbx",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    // credential stores of common tools
+    ".ssh/",
+    ".gnupg/",
+    ".aws/",
+    ".azure/",
+    ".config/gcloud/",
+    ".docker/config.json",
+    ".kube/config",
+    ".netrc",
+    "_netrc",
+    ".npmrc",
+    ".pypirc",
+    ".pgpass",
+    ".git-credentials",
+    ".htpasswd",
+    ".vault-token",
+    "credentials",
+    "credentials.*",
+    "*credentials.json",
+    "service-account*.json",
+    // secret directories and secret config files
+    "secrets/",
+    ".secrets/",
+    "secrets.yml",
+    "secrets.yaml",
+    "secrets.json",
+    "secrets.toml",
+    "secrets.env",
+    "*.secret",
+    "*.secrets",
+    // infrastructure state that embeds secrets
+    "*.tfstate",
+    "*.tfstate.*",
+    "*.tfvars",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{RuleOrigin, RuleSet};
+
+    #[test]
+    fn builtin_rules_compile_and_catch_the_usual_suspects() {
+        let set = RuleSet::new(
+            BUILTIN_NEVER_INGEST.iter().map(|p| (*p, RuleOrigin::Builtin)),
+            true,
+        )
+        .unwrap();
+        for path in [
+            ".env",
+            "svc/.env.production",
+            "deploy/prod.env",
+            "certs/server.pem",
+            "home/.ssh/config",
+            "keys/id_ed25519.pub",
+            "infra/terraform.tfstate",
+            "config/secrets/db.yaml",
+            "creds/gcp-credentials.json",
+            ".ENV",
+        ] {
+            assert!(set.is_match(path), "{path} not caught");
+        }
+        for path in [
+            "src/main.rs",
+            "docs/environment.md",
+            "src/secret_sharing.rs",
+            "keyboard.c",
+        ] {
+            assert!(!set.is_match(path), "{path} wrongly caught");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! The audit chain: tampering is always detected, crashes lose nothing
+//! acknowledged.
+
+use std::path::Path;
+
+use jiff::Timestamp;
+use proptest::prelude::*;
+use registry::audit::{AuditLog, Event};
+
+fn now() -> Timestamp {
+    "2026-11-20T10:00:00Z".parse().unwrap()
+}
+
+fn write_log(dir: &Path, n: usize) -> AuditLog {
+    let log = AuditLog::open(dir.join("audit"));
+    for i in 0..n {
+        log.append(
+            now(),
+            vec![
+                Event::new("alice", "source.approve", &format!("src-{i}"))
+                    .detail("reason", format!("r{i} ✓")),
+            ],
+        )
+        .unwrap();
+    }
+    log
+}
+
+#[test]
+fn an_untouched_log_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), 5);
+    let r = log.verify().unwrap();
+    assert!(r.intact, "{r:?}");
+    assert_eq!(r.entries, 5);
+    assert_eq!(
+        log.tail_entries(2)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        [4, 5]
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn changing_any_byte_is_detected(n in 1usize..6, pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = write_log(dir.path(), n);
+        let mut bytes = std::fs::read(log.log_path()).unwrap();
+        let i = pos.index(bytes.len());
+        prop_assume!(bytes[i] != byte);
+        bytes[i] = byte;
+        std::fs::write(log.log_path(), &bytes).unwrap();
+        let r = log.verify().unwrap();
+        prop_assert!(!r.intact, "flipping byte {} went unnoticed", i);
+        prop_assert!(r.first_bad.is_some());
+    }
+
+    #[test]
+    fn removing_or_reordering_entries_is_detected(n in 2usize..7, a in any::<prop::sample::Index>(), b in any::<prop::sample::Index>(), remove in any::<bool>()) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = write_log(dir.path(), n);
+        let text = std::fs::read_to_string(log.log_path()).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let i = a.index(n);
+        if remove {
+            lines.remove(i);
+        } else {
+            let j = b.index(n);
+            prop_assume!(i != j);
+            lines.swap(i, j);
+        }
+        let mut out = lines.join("\n");
+        if !out.is_empty() { out.push('\n'); }
+        std::fs::write(log.log_path(), out).unwrap();
+        let r = log.verify().unwrap();
+        prop_assert!(!r.intact);
+    }
+}
+
+#[test]
+fn the_first_bad_entry_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), 4);
+    let text = std::fs::read_to_string(log.log_path()).unwrap();
+    std::fs::write(log.log_path(), text.replacen("src-2", "src-9", 1)).unwrap();
+    let r = log.verify().unwrap();
+    assert_eq!(r.first_bad.unwrap().line, 3);
+}
+
+#[test]
+fn a_deleted_head_is_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), 2);
+    std::fs::remove_file(dir.path().join("audit/head.json")).unwrap();
+    assert!(!log.verify().unwrap().intact);
+    assert!(
+        log.append(now(), vec![Event::new("a", "b", "c")]).is_err(),
+        "appends refuse a headless log"
+    );
+}
+
+#[test]
+fn a_torn_unacknowledged_write_is_discarded_and_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), 3);
+    // A crash mid-write: half a line after the last acknowledged entry.
+    let mut bytes = std::fs::read(log.log_path()).unwrap();
+    bytes.extend_from_slice(b"{\"seq\":4,\"ts\":\"2026-11-2");
+    std::fs::write(log.log_path(), &bytes).unwrap();
+    let r = log.verify().unwrap();
+    assert!(r.intact, "{r:?}");
+    assert!(r.notes.iter().any(|n| n.contains("torn write")));
+    let written = log
+        .append(now(), vec![Event::new("bob", "source.deny", "x")])
+        .unwrap();
+    assert_eq!(written[0].seq, 4);
+    assert_eq!(written[0].details["recovered_torn_tail_bytes"], 24);
+    assert!(log.verify().unwrap().intact);
+}
+
+#[test]
+fn entries_written_before_the_head_moved_are_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), 2);
+    let head = std::fs::read(dir.path().join("audit/head.json")).unwrap();
+    log.append(now(), vec![Event::new("a", "x", "y")]).unwrap();
+    // Simulate a crash between fsyncing entry 3 and replacing the head.
+    std::fs::write(dir.path().join("audit/head.json"), head).unwrap();
+    let r = log.verify().unwrap();
+    assert!(r.intact && r.entries == 3, "{r:?}");
+    let next = log.append(now(), vec![Event::new("a", "x", "z")]).unwrap();
+    assert_eq!(next[0].seq, 4);
+    assert!(log.verify().unwrap().intact);
+}
+
+#[test]
+fn cutting_acknowledged_entries_from_the_end_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), 3);
+    let text = std::fs::read_to_string(log.log_path()).unwrap();
+    let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(log.log_path(), cut).unwrap();
+    let r = log.verify().unwrap();
+    assert!(!r.intact);
+    assert!(r.first_bad.unwrap().reason.contains("removed"));
+    assert!(log.append(now(), vec![Event::new("a", "b", "c")]).is_err());
+}
