@@ -173,9 +173,12 @@ impl RegistryStore {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let after = Registry::parse(&new_text, &base).map_err(|problems| RegistryError::Invalid {
-            path: self.registry_path.clone(),
-            problems,
+        let after = Registry::parse(&new_text, &base).map_err(|problems| {
+            let why: Vec<String> = problems.into_iter().map(|p| p.message).collect();
+            RegistryError::BadRequest(format!(
+                "refused: the change would make the registry invalid ({}); nothing was written",
+                why.join("; ")
+            ))
         })?;
         write_atomic(&self.registry_path, new_text.as_bytes())?;
         let event = edit_event(actor, &edit)

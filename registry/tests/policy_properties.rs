@@ -1,6 +1,8 @@
 //! Policy invariants: deny by default, never-ingest needs a live exception,
 //! scopes never exceed a principal's ceiling.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::path::Path;
 
 use jiff::Timestamp;

@@ -1,5 +1,7 @@
 //! Reading, validating, editing and re-writing `registry.toml`.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -260,9 +262,10 @@ fn an_edit_that_would_break_the_registry_leaves_the_file_untouched() {
             never_ingest: vec![],
         }),
     );
+    let message = bad_glob.unwrap_err().to_string();
     assert!(
-        matches!(bad_glob, Err(RegistryError::Invalid { .. })),
-        "{bad_glob:?}"
+        message.contains("would make the registry invalid") && message.contains("does not parse"),
+        "{message}"
     );
     let dup = s.apply(
         "alice",

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: formatting, lints, every test, and benchmarks compiled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
+cargo bench --workspace --locked --no-run

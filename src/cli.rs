@@ -1,0 +1,227 @@
+//! The command line, as clap sees it. Only parsing lives here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ctxplane",
+    version,
+    about = "What AI agents may know about your code and docs, kept fresh, with provenance."
+)]
+pub struct Cli {
+    /// Config file (TOML with `registry` and `data_dir`); ./ctxplane.toml is read when present.
+    #[arg(long, global = true, env = "CTXPLANE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The source registry [default: ./registry.toml].
+    #[arg(long, global = true, env = "CTXPLANE_REGISTRY", value_name = "FILE")]
+    pub registry: Option<PathBuf>,
+    /// Where ctxplane keeps its audit log and indexes [default: .ctxplane beside the registry].
+    #[arg(long, global = true, env = "CTXPLANE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Who is acting, for the audit log [default: $USER].
+    #[arg(long, global = true, env = "CTXPLANE_ACTOR", value_name = "NAME")]
+    pub actor: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the source registry: sources, exceptions, principals.
+    #[command(subcommand)]
+    Registry(RegistryCmd),
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Ask the policy what it decides, without changing anything.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct Json {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCmd {
+    /// Write a new, empty registry file.
+    Init(Json),
+    /// List sources with kind, tier, status and owner.
+    List(Json),
+    /// Check the registry file and report every problem.
+    Validate(Json),
+    /// Propose a new source (status `proposed` until approved).
+    Add(AddSource),
+    /// Approve a proposed, denied or revoked source.
+    Approve(StatusArgs),
+    /// Deny a proposed source.
+    Deny(StatusArgs),
+    /// Revoke an approved source; its content must leave every store.
+    Revoke(StatusArgs),
+    /// Time-bounded exceptions to never-ingest rules.
+    #[command(subcommand)]
+    Exception(ExceptionCmd),
+    /// Principals: agents, stewards, CI and developers with tokens.
+    #[command(subcommand)]
+    Principal(PrincipalCmd),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    Dir,
+    Git,
+}
+
+#[derive(Debug, Args)]
+pub struct AddSource {
+    #[arg(long)]
+    pub id: String,
+    #[arg(long, value_enum)]
+    pub kind: KindArg,
+    /// Directory or git working tree; relative paths are relative to the registry file.
+    #[arg(long)]
+    pub location: String,
+    #[arg(long)]
+    pub owner: String,
+    /// Sensitivity, 1 (least) to 4 (most).
+    #[arg(long)]
+    pub tier: String,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Only paths matching these globs are ingested (repeatable).
+    #[arg(long = "include", value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Paths matching these globs are skipped (repeatable).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Extra never-ingest rules for this source (repeatable).
+    #[arg(long = "never-ingest", value_name = "GLOB")]
+    pub never_ingest: Vec<String>,
+    #[command(flatten)]
+    pub out: Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    pub id: String,
+    /// Why; required to deny or revoke.
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub out: Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExceptionCmd {
+    /// Grant an exception for a path glob within one source.
+    Grant(GrantArgs),
+    /// List exceptions and whether each is live, not yet live or expired.
+    List(Json),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PermitArg {
+    /// Ingest paths a never-ingest rule would refuse (redaction still applies).
+    NeverIngest,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// Exception id [default: derived from source and time].
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long)]
+    pub source: String,
+    /// Path glob inside the source that the exception covers.
+    #[arg(long)]
+    pub path: String,
+    #[arg(long = "permit", value_enum, default_values_t = [PermitArg::NeverIngest])]
+    pub permits: Vec<PermitArg>,
+    /// Who approved it [default: the actor].
+    #[arg(long)]
+    pub approver: Option<String>,
+    #[arg(long)]
+    pub reason: String,
+    /// When it ends (RFC 3339, e.g. 2026-12-31T00:00:00Z).
+    #[arg(long, conflicts_with = "duration", required_unless_present = "duration")]
+    pub expires_at: Option<String>,
+    /// How long it lasts from now: 90m, 12h, 30d, 2w.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: Option<String>,
+    #[command(flatten)]
+    pub out: Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Agent,
+    Steward,
+    Ci,
+    Developer,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrincipalCmd {
+    /// Create a principal and print its token once; only the token's hash is stored.
+    Add(AddPrincipal),
+    /// List principals with role, tier ceiling and granted sources.
+    List(Json),
+}
+
+#[derive(Debug, Args)]
+pub struct AddPrincipal {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// Highest tier this principal may read, 1-4.
+    #[arg(long)]
+    pub tier_ceiling: String,
+    /// A source it may read (repeatable).
+    #[arg(long = "source", value_name = "ID", required_unless_present = "all_sources")]
+    pub sources: Vec<String>,
+    /// May read every approved source within its ceiling.
+    #[arg(long, conflicts_with = "sources")]
+    pub all_sources: bool,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[command(flatten)]
+    pub out: Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Show the last entries.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        #[command(flatten)]
+        out: Json,
+    },
+    /// Check the whole hash chain; exit 1 naming the first bad entry.
+    Verify(Json),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Would these paths of a source be ingested, and why (not)?
+    Decide {
+        source: String,
+        /// Paths relative to the source root.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        #[command(flatten)]
+        out: Json,
+    },
+    /// What may this principal read?
+    Scope {
+        principal: String,
+        #[command(flatten)]
+        out: Json,
+    },
+}
