@@ -38,6 +38,26 @@ pub enum Command {
     /// Ask the policy what it decides, without changing anything.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Redact secrets from standard input to standard output; findings
+    /// (rule, line, column, never the value) go to standard error.
+    Redact(RedactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RedactArgs {
+    /// A gitleaks-format rule file to add to the built-in rules (a rule with
+    /// a built-in's id replaces it).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Use only the rules from --rules.
+    #[arg(long, requires = "rules")]
+    pub no_builtin: bool,
+    /// The path the text comes from, so path-scoped rules and allowlists apply.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Print findings as JSON lines on standard error.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

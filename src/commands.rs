@@ -12,7 +12,7 @@ use registry::{ContentHash, Permit, Registry, RegistryStore, Role, SourceId, Sou
 use serde_json::json;
 
 use crate::cli::*;
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::views::{ExceptionView, PrincipalView, SourceView, table};
 
 fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -452,4 +452,53 @@ pub fn policy(cmd: PolicyCmd, s: &Settings, store: &RegistryStore) -> anyhow::Re
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Largest input `ctxplane redact` accepts.
+const MAX_REDACT_BYTES: u64 = 64 << 20;
+
+pub fn redact(args: &RedactArgs) -> anyhow::Result<ExitCode> {
+    use indexer::redact::{Redactor, RuleSet};
+    use std::io::{Read, Write};
+
+    let rules = match &args.rules {
+        None => RuleSet::builtin(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let user = RuleSet::from_toml(&text, &path.display().to_string())
+                .map_err(|e| config::ConfigError(e.to_string()))?;
+            if args.no_builtin {
+                user
+            } else {
+                RuleSet::builtin().merged(user)
+            }
+        }
+    };
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(MAX_REDACT_BYTES + 1)
+        .read_to_end(&mut input)
+        .context("reading standard input")?;
+    if input.len() as u64 > MAX_REDACT_BYTES {
+        bail!("standard input is larger than {} MiB", MAX_REDACT_BYTES >> 20);
+    }
+    let text = String::from_utf8(input).map_err(|e| {
+        anyhow::anyhow!(
+            "standard input is not valid UTF-8 (first bad byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    // No findings log is kept here, so a fixed key is fine: the hash only
+    // lets a reader see that two findings are the same value.
+    let redacted = Redactor::new(rules, [0u8; 32]).redact(&text, args.path.as_deref());
+    std::io::stdout().write_all(redacted.text.as_bytes())?;
+    for f in &redacted.findings {
+        if args.json {
+            eprintln!("{}", serde_json::to_string(f)?);
+        } else {
+            eprintln!("redacted {} at {}:{}", f.rule_id, f.line, f.column);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

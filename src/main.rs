@@ -33,6 +33,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Redact(args) = &cli.command {
+        // Needs no registry or data directory.
+        return commands::redact(args);
+    }
     let settings = Settings::resolve(Overrides {
         config: cli.config,
         registry: cli.registry,
@@ -44,5 +48,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Registry(cmd) => commands::registry(cmd, &settings, &store),
         Command::Audit(cmd) => commands::audit(cmd, &store),
         Command::Policy(cmd) => commands::policy(cmd, &settings, &store),
+        Command::Redact(_) => unreachable!("handled before settings are resolved"),
     }
 }

@@ -1,5 +1,7 @@
 //! Shared fixtures for ctxplane's benchmarks.
 
+pub mod secrets_eval;
+
 use std::path::Path;
 
 use registry::Registry;

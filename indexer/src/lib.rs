@@ -1,1 +1,3 @@
+//! ctxplane's indexer: approved sources in, redacted chunks out.
 
+pub mod redact;
