@@ -38,6 +38,10 @@ pub enum Command {
     /// Ask the policy what it decides, without changing anything.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Ingest every approved source: policy, redaction, chunking, lexical index.
+    Index(IndexArgs),
+    /// Search the lexical index (scoped to a principal with --as).
+    Search(SearchArgs),
     /// Redact secrets from standard input to standard output; findings
     /// (rule, line, column, never the value) go to standard error.
     Redact(RedactArgs),
@@ -244,4 +248,28 @@ pub enum PolicyCmd {
         #[command(flatten)]
         out: Json,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// Files larger than this are skipped [default: 1048576, or `max_file_bytes` in the config].
+    #[arg(long, env = "CTXPLANE_MAX_FILE_BYTES", value_name = "BYTES")]
+    pub max_file_bytes: Option<u64>,
+    /// A gitleaks-format rule file added to the built-in redaction rules.
+    #[arg(long, env = "CTXPLANE_REDACTION_RULES", value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: Json,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    pub query: String,
+    /// Search as this principal: only its sources, up to its tier ceiling.
+    #[arg(long = "as", value_name = "PRINCIPAL")]
+    pub principal: Option<String>,
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub out: Json,
 }

@@ -502,3 +502,192 @@ pub fn redact(args: &RedactArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+fn load_rules(path: Option<&Path>, builtin: bool) -> anyhow::Result<indexer::redact::RuleSet> {
+    use indexer::redact::RuleSet;
+    Ok(match path {
+        None => RuleSet::builtin(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let user = RuleSet::from_toml(&text, &path.display().to_string())
+                .map_err(|e| config::ConfigError(e.to_string()))?;
+            if builtin {
+                RuleSet::builtin().merged(user)
+            } else {
+                user
+            }
+        }
+    })
+}
+
+pub fn index(args: IndexArgs, s: &Settings, store: &RegistryStore) -> anyhow::Result<ExitCode> {
+    use indexer::{Indexer, PassOptions};
+    let reg = store.load(&s.actor)?;
+    let rules = load_rules(args.rules.as_deref(), true)?;
+    let options = PassOptions {
+        max_file_bytes: args.max_file_bytes.unwrap_or(s.max_file_bytes),
+    };
+    let lock = registry::fsutil::DirLock::acquire(store.data_dir())?;
+    let indexer = Indexer::open(store.data_dir(), rules, options)?;
+    let policy = reg.policy(store.clock());
+    let started = std::time::Instant::now();
+    let show_progress = !args.out.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut last = std::time::Instant::now();
+    let report = indexer.run_pass(&reg, &policy, policy.now(), &mut |source, done, total| {
+        if show_progress && (done == total || last.elapsed().as_millis() > 100) {
+            eprint!("\r{source}: {done}/{total} files");
+            if done == total {
+                eprintln!();
+            }
+            last = std::time::Instant::now();
+        }
+    })?;
+    let elapsed = started.elapsed();
+    // The audit append takes the lock itself.
+    drop(lock);
+    let mut ev = Event::new(&s.actor, "index.pass", "all")
+        .detail("registry_version", reg.version.to_hex())
+        .detail("committed", report.committed)
+        .detail("purged", report.purged.clone())
+        .detail("total_chunks", report.total_chunks);
+    for sr in &report.sources {
+        let denied: serde_json::Map<String, serde_json::Value> = sr
+            .denied
+            .iter()
+            .map(|(k, t)| (k.clone(), json!({"count": t.count, "examples": t.examples})))
+            .collect();
+        ev = ev.detail(
+            &format!("source:{}", sr.source),
+            json!({
+                "files": sr.files_seen, "indexed": sr.indexed, "unchanged": sr.unchanged, "removed": sr.removed,
+                "chunks_added": sr.chunks_added, "chunks_removed": sr.chunks_removed, "redactions": sr.redactions,
+                "denied": denied, "skipped": sr.skipped.iter().map(|(k, t)| (k.clone(), t.count)).collect::<std::collections::BTreeMap<_, _>>(),
+                "commit": sr.commit, "error": sr.error,
+            }),
+        );
+    }
+    let entries = store.record(vec![ev])?;
+    if args.out.json {
+        print_json(
+            &json!({"report": report, "elapsed_ms": elapsed.as_millis() as u64, "audit_seq": entries.first().map(|e| e.seq)}),
+        )?;
+    } else {
+        for sr in &report.sources {
+            let denied: u64 = sr.denied.values().map(|t| t.count).sum();
+            let skipped: u64 = sr.skipped.values().map(|t| t.count).sum();
+            println!(
+                "{}: {} files, {} indexed, {} unchanged, {} removed; {} chunks added, {} removed; {} denied, {} skipped, {} secrets redacted",
+                sr.source,
+                sr.files_seen,
+                sr.indexed,
+                sr.unchanged,
+                sr.removed,
+                sr.chunks_added,
+                sr.chunks_removed,
+                denied,
+                skipped,
+                sr.redactions
+            );
+            for (reason, t) in &sr.denied {
+                println!(
+                    "    denied  {reason:<20} {:>5}  e.g. {}",
+                    t.count,
+                    t.examples.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            for (reason, t) in &sr.skipped {
+                println!(
+                    "    skipped {reason:<20} {:>5}  e.g. {}",
+                    t.count,
+                    t.examples.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
+            if let Some(e) = &sr.error {
+                println!("    error: {e}");
+            }
+        }
+        for id in &report.purged {
+            println!("{id}: purged (no longer approved)");
+        }
+        println!(
+            "{} chunks in the index; pass took {:.2?}",
+            report.total_chunks, elapsed
+        );
+    }
+    let failed = report.sources.iter().any(|s| s.error.is_some());
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn search(args: SearchArgs, s: &Settings, store: &RegistryStore) -> anyhow::Result<ExitCode> {
+    use indexer::lexical::{Filter, Lexical};
+    let reg = store.load(&s.actor)?;
+    let policy = reg.policy(store.clock());
+    let filter = match &args.principal {
+        Some(name) => {
+            // Unknown principals see nothing, exactly like principals with no scope.
+            let scope = reg.principal(name).map(|p| policy.scope_for(p));
+            Filter {
+                sources: scope
+                    .as_ref()
+                    .map(|sc| sc.sources.iter().map(|s| s.to_string()).collect())
+                    .unwrap_or_default(),
+                max_tier: scope.map_or(0, |sc| sc.tier_ceiling.get()),
+            }
+        }
+        None => Filter {
+            sources: reg
+                .sources
+                .values()
+                .filter(|x| x.status == Status::Approved)
+                .map(|x| x.id.to_string())
+                .collect(),
+            max_tier: Tier::MAX.get(),
+        },
+    };
+    let dir = store.data_dir().join("index/lexical");
+    if !dir.join("meta.json").exists() {
+        bail!("no index at {}; run `ctxplane index` first", dir.display());
+    }
+    let lexical = Lexical::open(&dir)?;
+    let hits = lexical.search(&args.query, &filter, args.limit.clamp(1, 1000))?;
+    store.record(vec![
+        Event::new(
+            &s.actor,
+            "search",
+            args.principal.as_deref().unwrap_or("(operator)"),
+        )
+        .detail("query_hash", ContentHash::of(args.query.as_bytes()).short())
+        .detail("results", hits.len())
+        .detail(
+            "chunk_ids",
+            hits.iter().map(|(_, c)| c.chunk_id.as_str()).collect::<Vec<_>>(),
+        ),
+    ])?;
+    if args.out.json {
+        let results: Vec<_> = hits
+            .iter()
+            .map(|(score, c)| json!({"score": score, "chunk": c}))
+            .collect();
+        print_json(&json!({"query": args.query, "results": results}))?;
+    } else {
+        for (score, c) in &hits {
+            println!(
+                "{score:>7.3}  {}:{}#L{}-L{}  {}",
+                c.source,
+                c.path,
+                c.start_line,
+                c.end_line,
+                c.symbol.as_deref().unwrap_or("")
+            );
+        }
+        if hits.is_empty() {
+            println!("no results");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -16,6 +16,7 @@ use serde::Deserialize;
 struct FileConfig {
     registry: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    max_file_bytes: Option<u64>,
 }
 
 /// Validated settings every command starts from.
@@ -24,6 +25,8 @@ pub struct Settings {
     pub registry: PathBuf,
     pub data_dir: PathBuf,
     pub actor: String,
+    /// Files larger than this are not ingested.
+    pub max_file_bytes: u64,
 }
 
 /// What the command line and environment said (flags override env).
@@ -66,10 +69,15 @@ impl Settings {
             )
             .into());
         }
+        let max_file_bytes = file.max_file_bytes.unwrap_or(1 << 20);
+        if max_file_bytes == 0 {
+            return Err(ConfigError("max_file_bytes must be at least 1".into()).into());
+        }
         Ok(Settings {
             registry,
             data_dir,
             actor,
+            max_file_bytes,
         })
     }
 }

@@ -48,6 +48,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Registry(cmd) => commands::registry(cmd, &settings, &store),
         Command::Audit(cmd) => commands::audit(cmd, &store),
         Command::Policy(cmd) => commands::policy(cmd, &settings, &store),
+        Command::Index(args) => commands::index(args, &settings, &store),
+        Command::Search(args) => commands::search(args, &settings, &store),
         Command::Redact(_) => unreachable!("handled before settings are resolved"),
     }
 }

@@ -1,3 +1,114 @@
 //! ctxplane's indexer: approved sources in, redacted chunks out.
+//!
+//! * [`redact`]: secret redaction, before anything is stored.
+//! * [`walk`], [`git`]: listing a source's files and its HEAD commit.
+//! * [`chunk`]: splitting redacted text into chunks with line spans.
+//! * [`lexical`]: the tantivy index and its code-aware [`tokenizer`].
+//! * [`manifest`]: per-source record of what was ingested.
+//! * [`Indexer`]: the on-disk layout and the indexing pass.
 
+pub mod chunk;
+pub mod error;
+pub mod git;
+pub mod lexical;
+pub mod manifest;
+mod pass;
 pub mod redact;
+pub mod tokenizer;
+pub mod walk;
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use registry::{Policy, Registry};
+
+pub use error::{IndexError, Result};
+pub use pass::{PassOptions, PassReport, RedactionRecord, SourceReport, Tally, chunk_id};
+
+use crate::lexical::Lexical;
+use crate::manifest::Manifests;
+use crate::redact::{Redactor, RuleSet};
+
+/// The indexer's part of the data directory:
+/// `index/lexical/` (tantivy), `index/manifests/<source>.json`,
+/// `index/redactions.jsonl`, and `keys/redaction.key`.
+#[derive(Debug)]
+pub struct Indexer {
+    data_dir: PathBuf,
+    lexical: Lexical,
+    manifests: Manifests,
+    redactor: Redactor,
+    options: PassOptions,
+}
+
+impl Indexer {
+    pub fn open(data_dir: &Path, rules: RuleSet, options: PassOptions) -> Result<Indexer> {
+        let index_dir = data_dir.join("index");
+        let lexical = Lexical::open(&index_dir.join("lexical"))?;
+        let key = redaction_key(&data_dir.join("keys"))?;
+        Ok(Indexer {
+            data_dir: data_dir.to_path_buf(),
+            lexical,
+            manifests: Manifests::new(index_dir.join("manifests")),
+            redactor: Redactor::new(rules, key),
+            options,
+        })
+    }
+
+    pub fn lexical(&self) -> &Lexical {
+        &self.lexical
+    }
+
+    pub fn manifests(&self) -> &Manifests {
+        &self.manifests
+    }
+
+    /// Runs one pass. `progress(source, done, total)` is called per file.
+    pub fn run_pass(
+        &self,
+        registry: &Registry,
+        policy: &Policy<'_>,
+        now: Timestamp,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<PassReport> {
+        let pass = pass::Pass {
+            lexical: &self.lexical,
+            manifests: &self.manifests,
+            redactor: &self.redactor,
+            options: &self.options,
+            now,
+        };
+        let (report, redactions) = pass.run(registry, policy, progress)?;
+        pass::append_redactions(&self.data_dir.join("index/redactions.jsonl"), &redactions)?;
+        Ok(report)
+    }
+}
+
+/// The key that makes redaction hashes unlinkable outside this deployment;
+/// created once with owner-only permissions.
+fn redaction_key(dir: &Path) -> Result<[u8; 32]> {
+    let path = dir.join("redaction.key");
+    match std::fs::read(&path) {
+        Ok(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| IndexError::Layout {
+            path: path.clone(),
+            message: "redaction key must be exactly 32 bytes".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| IndexError::Layout {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            registry::fsutil::write_atomic(&path, &key)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| IndexError::io(&path, e))?;
+            }
+            Ok(key)
+        }
+        Err(e) => Err(IndexError::io(path, e)),
+    }
+}

@@ -1,0 +1,35 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lexical index at {path}: {message}")]
+    Lexical { path: PathBuf, message: String },
+    #[error("{path}: {message}")]
+    Layout { path: PathBuf, message: String },
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
+}
+
+impl IndexError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        IndexError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn lexical(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        IndexError::Lexical {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
+
+pub type Result<T, E = IndexError> = std::result::Result<T, E>;

@@ -1,0 +1,283 @@
+//! The lexical index (tantivy): one document per chunk, searchable with
+//! BM25 through the code-aware tokenizer, filterable by source and tier.
+
+use std::path::Path;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::schema::{
+    Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+};
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::error::{IndexError, Result};
+use crate::tokenizer::{CODE_TOKENIZER, CodeTokenizer};
+
+#[derive(Clone, Copy, Debug)]
+struct Fields {
+    chunk_id: Field,
+    source: Field,
+    /// `source \x1f path`, for deleting a file's chunks.
+    file_key: Field,
+    tier: Field,
+    path: Field,
+    language: Field,
+    symbol: Field,
+    kind: Field,
+    start_line: Field,
+    end_line: Field,
+    content: Field,
+    file_hash: Field,
+    chunk_hash: Field,
+    commit: Field,
+    ingested_at: Field,
+}
+
+/// A chunk as stored and returned.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ChunkDoc {
+    pub chunk_id: String,
+    pub source: String,
+    pub tier: u8,
+    pub path: String,
+    pub language: String,
+    pub symbol: Option<String>,
+    pub kind: String,
+    pub start_line: u32,
+    pub end_line: u32,
+    pub content: String,
+    /// blake3 of the whole (unredacted) file the chunk came from.
+    pub file_hash: String,
+    /// blake3 of the chunk's (redacted) text.
+    pub chunk_hash: String,
+    pub commit: Option<String>,
+    /// Unix seconds.
+    pub ingested_at: i64,
+}
+
+/// Which chunks a reader may see. An empty source list sees nothing.
+#[derive(Clone, Debug)]
+pub struct Filter {
+    pub sources: Vec<String>,
+    pub max_tier: u8,
+}
+
+pub struct Lexical {
+    index: Index,
+    reader: IndexReader,
+    f: Fields,
+}
+
+impl std::fmt::Debug for Lexical {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lexical")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+fn file_key(source: &str, path: &str) -> String {
+    format!("{source}\u{1f}{path}")
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let code = |stored: bool| {
+        let o = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(CODE_TOKENIZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
+        if stored { o.set_stored() } else { o }
+    };
+    let f = Fields {
+        chunk_id: b.add_text_field("chunk_id", STRING | STORED),
+        source: b.add_text_field("source", STRING | STORED),
+        file_key: b.add_text_field("file_key", STRING),
+        tier: b.add_u64_field("tier", INDEXED | STORED),
+        path: b.add_text_field("path", code(true)),
+        language: b.add_text_field("language", STRING | STORED),
+        symbol: b.add_text_field("symbol", code(true)),
+        kind: b.add_text_field("kind", STRING | STORED),
+        start_line: b.add_u64_field("start_line", STORED),
+        end_line: b.add_u64_field("end_line", STORED),
+        content: b.add_text_field("content", code(true)),
+        file_hash: b.add_text_field("file_hash", STRING | STORED),
+        chunk_hash: b.add_text_field("chunk_hash", STRING | STORED),
+        commit: b.add_text_field("commit", STRING | STORED),
+        ingested_at: b.add_i64_field("ingested_at", STORED),
+    };
+    (b.build(), f)
+}
+
+impl Lexical {
+    pub fn open(dir: &Path) -> Result<Lexical> {
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
+        let (schema, f) = schema();
+        let index = if dir.join("meta.json").exists() {
+            let index = Index::open_in_dir(dir).map_err(|e| IndexError::lexical(dir, e))?;
+            if index.schema() != schema {
+                return Err(IndexError::Layout {
+                    path: dir.to_path_buf(),
+                    message: "the lexical index was written by another version; delete it and re-index"
+                        .into(),
+                });
+            }
+            index
+        } else {
+            Index::create_in_dir(dir, schema).map_err(|e| IndexError::lexical(dir, e))?
+        };
+        index
+            .tokenizers()
+            .register(CODE_TOKENIZER, TextAnalyzer::builder(CodeTokenizer).build());
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| IndexError::lexical(dir, e))?;
+        Ok(Lexical { index, reader, f })
+    }
+
+    pub fn writer(&self) -> Result<IndexWriter> {
+        self.index
+            .writer_with_num_threads(1, 64 << 20)
+            .map_err(|e| IndexError::lexical(Path::new("lexical"), e))
+    }
+
+    pub fn delete_file(&self, w: &IndexWriter, source: &str, path: &str) {
+        w.delete_term(Term::from_field_text(self.f.file_key, &file_key(source, path)));
+    }
+
+    pub fn delete_source(&self, w: &IndexWriter, source: &str) {
+        w.delete_term(Term::from_field_text(self.f.source, source));
+    }
+
+    pub fn add(&self, w: &IndexWriter, c: &ChunkDoc) -> Result<()> {
+        let f = &self.f;
+        let mut d = TantivyDocument::default();
+        d.add_text(f.chunk_id, &c.chunk_id);
+        d.add_text(f.source, &c.source);
+        d.add_text(f.file_key, file_key(&c.source, &c.path));
+        d.add_u64(f.tier, u64::from(c.tier));
+        d.add_text(f.path, &c.path);
+        d.add_text(f.language, &c.language);
+        if let Some(s) = &c.symbol {
+            d.add_text(f.symbol, s);
+        }
+        d.add_text(f.kind, &c.kind);
+        d.add_u64(f.start_line, u64::from(c.start_line));
+        d.add_u64(f.end_line, u64::from(c.end_line));
+        d.add_text(f.content, &c.content);
+        d.add_text(f.file_hash, &c.file_hash);
+        d.add_text(f.chunk_hash, &c.chunk_hash);
+        if let Some(commit) = &c.commit {
+            d.add_text(f.commit, commit);
+        }
+        d.add_i64(f.ingested_at, c.ingested_at);
+        w.add_document(d)
+            .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
+        Ok(())
+    }
+
+    pub fn commit(&self, w: &mut IndexWriter) -> Result<()> {
+        w.commit()
+            .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
+        self.reader
+            .reload()
+            .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
+        Ok(())
+    }
+
+    /// The best `limit` chunks for `query` among those `filter` lets through.
+    pub fn search(&self, query: &str, filter: &Filter, limit: usize) -> Result<Vec<(f32, ChunkDoc)>> {
+        if filter.sources.is_empty() || filter.max_tier == 0 || query.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let f = &self.f;
+        let mut parser = QueryParser::for_index(&self.index, vec![f.content, f.symbol, f.path]);
+        parser.set_field_boost(f.symbol, 2.0);
+        parser.set_field_boost(f.path, 1.5);
+        let (user, _errors) = parser.parse_query_lenient(query);
+        let any_of = |terms: Vec<Term>| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(
+                terms
+                    .into_iter()
+                    .map(|t| {
+                        (
+                            Occur::Should,
+                            Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn Query>,
+                        )
+                    })
+                    .collect(),
+            ))
+        };
+        let sources = any_of(
+            filter
+                .sources
+                .iter()
+                .map(|s| Term::from_field_text(f.source, s))
+                .collect(),
+        );
+        let tiers = any_of(
+            (1..=u64::from(filter.max_tier))
+                .map(|t| Term::from_field_u64(f.tier, t))
+                .collect(),
+        );
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, user),
+            (Occur::Must, sources),
+            (Occur::Must, tiers),
+        ]);
+        let searcher = self.reader.searcher();
+        let top = searcher
+            .search(&q, &TopDocs::with_limit(limit.max(1)).order_by_score())
+            .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let doc: TantivyDocument = searcher
+                .doc(addr)
+                .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
+            out.push((score, self.to_chunk(&doc)));
+        }
+        Ok(out)
+    }
+
+    /// Number of chunks of `source` in the committed index.
+    pub fn count_source(&self, source: &str) -> u64 {
+        let q = TermQuery::new(
+            Term::from_field_text(self.f.source, source),
+            IndexRecordOption::Basic,
+        );
+        self.reader
+            .searcher()
+            .search(&q, &tantivy::collector::Count)
+            .map_or(0, |n| n as u64)
+    }
+
+    pub fn total_chunks(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    fn to_chunk(&self, d: &TantivyDocument) -> ChunkDoc {
+        let f = &self.f;
+        let s = |field: Field| d.get_first(field).and_then(|v| v.as_str()).map(String::from);
+        let u = |field: Field| d.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
+        ChunkDoc {
+            chunk_id: s(f.chunk_id).unwrap_or_default(),
+            source: s(f.source).unwrap_or_default(),
+            tier: u(f.tier) as u8,
+            path: s(f.path).unwrap_or_default(),
+            language: s(f.language).unwrap_or_default(),
+            symbol: s(f.symbol),
+            kind: s(f.kind).unwrap_or_default(),
+            start_line: u(f.start_line) as u32,
+            end_line: u(f.end_line) as u32,
+            content: s(f.content).unwrap_or_default(),
+            file_hash: s(f.file_hash).unwrap_or_default(),
+            chunk_hash: s(f.chunk_hash).unwrap_or_default(),
+            commit: s(f.commit),
+            ingested_at: d.get_first(f.ingested_at).and_then(|v| v.as_i64()).unwrap_or(0),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Per-source manifests: what was ingested from each file, so unchanged
+//! files cost nothing and changed or removed ones are found.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IndexError, Result};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceManifest {
+    pub source: String,
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// blake3 of the file's bytes as read.
+    pub hash: String,
+    pub size: u64,
+    /// Modification time in Unix nanoseconds, for the cheap unchanged check.
+    pub mtime_ns: i64,
+    pub commit: Option<String>,
+    pub ingested_at: Timestamp,
+    pub language: String,
+    pub chunk_ids: Vec<String>,
+    pub redactions: u32,
+    /// The policy decision that let this file in.
+    pub decision_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Manifests {
+    dir: PathBuf,
+}
+
+impl Manifests {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Manifests { dir: dir.into() }
+    }
+
+    fn path(&self, source: &str) -> PathBuf {
+        self.dir.join(format!("{source}.json"))
+    }
+
+    pub fn load(&self, source: &str) -> Result<SourceManifest> {
+        let p = self.path(source);
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| IndexError::Layout {
+                path: p,
+                message: format!("manifest is unreadable ({e}); delete it to re-index the source"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SourceManifest {
+                source: source.to_string(),
+                files: BTreeMap::new(),
+            }),
+            Err(e) => Err(IndexError::io(p, e)),
+        }
+    }
+
+    pub fn store(&self, m: &SourceManifest) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| IndexError::io(&self.dir, e))?;
+        let bytes = serde_json::to_vec_pretty(m).map_err(|e| IndexError::Layout {
+            path: self.path(&m.source),
+            message: e.to_string(),
+        })?;
+        registry::fsutil::write_atomic(&self.path(&m.source), &bytes)?;
+        Ok(())
+    }
+
+    pub fn remove(&self, source: &str) -> Result<()> {
+        match std::fs::remove_file(self.path(source)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(IndexError::io(self.path(source), e)),
+        }
+    }
+
+    /// Sources that have a manifest on disk.
+    pub fn sources(&self) -> Result<Vec<String>> {
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(IndexError::io(&self.dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in rd.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".json") {
+                out.push(id.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}

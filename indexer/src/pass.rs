@@ -1,0 +1,385 @@
+//! One indexing pass over every approved source: decide, read, redact,
+//! chunk, store; remove what is gone or no longer allowed; purge sources
+//! that are no longer approved.
+//!
+//! Crash safety: the lexical index is committed before the manifests are
+//! replaced, and every file's old chunks are deleted before its new ones
+//! are added, so a pass interrupted anywhere is completed by the next one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use registry::{Policy, Registry, Status};
+use serde::Serialize;
+
+use crate::chunk::{chunk, language_of};
+use crate::error::{IndexError, Result};
+use crate::lexical::{ChunkDoc, Lexical};
+use crate::manifest::{FileEntry, Manifests, SourceManifest};
+use crate::redact::Redactor;
+use crate::walk;
+
+/// How many example paths a report keeps per reason.
+const EXAMPLES: usize = 20;
+
+#[derive(Clone, Debug)]
+pub struct PassOptions {
+    pub max_file_bytes: u64,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        PassOptions {
+            max_file_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Counts with a few example paths.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Tally {
+    pub count: u64,
+    pub examples: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, path: &str) {
+        self.count += 1;
+        if self.examples.len() < EXAMPLES {
+            self.examples.push(path.to_string());
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct SourceReport {
+    pub source: String,
+    pub root: PathBuf,
+    pub commit: Option<String>,
+    pub files_seen: u64,
+    pub indexed: u64,
+    pub unchanged: u64,
+    pub removed: u64,
+    pub chunks_added: u64,
+    pub chunks_removed: u64,
+    pub bytes_read: u64,
+    pub redactions: u64,
+    pub denied: BTreeMap<String, Tally>,
+    pub skipped: BTreeMap<String, Tally>,
+    /// Set when the source could not be walked; its indexed content is kept.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct PassReport {
+    pub sources: Vec<SourceReport>,
+    /// Sources whose content was removed because they are no longer approved.
+    pub purged: Vec<String>,
+    pub committed: bool,
+    pub total_chunks: u64,
+}
+
+impl PassReport {
+    pub fn changed(&self) -> bool {
+        self.committed
+    }
+}
+
+/// One redaction, as logged: never the value.
+#[derive(Clone, Debug, Serialize)]
+pub struct RedactionRecord {
+    pub source: String,
+    pub path: String,
+    pub line: u32,
+    pub column: u32,
+    pub rule_id: String,
+    pub keyed_hash: String,
+    pub at: Timestamp,
+}
+
+pub(crate) struct Pass<'a> {
+    pub lexical: &'a Lexical,
+    pub manifests: &'a Manifests,
+    pub redactor: &'a Redactor,
+    pub options: &'a PassOptions,
+    pub now: Timestamp,
+}
+
+impl Pass<'_> {
+    pub fn run(
+        &self,
+        registry: &Registry,
+        policy: &Policy<'_>,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<(PassReport, Vec<RedactionRecord>)> {
+        let mut writer = self.lexical.writer()?;
+        let mut report = PassReport::default();
+        let mut redactions = Vec::new();
+        let mut dirty: Vec<SourceManifest> = Vec::new();
+        let mut changed = false;
+
+        // Purge sources that are gone from the registry or not approved.
+        let approved: BTreeSet<String> = registry
+            .sources
+            .values()
+            .filter(|s| s.status == Status::Approved)
+            .map(|s| s.id.to_string())
+            .collect();
+        let mut purge = Vec::new();
+        for id in self.manifests.sources()? {
+            if !approved.contains(&id) {
+                self.lexical.delete_source(&writer, &id);
+                purge.push(id);
+                changed = true;
+            }
+        }
+
+        for source in registry.sources.values().filter(|s| s.status == Status::Approved) {
+            let id = source.id.as_str();
+            let root = source.root(&registry.base_dir);
+            let mut manifest = self.manifests.load(id)?;
+            let mut sr = SourceReport {
+                source: id.to_string(),
+                root: root.clone(),
+                ..Default::default()
+            };
+            let files = match walk::list(&root) {
+                Ok(f) => f,
+                Err(e) => {
+                    sr.error = Some(format!("cannot walk {}: {e}", root.display()));
+                    report.sources.push(sr);
+                    continue;
+                }
+            };
+            let commit = match source.kind {
+                registry::SourceKind::Git => crate::git::head_commit(&root),
+                registry::SourceKind::Dir => None,
+            };
+            sr.commit = commit.clone();
+            let mut source_dirty = false;
+            let mut seen = BTreeSet::new();
+            let total = files.len() as u64;
+            for (n, found) in files.iter().enumerate() {
+                progress(id, n as u64 + 1, total);
+                sr.files_seen += 1;
+                seen.insert(found.rel.clone());
+                let decision = policy.decide_ingest(id, &found.rel);
+                if let Some(reason) = decision.deny_reason() {
+                    sr.denied
+                        .entry(reason.code().to_string())
+                        .or_default()
+                        .add(&found.rel);
+                    if let Some(old) = manifest.files.remove(&found.rel) {
+                        self.lexical.delete_file(&writer, id, &found.rel);
+                        sr.chunks_removed += old.chunk_ids.len() as u64;
+                        sr.removed += 1;
+                        source_dirty = true;
+                    }
+                    continue;
+                }
+                let mtime_ns = i64::try_from(found.mtime_ns).unwrap_or(i64::MAX);
+                if let Some(old) = manifest.files.get_mut(&found.rel)
+                    && old.size == found.size
+                    && old.mtime_ns == mtime_ns
+                    && old.commit == commit
+                {
+                    if old.decision_id != decision.id {
+                        old.decision_id = decision.id.clone();
+                        source_dirty = true;
+                    }
+                    sr.unchanged += 1;
+                    continue;
+                }
+                let (text, hash) = match walk::read_text(found, self.options.max_file_bytes) {
+                    Ok(t) => t,
+                    Err(skip) => {
+                        sr.skipped
+                            .entry(skip.code().to_string())
+                            .or_default()
+                            .add(&found.rel);
+                        if let Some(old) = manifest.files.remove(&found.rel) {
+                            self.lexical.delete_file(&writer, id, &found.rel);
+                            sr.chunks_removed += old.chunk_ids.len() as u64;
+                            sr.removed += 1;
+                            source_dirty = true;
+                        }
+                        continue;
+                    }
+                };
+                sr.bytes_read += text.len() as u64;
+                let hash = hash.to_hex().to_string();
+                if let Some(old) = manifest.files.get_mut(&found.rel)
+                    && old.hash == hash
+                    && old.commit == commit
+                {
+                    // Touched but not changed: remember the new mtime only.
+                    old.mtime_ns = mtime_ns;
+                    old.size = found.size;
+                    old.decision_id = decision.id.clone();
+                    sr.unchanged += 1;
+                    source_dirty = true;
+                    continue;
+                }
+                let entry = self.ingest(
+                    &writer,
+                    source,
+                    &found.rel,
+                    &text,
+                    &hash,
+                    commit.as_deref(),
+                    &mut redactions,
+                )?;
+                if let Some(old) = manifest.files.get(&found.rel) {
+                    sr.chunks_removed += old.chunk_ids.len() as u64;
+                }
+                sr.chunks_added += entry.chunk_ids.len() as u64;
+                sr.redactions += u64::from(entry.redactions);
+                sr.indexed += 1;
+                manifest.files.insert(
+                    found.rel.clone(),
+                    FileEntry {
+                        size: found.size,
+                        mtime_ns,
+                        decision_id: decision.id.clone(),
+                        ..entry
+                    },
+                );
+                source_dirty = true;
+            }
+            let gone: Vec<String> = manifest
+                .files
+                .keys()
+                .filter(|p| !seen.contains(*p))
+                .cloned()
+                .collect();
+            for path in gone {
+                if let Some(old) = manifest.files.remove(&path) {
+                    self.lexical.delete_file(&writer, id, &path);
+                    sr.chunks_removed += old.chunk_ids.len() as u64;
+                    sr.removed += 1;
+                    source_dirty = true;
+                }
+            }
+            if source_dirty {
+                changed |= sr.indexed > 0 || sr.removed > 0;
+                dirty.push(manifest);
+            }
+            report.sources.push(sr);
+        }
+
+        if changed {
+            self.lexical.commit(&mut writer)?;
+            report.committed = true;
+        }
+        drop(writer);
+        for m in &dirty {
+            self.manifests.store(m)?;
+        }
+        for id in &purge {
+            self.manifests.remove(id)?;
+        }
+        report.purged = purge;
+        report.total_chunks = self.lexical.total_chunks();
+        Ok((report, redactions))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn ingest(
+        &self,
+        writer: &tantivy::IndexWriter,
+        source: &registry::Source,
+        rel: &str,
+        text: &str,
+        file_hash: &str,
+        commit: Option<&str>,
+        log: &mut Vec<RedactionRecord>,
+    ) -> Result<FileEntry> {
+        let id = source.id.as_str();
+        let redacted = self.redactor.redact(text, Some(rel));
+        for f in &redacted.findings {
+            log.push(RedactionRecord {
+                source: id.to_string(),
+                path: rel.to_string(),
+                line: f.line,
+                column: f.column,
+                rule_id: f.rule_id.clone(),
+                keyed_hash: f.keyed_hash.clone(),
+                at: self.now,
+            });
+        }
+        let language = language_of(rel);
+        let chunks = chunk(&redacted.text, language);
+        self.lexical.delete_file(writer, id, rel);
+        let mut chunk_ids = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            let chunk_hash = blake3::hash(c.text.as_bytes()).to_hex().to_string();
+            let chunk_id = chunk_id(id, rel, c.start_line, c.end_line, &chunk_hash);
+            self.lexical.add(
+                writer,
+                &ChunkDoc {
+                    chunk_id: chunk_id.clone(),
+                    source: id.to_string(),
+                    tier: source.tier.get(),
+                    path: rel.to_string(),
+                    language: language.to_string(),
+                    symbol: c.symbol,
+                    kind: c.kind,
+                    start_line: c.start_line,
+                    end_line: c.end_line,
+                    content: c.text,
+                    file_hash: file_hash.to_string(),
+                    chunk_hash,
+                    commit: commit.map(String::from),
+                    ingested_at: self.now.as_second(),
+                },
+            )?;
+            chunk_ids.push(chunk_id);
+        }
+        Ok(FileEntry {
+            hash: file_hash.to_string(),
+            size: 0,
+            mtime_ns: 0,
+            commit: commit.map(String::from),
+            ingested_at: self.now,
+            language: language.to_string(),
+            chunk_ids,
+            redactions: redacted.findings.len() as u32,
+            decision_id: String::new(),
+        })
+    }
+}
+
+/// Stable id of a chunk: where it is and what it says.
+pub fn chunk_id(source: &str, path: &str, start: u32, end: u32, chunk_hash: &str) -> String {
+    let mut h = blake3::Hasher::new();
+    for part in [source, path, &start.to_string(), &end.to_string(), chunk_hash] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("c-{}", &h.finalize().to_hex()[..24])
+}
+
+/// Appends redaction records (JSON lines) and fsyncs.
+pub(crate) fn append_redactions(path: &Path, records: &[RedactionRecord]) -> Result<()> {
+    use std::io::Write;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut buf = Vec::new();
+    for r in records {
+        serde_json::to_writer(&mut buf, r).map_err(|e| IndexError::Layout {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        buf.push(b'\n');
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| IndexError::io(path, e))?;
+    f.write_all(&buf)
+        .and_then(|()| f.sync_data())
+        .map_err(|e| IndexError::io(path, e))
+}

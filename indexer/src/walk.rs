@@ -1,0 +1,145 @@
+//! Walking a source: every regular file under its root, `.gitignore`
+//! respected, `.git` skipped, symlinks never followed, each file read once
+//! and classified before any of it can reach a store.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ignore::WalkBuilder;
+
+/// Why a file was not ingested, apart from policy.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "skip", rename_all = "snake_case")]
+pub enum Skip {
+    /// A symbolic link; its target is ingested only if it is itself inside the source.
+    Symlink,
+    TooLarge {
+        bytes: u64,
+        limit: u64,
+    },
+    Binary,
+    InvalidUtf8 {
+        at_byte: usize,
+    },
+    Unreadable {
+        error: String,
+    },
+}
+
+impl Skip {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Skip::Symlink => "symlink",
+            Skip::TooLarge { .. } => "too_large",
+            Skip::Binary => "binary",
+            Skip::InvalidUtf8 { .. } => "invalid_utf8",
+            Skip::Unreadable { .. } => "unreadable",
+        }
+    }
+}
+
+/// A file found under a source root.
+#[derive(Debug)]
+pub struct Found {
+    /// Relative, `/`-separated.
+    pub rel: String,
+    pub abs: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub is_symlink: bool,
+}
+
+/// Lists files under `root` (sorted by path, for stable runs). Errors from
+/// individual entries are returned as unreadable files, not dropped.
+pub fn list(root: &Path) -> Result<Vec<Found>, std::io::Error> {
+    let meta = std::fs::metadata(root)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "source location is not a directory",
+        ));
+    }
+    let mut out = Vec::new();
+    let walker = WalkBuilder::new(root)
+        .hidden(false)
+        .follow_links(false)
+        .parents(false)
+        .require_git(false)
+        .git_global(false)
+        .filter_entry(|e| e.file_name() != ".git")
+        .build();
+    for entry in walker {
+        let Ok(entry) = entry else { continue };
+        let Some(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            continue;
+        }
+        let abs = entry.path().to_path_buf();
+        let Ok(rel) = abs.strip_prefix(root) else { continue };
+        let Some(rel) = rel.to_str() else {
+            // Non-UTF-8 file names cannot be named in provenance; skip them visibly.
+            out.push(Found {
+                rel: rel.to_string_lossy().into_owned(),
+                abs,
+                size: 0,
+                mtime_ns: 0,
+                is_symlink: false,
+            });
+            continue;
+        };
+        let rel = rel.replace(std::path::MAIN_SEPARATOR, "/");
+        let lmeta = std::fs::symlink_metadata(&abs);
+        let (size, mtime_ns) = lmeta
+            .as_ref()
+            .map(|m| {
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as i128);
+                (m.len(), mtime)
+            })
+            .unwrap_or((0, 0));
+        out.push(Found {
+            rel,
+            abs,
+            size,
+            mtime_ns,
+            is_symlink: ft.is_symlink(),
+        });
+    }
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(out)
+}
+
+/// Reads a file's text, or says why not.
+pub fn read_text(found: &Found, max_bytes: u64) -> Result<(String, blake3::Hash), Skip> {
+    if found.is_symlink {
+        return Err(Skip::Symlink);
+    }
+    if found.size > max_bytes {
+        return Err(Skip::TooLarge {
+            bytes: found.size,
+            limit: max_bytes,
+        });
+    }
+    let mut bytes = Vec::with_capacity(found.size as usize);
+    std::fs::File::open(&found.abs)
+        .and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes))
+        .map_err(|e| Skip::Unreadable { error: e.to_string() })?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(Skip::TooLarge {
+            bytes: bytes.len() as u64,
+            limit: max_bytes,
+        });
+    }
+    if bytes[..bytes.len().min(8192)].contains(&0) {
+        return Err(Skip::Binary);
+    }
+    let hash = blake3::hash(&bytes);
+    String::from_utf8(bytes)
+        .map(|t| (t, hash))
+        .map_err(|e| Skip::InvalidUtf8 {
+            at_byte: e.utf8_error().valid_up_to(),
+        })
+}

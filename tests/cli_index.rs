@@ -1,0 +1,167 @@
+//! Indexing a real source tree through the binary: planted secrets and
+//! never-ingest files leave no trace anywhere under the data dir.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ctxplane");
+const PLANTED: &[&str] = &[
+    "Pr0dPassw0rd-Fake-9d8f",
+    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "ghp_R8wd8k4aXcaT4fNP0UcnZwJUVFk6LO0pINUx",
+    "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+    "CHANGE_ME",
+];
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn run(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("CTXPLANE_ACTOR", "test")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            files_under(&e.path(), out);
+        } else {
+            out.push(e.path());
+        }
+    }
+}
+
+#[test]
+fn planted_secrets_and_never_ingest_files_leave_no_trace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let org = tmp.path();
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/acme"), org);
+    let src = org.join("sources/payments-api/src");
+    std::fs::write(
+        src.join("client.rs"),
+        "// Stripe client\nconst STRIPE_KEY: &str = \"sk_live_4eC39HqLyjWDarjtT1zdp7dc\";\nfn gh() -> &'static str { \"ghp_R8wd8k4aXcaT4fNP0UcnZwJUVFk6LO0pINUx\" }\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("blob.bin"), b"\x00\x01\x02binary").unwrap();
+    std::fs::write(src.join("latin1.txt"), b"caf\xe9\n").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/etc/passwd", src.join("escape")).unwrap();
+
+    let v: serde_json::Value = serde_json::from_str(&run(org, &["index", "--json"])).unwrap();
+    let payments = v["report"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "payments-api")
+        .unwrap();
+    assert_eq!(payments["denied"]["never_ingest"]["examples"][0], "config/.env");
+    assert_eq!(payments["skipped"]["binary"]["count"], 1);
+    assert_eq!(payments["skipped"]["invalid_utf8"]["count"], 1);
+    #[cfg(unix)]
+    assert_eq!(payments["skipped"]["symlink"]["count"], 1);
+    assert!(payments["redactions"].as_u64().unwrap() >= 3);
+
+    let mut files = Vec::new();
+    files_under(&org.join(".ctxplane"), &mut files);
+    assert!(files.len() > 5);
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in PLANTED {
+            assert!(!text.contains(secret), "{secret} found in {}", f.display());
+        }
+        assert!(
+            !text.contains("root:x:0:0"),
+            "symlink target leaked into {}",
+            f.display()
+        );
+    }
+    let hits: serde_json::Value =
+        serde_json::from_str(&run(org, &["search", "STRIPE_KEY", "--json"])).unwrap();
+    let content = hits["results"][0]["chunk"]["content"].as_str().unwrap();
+    assert!(content.contains("[REDACTED:"), "{content}");
+    let env_hits: serde_json::Value =
+        serde_json::from_str(&run(org, &["search", "DATABASE_URL payments", "--json"])).unwrap();
+    for r in env_hits["results"].as_array().unwrap() {
+        assert_ne!(r["chunk"]["path"], "config/.env");
+    }
+
+    // A second pass over unchanged input changes nothing.
+    let manifest = std::fs::read(org.join(".ctxplane/index/manifests/payments-api.json")).unwrap();
+    let again: serde_json::Value = serde_json::from_str(&run(org, &["index", "--json"])).unwrap();
+    assert_eq!(again["report"]["committed"], false);
+    assert_eq!(
+        std::fs::read(org.join(".ctxplane/index/manifests/payments-api.json")).unwrap(),
+        manifest
+    );
+
+    // Editing one file re-indexes only it; deleting one removes its chunks.
+    std::fs::write(
+        src.join("client.rs"),
+        "// Stripe client, rewritten\nfn pay() {}\n",
+    )
+    .unwrap();
+    std::fs::remove_file(org.join("sources/payments-api/docs/architecture.md")).unwrap();
+    let third: serde_json::Value = serde_json::from_str(&run(org, &["index", "--json"])).unwrap();
+    let p = third["report"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "payments-api")
+        .unwrap();
+    assert_eq!(p["indexed"], 1);
+    assert_eq!(p["removed"], 1);
+
+    // Scope: a tier-1 agent never sees the tier-2 payments source.
+    let scoped: serde_json::Value = serde_json::from_str(&run(
+        org,
+        &["search", "pay capture ledger", "--as", "support-agent", "--json"],
+    ))
+    .unwrap();
+    assert!(
+        scoped["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["chunk"]["source"] == "platform-docs")
+    );
+
+    // Revoking the source purges all of its content.
+    run(org, &["registry", "revoke", "payments-api", "--reason", "test"]);
+    let purged: serde_json::Value = serde_json::from_str(&run(org, &["index", "--json"])).unwrap();
+    assert_eq!(purged["report"]["purged"][0], "payments-api");
+    let after: serde_json::Value =
+        serde_json::from_str(&run(org, &["search", "ledger capture pay", "--json"])).unwrap();
+    assert!(
+        after["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["chunk"]["source"] != "payments-api")
+    );
+    assert!(!org.join(".ctxplane/index/manifests/payments-api.json").exists());
+    assert!(run(org, &["audit", "verify"]).contains("intact"));
+}
