@@ -458,23 +458,10 @@ pub fn policy(cmd: PolicyCmd, s: &Settings, store: &RegistryStore) -> anyhow::Re
 const MAX_REDACT_BYTES: u64 = 64 << 20;
 
 pub fn redact(args: &RedactArgs) -> anyhow::Result<ExitCode> {
-    use indexer::redact::{Redactor, RuleSet};
+    use indexer::redact::Redactor;
     use std::io::{Read, Write};
 
-    let rules = match &args.rules {
-        None => RuleSet::builtin(),
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let user = RuleSet::from_toml(&text, &path.display().to_string())
-                .map_err(|e| config::ConfigError(e.to_string()))?;
-            if args.no_builtin {
-                user
-            } else {
-                RuleSet::builtin().merged(user)
-            }
-        }
-    };
+    let rules = load_rules(args.rules.as_deref(), !args.no_builtin)?;
     let mut input = Vec::new();
     std::io::stdin()
         .take(MAX_REDACT_BYTES + 1)

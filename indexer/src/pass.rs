@@ -170,12 +170,7 @@ impl Pass<'_> {
                         .entry(reason.code().to_string())
                         .or_default()
                         .add(&found.rel);
-                    if let Some(old) = manifest.files.remove(&found.rel) {
-                        self.lexical.delete_file(&writer, id, &found.rel);
-                        sr.chunks_removed += old.chunk_ids.len() as u64;
-                        sr.removed += 1;
-                        source_dirty = true;
-                    }
+                    source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
                     continue;
                 }
                 let mtime_ns = i64::try_from(found.mtime_ns).unwrap_or(i64::MAX);
@@ -198,12 +193,7 @@ impl Pass<'_> {
                             .entry(skip.code().to_string())
                             .or_default()
                             .add(&found.rel);
-                        if let Some(old) = manifest.files.remove(&found.rel) {
-                            self.lexical.delete_file(&writer, id, &found.rel);
-                            sr.chunks_removed += old.chunk_ids.len() as u64;
-                            sr.removed += 1;
-                            source_dirty = true;
-                        }
+                        source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
                         continue;
                     }
                 };
@@ -254,12 +244,7 @@ impl Pass<'_> {
                 .cloned()
                 .collect();
             for path in gone {
-                if let Some(old) = manifest.files.remove(&path) {
-                    self.lexical.delete_file(&writer, id, &path);
-                    sr.chunks_removed += old.chunk_ids.len() as u64;
-                    sr.removed += 1;
-                    source_dirty = true;
-                }
+                source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &path);
             }
             if source_dirty {
                 changed |= sr.indexed > 0 || sr.removed > 0;
@@ -282,6 +267,23 @@ impl Pass<'_> {
         report.purged = purge;
         report.total_chunks = self.lexical.total_chunks();
         Ok((report, redactions))
+    }
+
+    /// Removes a file's chunks and manifest entry, if it had any.
+    fn forget(
+        &self,
+        writer: &tantivy::IndexWriter,
+        manifest: &mut SourceManifest,
+        sr: &mut SourceReport,
+        path: &str,
+    ) -> bool {
+        let Some(old) = manifest.files.remove(path) else {
+            return false;
+        };
+        self.lexical.delete_file(writer, &manifest.source, path);
+        sr.chunks_removed += old.chunk_ids.len() as u64;
+        sr.removed += 1;
+        true
     }
 
     #[allow(clippy::too_many_arguments)]
