@@ -12,6 +12,11 @@ use crate::error::{IndexError, Result};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SourceManifest {
     pub source: String,
+    /// The chunker version and redaction rules the files were processed
+    /// with; when it differs from the current pipeline every file is
+    /// processed again.
+    #[serde(default)]
+    pub pipeline: String,
     pub files: BTreeMap<String, FileEntry>,
 }
 
@@ -54,6 +59,7 @@ impl Manifests {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SourceManifest {
                 source: source.to_string(),
+                pipeline: String::new(),
                 files: BTreeMap::new(),
             }),
             Err(e) => Err(IndexError::io(p, e)),

@@ -139,6 +139,10 @@ impl Pass<'_> {
             let id = source.id.as_str();
             let root = source.root(&registry.base_dir);
             let mut manifest = self.manifests.load(id)?;
+            // Files processed by another chunker or other redaction rules
+            // are processed again, even when unchanged on disk.
+            let pipeline = self.pipeline();
+            let reprocess = manifest.pipeline != pipeline;
             let mut sr = SourceReport {
                 source: id.to_string(),
                 root: root.clone(),
@@ -175,6 +179,7 @@ impl Pass<'_> {
                 }
                 let mtime_ns = i64::try_from(found.mtime_ns).unwrap_or(i64::MAX);
                 if let Some(old) = manifest.files.get_mut(&found.rel)
+                    && !reprocess
                     && old.size == found.size
                     && old.mtime_ns == mtime_ns
                     && old.commit == commit
@@ -200,6 +205,7 @@ impl Pass<'_> {
                 sr.bytes_read += text.len() as u64;
                 let hash = hash.to_hex().to_string();
                 if let Some(old) = manifest.files.get_mut(&found.rel)
+                    && !reprocess
                     && old.hash == hash
                     && old.commit == commit
                 {
@@ -214,10 +220,19 @@ impl Pass<'_> {
                 let entry = self.ingest(
                     &writer,
                     source,
-                    &found.rel,
+                    found,
                     &text,
-                    &hash,
-                    commit.as_deref(),
+                    FileEntry {
+                        hash,
+                        size: found.size,
+                        mtime_ns,
+                        commit: commit.clone(),
+                        ingested_at: self.now,
+                        language: language_of(&found.rel).to_string(),
+                        chunk_ids: Vec::new(),
+                        redactions: 0,
+                        decision_id: decision.id.clone(),
+                    },
                     &mut redactions,
                 )?;
                 if let Some(old) = manifest.files.get(&found.rel) {
@@ -226,15 +241,7 @@ impl Pass<'_> {
                 sr.chunks_added += entry.chunk_ids.len() as u64;
                 sr.redactions += u64::from(entry.redactions);
                 sr.indexed += 1;
-                manifest.files.insert(
-                    found.rel.clone(),
-                    FileEntry {
-                        size: found.size,
-                        mtime_ns,
-                        decision_id: decision.id.clone(),
-                        ..entry
-                    },
-                );
+                manifest.files.insert(found.rel.clone(), entry);
                 source_dirty = true;
             }
             let gone: Vec<String> = manifest
@@ -245,6 +252,10 @@ impl Pass<'_> {
                 .collect();
             for path in gone {
                 source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &path);
+            }
+            if reprocess {
+                manifest.pipeline = pipeline;
+                source_dirty = true;
             }
             if source_dirty {
                 changed |= sr.indexed > 0 || sr.removed > 0;
@@ -286,18 +297,28 @@ impl Pass<'_> {
         true
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// What a manifest records about how its files were processed.
+    fn pipeline(&self) -> String {
+        format!(
+            "chunker-{}+rules-{}",
+            crate::chunk::CHUNKER_VERSION,
+            self.redactor.rules().fingerprint()
+        )
+    }
+
+    /// Redacts, chunks and stores one file's text; returns `entry` with its
+    /// chunk ids and redaction count filled in.
     fn ingest(
         &self,
         writer: &tantivy::IndexWriter,
         source: &registry::Source,
-        rel: &str,
+        found: &walk::Found,
         text: &str,
-        file_hash: &str,
-        commit: Option<&str>,
+        mut entry: FileEntry,
         log: &mut Vec<RedactionRecord>,
     ) -> Result<FileEntry> {
         let id = source.id.as_str();
+        let rel = found.rel.as_str();
         let redacted = self.redactor.redact(text, Some(rel));
         for f in &redacted.findings {
             log.push(RedactionRecord {
@@ -310,8 +331,7 @@ impl Pass<'_> {
                 at: self.now,
             });
         }
-        let language = language_of(rel);
-        let chunks = chunk(&redacted.text, language);
+        let chunks = chunk(&redacted.text, &entry.language);
         self.lexical.delete_file(writer, id, rel);
         let mut chunk_ids = Vec::with_capacity(chunks.len());
         for c in chunks {
@@ -324,31 +344,23 @@ impl Pass<'_> {
                     source: id.to_string(),
                     tier: source.tier.get(),
                     path: rel.to_string(),
-                    language: language.to_string(),
+                    language: entry.language.clone(),
                     symbol: c.symbol,
                     kind: c.kind,
                     start_line: c.start_line,
                     end_line: c.end_line,
                     content: c.text,
-                    file_hash: file_hash.to_string(),
+                    file_hash: entry.hash.clone(),
                     chunk_hash,
-                    commit: commit.map(String::from),
+                    commit: entry.commit.clone(),
                     ingested_at: self.now.as_second(),
                 },
             )?;
             chunk_ids.push(chunk_id);
         }
-        Ok(FileEntry {
-            hash: file_hash.to_string(),
-            size: 0,
-            mtime_ns: 0,
-            commit: commit.map(String::from),
-            ingested_at: self.now,
-            language: language.to_string(),
-            chunk_ids,
-            redactions: redacted.findings.len() as u32,
-            decision_id: String::new(),
-        })
+        entry.chunk_ids = chunk_ids;
+        entry.redactions = redacted.findings.len() as u32;
+        Ok(entry)
     }
 }
 

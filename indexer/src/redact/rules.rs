@@ -168,6 +168,9 @@ pub struct RuleSet {
     always: Vec<usize>,
     /// Rules in the file that match on paths only, which redaction cannot use.
     pub skipped_path_only: Vec<String>,
+    /// blake3 over the rule files' text and how they were combined: when
+    /// it changes, indexed content must be redacted again.
+    fingerprint: [u8; 32],
 }
 
 const BUILTIN: &str = include_str!("../../rules/builtin.toml");
@@ -260,7 +263,12 @@ impl RuleSet {
                 allowlists,
             });
         }
-        Ok(RuleSet::assemble(rules, global, skipped_path_only))
+        Ok(RuleSet::assemble(
+            rules,
+            global,
+            skipped_path_only,
+            *blake3::hash(text.as_bytes()).as_bytes(),
+        ))
     }
 
     pub fn len(&self) -> usize {
@@ -288,13 +296,27 @@ impl RuleSet {
         global.extend(other.global);
         let mut skipped = self.skipped_path_only;
         skipped.extend(other.skipped_path_only);
-        RuleSet::assemble(rules, global, skipped)
+        let mut h = blake3::Hasher::new();
+        h.update(b"merged")
+            .update(&self.fingerprint)
+            .update(&other.fingerprint);
+        RuleSet::assemble(rules, global, skipped, *h.finalize().as_bytes())
     }
 
     /// The rules whose id satisfies `keep`, with the same global allowlists.
     pub fn subset(&self, keep: impl Fn(&str) -> bool) -> RuleSet {
-        let rules = self.rules.iter().filter(|r| keep(&r.id)).cloned().collect();
-        RuleSet::assemble(rules, self.global.clone(), Vec::new())
+        let rules: Vec<Rule> = self.rules.iter().filter(|r| keep(&r.id)).cloned().collect();
+        let mut h = blake3::Hasher::new();
+        h.update(b"subset").update(&self.fingerprint);
+        for r in &rules {
+            h.update(r.id.as_bytes()).update(b"\0");
+        }
+        RuleSet::assemble(rules, self.global.clone(), Vec::new(), *h.finalize().as_bytes())
+    }
+
+    /// Identifies the rules' content (hex blake3); equal sets from equal files.
+    pub fn fingerprint(&self) -> String {
+        blake3::Hash::from_bytes(self.fingerprint).to_hex()[..16].to_string()
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {
@@ -302,7 +324,12 @@ impl RuleSet {
     }
 
     /// Builds the keyword prefilter over `rules`.
-    fn assemble(rules: Vec<Rule>, global: Vec<Allowlist>, skipped_path_only: Vec<String>) -> RuleSet {
+    fn assemble(
+        rules: Vec<Rule>,
+        global: Vec<Allowlist>,
+        skipped_path_only: Vec<String>,
+        fingerprint: [u8; 32],
+    ) -> RuleSet {
         let mut patterns = Vec::new();
         let mut keyword_rule = Vec::new();
         let mut always = Vec::new();
@@ -333,6 +360,7 @@ impl RuleSet {
             keyword_rule,
             always,
             skipped_path_only,
+            fingerprint,
         }
     }
 

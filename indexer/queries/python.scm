@@ -1,0 +1,2 @@
+(function_definition name: (identifier) @name) @def.function
+(class_definition name: (identifier) @name) @def.class

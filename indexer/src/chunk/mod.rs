@@ -1,0 +1,323 @@
+//! Splitting a redacted file into chunks that carry their line span.
+//!
+//! * Code in Rust, Python, JavaScript, TypeScript, Go, Java, C, C++ and
+//!   Bash is parsed with tree-sitter; chunks follow definitions found by the
+//!   queries in `indexer/queries/<language>.scm` ([`code`]).
+//! * Markdown and reStructuredText split by section, TOML/YAML/JSON by
+//!   top-level key or table ([`text`]).
+//! * Anything else, and any file a grammar cannot parse, falls back to line
+//!   windows that prefer to break at blank lines.
+//!
+//! Every chunk is a whole number of lines and its text is exactly those
+//! lines (a single line longer than [`MAX_CHARS`] is cut). Chunks aim at
+//! about [`TARGET_CHARS`] characters (~256 model tokens): definitions or
+//! sections larger than [`FIT_CHARS`] are split (into their own nested
+//! definitions when they have some, else into windows), and tiny
+//! neighbours are merged.
+
+mod code;
+mod text;
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever chunk boundaries change, so existing indexes re-chunk.
+pub const CHUNKER_VERSION: u32 = 2;
+
+/// Roughly 256 model tokens of code or prose.
+pub const TARGET_CHARS: usize = 1_000;
+/// A definition or section up to this size stays one chunk.
+pub const FIT_CHARS: usize = 1_500;
+/// Never emit a chunk larger than this.
+pub const MAX_CHARS: usize = 2_000;
+/// Neighbouring chunks both smaller than this are merged when the result
+/// stays within [`TARGET_CHARS`].
+pub const TINY_CHARS: usize = 250;
+/// A chunk smaller than this (a closing brace, an import line, a one-line
+/// declaration) joins a neighbour when the result stays within
+/// [`FIT_CHARS`].
+pub const CRUMB_CHARS: usize = 100;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// 1-based inclusive line span.
+    pub start_line: u32,
+    pub end_line: u32,
+    /// Function, type, heading or key the chunk is about, if known.
+    /// Merged chunks list their symbols separated by `, `.
+    pub symbol: Option<String>,
+    /// What the chunk is: `function`, `method`, `class`, `struct`, `impl`,
+    /// `section`, `table`, `key`, `code` (between definitions), `window`...
+    pub kind: String,
+    pub text: String,
+}
+
+/// The language of a path, by extension or name.
+pub fn language_of(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("rs") => "rust",
+        Some("py" | "pyi") => "python",
+        Some("js" | "mjs" | "cjs" | "jsx") => "javascript",
+        Some("ts" | "mts" | "cts") => "typescript",
+        Some("tsx") => "tsx",
+        Some("go") => "go",
+        Some("java") => "java",
+        Some("c" | "h") => "c",
+        Some("cc" | "cpp" | "cxx" | "hpp" | "hh" | "hxx") => "cpp",
+        Some("sh" | "bash") => "bash",
+        Some("md" | "markdown") => "markdown",
+        Some("rst") => "rst",
+        Some("toml") => "toml",
+        Some("yaml" | "yml") => "yaml",
+        Some("json") => "json",
+        _ => match name {
+            "Dockerfile" => "dockerfile",
+            "Makefile" => "make",
+            "Cargo.lock" => "toml",
+            _ => "text",
+        },
+    }
+}
+
+/// Whether `language` is chunked by a tree-sitter grammar.
+pub fn has_grammar(language: &str) -> bool {
+    code::grammar(language).is_some()
+}
+
+/// Why the grammar or `.scm` query of a language failed to load (a bug:
+/// the file then falls back to line windows).
+pub fn grammar_error(language: &str) -> Option<String> {
+    code::load_error(language)
+}
+
+/// Chunks `text` (already redacted) as `language` (see [`language_of`]).
+pub fn chunk(text: &str, language: &str) -> Vec<Chunk> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let pieces = match language {
+        "markdown" => text::sections(&lines, &text::markdown_headings(&lines), "section"),
+        "rst" => text::sections(&lines, &text::rst_headings(&lines), "section"),
+        "toml" => text::sections(&lines, &text::toml_keys(&lines), "key"),
+        "yaml" => text::sections(&lines, &text::yaml_keys(&lines), "key"),
+        "json" => text::sections(&lines, &text::json_keys(text), "key"),
+        _ => code::pieces(text, &lines, language)
+            .unwrap_or_else(|| windows(&lines, 0, lines.len(), None, "window")),
+    };
+    finish(&lines, merge_tiny(&lines, pieces))
+}
+
+/// A chunk before its text is attached: lines `start..end` (0-based,
+/// exclusive end).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Piece {
+    pub start: usize,
+    pub end: usize,
+    pub symbol: Option<String>,
+    pub kind: String,
+}
+
+pub(crate) fn size(lines: &[&str], start: usize, end: usize) -> usize {
+    lines[start..end].iter().map(|l| l.len()).sum()
+}
+
+fn blank(lines: &[&str], start: usize, end: usize) -> bool {
+    lines[start..end].iter().all(|l| l.trim().is_empty())
+}
+
+/// Line windows of about `TARGET_CHARS` over `start..end`, breaking at a
+/// blank line when one is near; whitespace-only windows are dropped.
+pub(crate) fn windows(
+    lines: &[&str],
+    start: usize,
+    end: usize,
+    symbol: Option<&str>,
+    kind: &str,
+) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut i = start;
+    while i < end {
+        let mut size = 0;
+        let mut j = i;
+        let mut last_blank = None;
+        while j < end && (size == 0 || size + lines[j].len() <= TARGET_CHARS) {
+            size += lines[j].len();
+            if lines[j].trim().is_empty() && j > i {
+                last_blank = Some(j);
+            }
+            j += 1;
+        }
+        // Prefer ending after a blank line in the second half of the window.
+        if j < end
+            && let Some(b) = last_blank
+            && b > i + (j - i) / 2
+        {
+            j = b + 1;
+        }
+        if !blank(lines, i, j) {
+            out.push(Piece {
+                start: i,
+                end: j,
+                symbol: symbol.map(String::from),
+                kind: kind.to_string(),
+            });
+        }
+        i = j;
+    }
+    out
+}
+
+/// A piece, or windows over it when it is too large.
+pub(crate) fn fit(lines: &[&str], piece: Piece) -> Vec<Piece> {
+    if size(lines, piece.start, piece.end) <= FIT_CHARS {
+        vec![piece]
+    } else {
+        windows(
+            lines,
+            piece.start,
+            piece.end,
+            piece.symbol.as_deref(),
+            &piece.kind,
+        )
+    }
+}
+
+/// Merges neighbours (separated by nothing but blank lines): a crumb into
+/// whatever it touches, tiny pieces with each other; a crumb of bare
+/// punctuation (a closing brace) joins even a large neighbour.
+fn merge_tiny(lines: &[&str], pieces: Vec<Piece>) -> Vec<Piece> {
+    let punct = |p: &Piece| {
+        !lines[p.start..p.end]
+            .iter()
+            .any(|l| l.chars().any(char::is_alphanumeric))
+    };
+    let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        if let Some(prev) = out.last_mut() {
+            let a = size(lines, prev.start, prev.end);
+            let b = size(lines, p.start, p.end);
+            let merged = size(lines, prev.start.min(p.start), p.end);
+            let join = (b < CRUMB_CHARS && punct(&p) && merged <= MAX_CHARS)
+                || (a.min(b) < CRUMB_CHARS && merged <= TARGET_CHARS)
+                || (a.max(b) < TINY_CHARS && merged <= TARGET_CHARS);
+            if prev.end <= p.start && blank(lines, prev.end, p.start) && join {
+                // The first definition names the kind; symbols accumulate.
+                if prev.kind == "code" {
+                    prev.kind = p.kind.clone();
+                }
+                if let Some(y) = p.symbol.as_deref().filter(|_| !punct(&p)) {
+                    match &mut prev.symbol {
+                        Some(x) if x.split(", ").any(|s| s == y) => {}
+                        Some(x) => {
+                            x.push_str(", ");
+                            x.push_str(y);
+                        }
+                        None => prev.symbol = Some(y.to_string()),
+                    }
+                }
+                prev.end = p.end;
+                continue;
+            }
+        }
+        out.push(p);
+    }
+    out
+}
+
+fn finish(lines: &[&str], pieces: Vec<Piece>) -> Vec<Chunk> {
+    pieces
+        .into_iter()
+        .map(|p| {
+            let mut text = lines[p.start..p.end].concat();
+            if text.len() > MAX_CHARS {
+                let mut cut = MAX_CHARS;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+            }
+            Chunk {
+                start_line: p.start as u32 + 1,
+                end_line: p.end as u32,
+                symbol: p.symbol,
+                kind: p.kind,
+                text,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_splits_by_heading_and_keeps_spans() {
+        let text = format!(
+            "# Title\n{}\n## Retries\n{}\n## Fences\n```\n# not a heading\n```\n{}",
+            "intro text\n".repeat(30),
+            "retry text\n".repeat(60),
+            "more text\n".repeat(30)
+        );
+        let chunks = chunk(&text, "markdown");
+        assert_eq!(chunks[0].symbol.as_deref(), Some("Title"));
+        let retries = chunks
+            .iter()
+            .find(|c| c.symbol.as_deref() == Some("Retries"))
+            .unwrap();
+        assert_eq!(retries.start_line, 33);
+        let fences = chunks.last().unwrap();
+        assert!(fences.text.contains("# not a heading"), "{chunks:#?}");
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        for c in &chunks {
+            let expected = lines[c.start_line as usize - 1..c.end_line as usize].concat();
+            assert_eq!(c.text, expected, "span of {c:?}");
+        }
+    }
+
+    #[test]
+    fn windows_cover_every_line_once() {
+        let text: String = (0..500)
+            .map(|i| {
+                if i % 17 == 0 {
+                    "\n".to_string()
+                } else {
+                    format!("line {i} of text\n")
+                }
+            })
+            .collect();
+        let chunks = chunk(&text, "text");
+        assert!(chunks.len() > 3);
+        let mut next = 1;
+        for c in &chunks {
+            assert!(c.start_line >= next, "{c:?}");
+            assert!(c.text.len() <= MAX_CHARS);
+            next = c.end_line + 1;
+        }
+        assert_eq!(chunks.last().unwrap().end_line as usize, text.lines().count());
+    }
+
+    #[test]
+    fn a_huge_single_line_is_cut() {
+        let text = "x".repeat(10 * MAX_CHARS);
+        let chunks = chunk(&text, "rust");
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].text.len(), MAX_CHARS);
+    }
+
+    #[test]
+    fn tiny_neighbours_merge_and_name_both() {
+        let text = "# A\none\n\n# B\ntwo\n";
+        let chunks = chunk(text, "markdown");
+        assert_eq!(chunks.len(), 1, "{chunks:#?}");
+        assert_eq!(chunks[0].symbol.as_deref(), Some("A, B"));
+        assert_eq!((chunks[0].start_line, chunks[0].end_line), (1, 5));
+    }
+
+    #[test]
+    fn languages_by_extension() {
+        assert_eq!(language_of("src/main.rs"), "rust");
+        assert_eq!(language_of("docs/ADR-1.md"), "markdown");
+        assert_eq!(language_of("Dockerfile"), "dockerfile");
+        assert_eq!(language_of("notes"), "text");
+    }
+}
