@@ -270,6 +270,16 @@ pub fn render(reg: &Registry, header: &str) -> String {
             .map(|r| r.pattern.as_str()),
     ));
     doc["never_ingest"] = Item::Table(never);
+    if reg.freshness != crate::model::Freshness::default() {
+        let mut ages = Table::new();
+        for (i, d) in reg.freshness.max_age_days.iter().enumerate() {
+            ages[&(i + 1).to_string()] = value(i64::from(*d));
+        }
+        let mut freshness = Table::new();
+        freshness.set_implicit(true);
+        freshness["max_age_days"] = Item::Table(ages);
+        doc["freshness"] = Item::Table(freshness);
+    }
     let mut sources = ArrayOfTables::new();
     for s in reg.sources.values() {
         let mut t = source_table(&NewSource {
@@ -284,6 +294,9 @@ pub fn render(reg: &Registry, header: &str) -> String {
             never_ingest: s.never_ingest.patterns().map(String::from).collect(),
         });
         t["status"] = value(s.status.as_str());
+        if let Some(d) = s.max_age_days {
+            t["max_age_days"] = value(i64::from(d));
+        }
         if let Some(c) = &s.last_change {
             t["status_changed_by"] = value(c.by.as_str());
             t["status_changed_at"] = Item::Value(datetime(c.at));

@@ -106,6 +106,8 @@ pub struct Source {
     pub exclude: RuleSet,
     pub never_ingest: RuleSet,
     pub last_change: Option<StatusChange>,
+    /// Overrides the tier's maximum content age, in days.
+    pub max_age_days: Option<u32>,
 }
 
 impl Source {
@@ -177,6 +179,41 @@ pub struct Principal {
     pub description: Option<String>,
 }
 
+/// How old indexed content may get before it is flagged stale.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Freshness {
+    /// Maximum content age in days for tiers 1..=4.
+    pub max_age_days: [u32; 4],
+}
+
+/// Default maximum content age by tier: the more sensitive the content,
+/// the sooner it must be looked at again.
+pub const DEFAULT_MAX_AGE_DAYS: [u32; 4] = [365, 180, 90, 30];
+
+/// The longest maximum age the registry accepts (ten years).
+pub const MAX_AGE_LIMIT_DAYS: i64 = 3_650;
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness {
+            max_age_days: DEFAULT_MAX_AGE_DAYS,
+        }
+    }
+}
+
+impl Freshness {
+    /// The maximum content age for a source: its own, else its tier's.
+    pub fn max_age_days(&self, source: &Source) -> u32 {
+        source
+            .max_age_days
+            .unwrap_or(self.max_age_days[usize::from(u8::from(source.tier)) - 1])
+    }
+
+    pub fn max_age(&self, source: &Source) -> SignedDuration {
+        SignedDuration::from_hours(24 * i64::from(self.max_age_days(source)))
+    }
+}
+
 /// A parsed, validated registry.
 #[derive(Clone, Debug)]
 pub struct Registry {
@@ -190,6 +227,7 @@ pub struct Registry {
     pub sources: BTreeMap<SourceId, Source>,
     pub exceptions: Vec<Exception>,
     pub principals: Vec<Principal>,
+    pub freshness: Freshness,
 }
 
 impl PartialEq for Registry {
@@ -199,6 +237,7 @@ impl PartialEq for Registry {
         self.use_builtin_never_ingest == other.use_builtin_never_ingest
             && self.never_ingest == other.never_ingest
             && self.sources == other.sources
+            && self.freshness == other.freshness
             && self.exceptions == other.exceptions
             && self.principals == other.principals
     }
@@ -218,6 +257,16 @@ struct RawRegistry {
     exceptions: Vec<RawException>,
     #[serde(default)]
     principals: Vec<RawPrincipal>,
+    #[serde(default)]
+    freshness: RawFreshness,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFreshness {
+    /// Keys are tiers ("1".."4"), values days.
+    #[serde(default)]
+    max_age_days: BTreeMap<String, Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +310,7 @@ struct RawSource {
     status_changed_by: Option<String>,
     status_changed_at: Option<Spanned<toml::value::Datetime>>,
     status_reason: Option<String>,
+    max_age_days: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -354,6 +404,19 @@ fn tier(p: &mut Problems<'_>, value: &Spanned<i64>, what: &str) -> Tier {
             );
             Tier::MAX
         }
+    }
+}
+
+fn max_age(p: &mut Problems<'_>, value: &Spanned<i64>) -> u32 {
+    let days = *value.get_ref();
+    if (1..=MAX_AGE_LIMIT_DAYS).contains(&days) {
+        days as u32
+    } else {
+        p.at(
+            value.span().start,
+            format!("max_age_days must be between 1 and {MAX_AGE_LIMIT_DAYS}, not {days}"),
+        );
+        1
     }
 }
 
@@ -483,9 +546,21 @@ impl Registry {
                 exclude,
                 never_ingest: source_never,
                 last_change,
+                max_age_days: s.max_age_days.as_ref().map(|d| max_age(&mut p, d)),
             };
             if sources.insert(id.clone(), source).is_some() {
                 p.at(s.id.span().start, format!("duplicate source id {id:?}"));
+            }
+        }
+
+        let mut freshness = Freshness::default();
+        for (key, days) in &raw.freshness.max_age_days {
+            match key.parse::<u8>().ok().and_then(|n| Tier::new(n).ok()) {
+                Some(t) => freshness.max_age_days[usize::from(u8::from(t)) - 1] = max_age(&mut p, days),
+                None => p.at(
+                    days.span().start,
+                    format!("[freshness.max_age_days] keys are tiers 1 to 4, not {key:?}"),
+                ),
             }
         }
 
@@ -640,6 +715,7 @@ impl Registry {
             sources,
             exceptions,
             principals,
+            freshness,
         })
     }
 

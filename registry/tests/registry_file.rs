@@ -90,6 +90,31 @@ fn a_good_registry_parses() {
 }
 
 #[test]
+fn freshness_ages_come_from_the_tier_unless_the_source_says() {
+    let r = parse(GOOD).unwrap();
+    let api = r.source(&SourceId::new("payments-api").unwrap()).unwrap();
+    assert_eq!(r.freshness.max_age_days(api), registry::DEFAULT_MAX_AGE_DAYS[1]);
+    let text = format!("{GOOD}\n[freshness.max_age_days]\n2 = 45\n4 = 7\n")
+        .replace("tier = 4\n", "tier = 4\nmax_age_days = 3\n");
+    let r = parse(&text).unwrap();
+    let api = r.source(&SourceId::new("payments-api").unwrap()).unwrap();
+    let hr = r.source(&SourceId::new("hr-notes").unwrap()).unwrap();
+    assert_eq!(r.freshness.max_age_days(api), 45);
+    assert_eq!(r.freshness.max_age_days(hr), 3);
+    assert_eq!(r.freshness.max_age_days[3], 7);
+    let bad = format!("{GOOD}\n[freshness.max_age_days]\n5 = 45\n1 = 0\n");
+    let found = problems(&bad);
+    assert!(
+        found.iter().any(|p| p.2.contains("keys are tiers 1 to 4")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|p| p.2.contains("between 1 and 3650")),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn malformed_toml_reports_line_and_column() {
     let text = "version = 1\n[[sources]]\nid = \"x\"\ntier = = 2\n";
     let found = problems(text);
@@ -374,14 +399,26 @@ fn arb_registry() -> impl Strategy<Value = Registry> {
         "[a-z]{1,8}",
         1u8..=4,
         0usize..4,
+        prop::option::of(1u32..4000),
         prop::collection::vec(arb_glob(), 0..3),
         prop::collection::vec(arb_glob(), 0..3),
     );
-    (prop::collection::vec(source, 1..5), prop::bool::ANY, prop::collection::vec(arb_glob(), 0..3)).prop_map(
-        |(sources, builtin, global)| {
+    (
+        prop::collection::vec(source, 1..5),
+        prop::bool::ANY,
+        prop::collection::vec(arb_glob(), 0..3),
+        prop::option::of(prop::collection::vec(1u32..3650, 4)),
+    )
+        .prop_map(|(sources, builtin, global, ages)| {
             let mut text = format!("[never_ingest]\nuse_builtin = {builtin}\npatterns = {global:?}\n");
+            if let Some(a) = ages {
+                text.push_str(&format!(
+                    "[freshness.max_age_days]\n1 = {}\n2 = {}\n3 = {}\n4 = {}\n",
+                    a[0], a[1], a[2], a[3]
+                ));
+            }
             let mut seen = std::collections::BTreeSet::new();
-            for (id, git, loc, owner, tier, status, inc, exc) in sources {
+            for (id, git, loc, owner, tier, status, age, inc, exc) in sources {
                 if !seen.insert(id.clone()) {
                     continue;
                 }
@@ -390,6 +427,9 @@ fn arb_registry() -> impl Strategy<Value = Registry> {
                 text.push_str(&format!(
                     "[[sources]]\nid = {id:?}\nkind = {kind:?}\nlocation = {loc:?}\nowner = {owner:?}\ntier = {tier}\nstatus = {status:?}\ninclude = {inc:?}\nexclude = {exc:?}\n"
                 ));
+                if let Some(a) = age.filter(|a| *a <= 3650) {
+                    text.push_str(&format!("max_age_days = {a}\n"));
+                }
             }
             let first = seen.iter().next().unwrap().clone();
             text.push_str(&format!(
