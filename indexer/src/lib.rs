@@ -9,6 +9,7 @@
 
 pub mod chunk;
 pub mod error;
+pub mod freshness;
 pub mod git;
 pub mod lexical;
 pub mod manifest;
@@ -17,6 +18,7 @@ pub mod redact;
 pub mod tokenizer;
 pub mod walk;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -63,12 +65,26 @@ impl Indexer {
         &self.manifests
     }
 
-    /// Runs one pass. `progress(source, done, total)` is called per file.
+    /// Runs one pass over every approved source. `progress(source, done,
+    /// total)` is called per file.
     pub fn run_pass(
         &self,
         registry: &Registry,
         policy: &Policy<'_>,
         now: Timestamp,
+        progress: &mut dyn FnMut(&str, u64, u64),
+    ) -> Result<PassReport> {
+        self.run_pass_over(registry, policy, now, None, progress)
+    }
+
+    /// Like [`Indexer::run_pass`], walking only the sources in `only`
+    /// (`None`: all); sources that are no longer approved are purged either way.
+    pub fn run_pass_over(
+        &self,
+        registry: &Registry,
+        policy: &Policy<'_>,
+        now: Timestamp,
+        only: Option<&std::collections::BTreeSet<String>>,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<PassReport> {
         let pass = pass::Pass {
@@ -77,10 +93,54 @@ impl Indexer {
             redactor: &self.redactor,
             options: &self.options,
             now,
+            only,
+            journal: &self.data_dir.join("index/pending.json"),
+            touched: Default::default(),
         };
         let (report, redactions) = pass.run(registry, policy, progress)?;
         pass::append_redactions(&self.data_dir.join("index/redactions.jsonl"), &redactions)?;
+        let mut passes = self.passes()?;
+        for s in report.sources.iter().filter(|s| s.error.is_none()) {
+            passes.insert(s.source.clone(), now);
+        }
+        for id in &report.purged {
+            passes.remove(id);
+        }
+        let path = self.passes_path();
+        let bytes = serde_json::to_vec_pretty(&passes).map_err(|e| IndexError::Layout {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        registry::fsutil::write_atomic(&path, &bytes)?;
         Ok(report)
+    }
+
+    fn passes_path(&self) -> PathBuf {
+        self.data_dir.join("index/passes.json")
+    }
+
+    /// When each source was last walked by a pass.
+    pub fn passes(&self) -> Result<BTreeMap<String, Timestamp>> {
+        let path = self.passes_path();
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| IndexError::Layout {
+                path,
+                message: format!("unreadable ({e}); delete it, the next pass rewrites it"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(IndexError::io(path, e)),
+        }
+    }
+
+    /// Per source: what changed on disk since the last pass, and which
+    /// indexed content is past its max age. Reads no file contents.
+    pub fn freshness(
+        &self,
+        registry: &Registry,
+        policy: &Policy<'_>,
+        now: Timestamp,
+    ) -> Result<Vec<freshness::SourceFreshness>> {
+        freshness::report(&self.manifests, &self.passes()?, registry, policy, now)
     }
 }
 

@@ -18,6 +18,18 @@ pub struct SourceManifest {
     #[serde(default)]
     pub pipeline: String,
     pub files: BTreeMap<String, FileEntry>,
+    /// Files left out for what they are (binary, too large, not UTF-8),
+    /// remembered so an unchanged one is not read again.
+    #[serde(default)]
+    pub skipped: BTreeMap<String, SkippedEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedEntry {
+    pub size: u64,
+    pub mtime_ns: i64,
+    /// A [`crate::walk::Skip`] code.
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,6 +46,17 @@ pub struct FileEntry {
     pub redactions: u32,
     /// The policy decision that let this file in.
     pub decision_id: String,
+    /// When this content (this hash) was first ingested; re-processing the
+    /// same content keeps it. `None` in older manifests: use `ingested_at`.
+    #[serde(default)]
+    pub content_since: Option<Timestamp>,
+}
+
+impl FileEntry {
+    /// Since when the index has held this exact content.
+    pub fn content_since(&self) -> Timestamp {
+        self.content_since.unwrap_or(self.ingested_at)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +84,7 @@ impl Manifests {
                 source: source.to_string(),
                 pipeline: String::new(),
                 files: BTreeMap::new(),
+                skipped: BTreeMap::new(),
             }),
             Err(e) => Err(IndexError::io(p, e)),
         }

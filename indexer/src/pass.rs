@@ -2,9 +2,16 @@
 //! chunk, store; remove what is gone or no longer allowed; purge sources
 //! that are no longer approved.
 //!
-//! Crash safety: the lexical index is committed before the manifests are
-//! replaced, and every file's old chunks are deleted before its new ones
-//! are added, so a pass interrupted anywhere is completed by the next one.
+//! A file whose content is unchanged keeps the commit it was ingested at
+//! (its content is the same at that commit), so moving HEAD re-processes
+//! only the files that differ.
+//!
+//! Crash safety: every file's old chunks are deleted before its new ones
+//! are added; before the index commit, the files whose chunks changed are
+//! written to a journal (`index/pending.json`), and the journal is removed
+//! only after the manifests are stored. A pass that finds a journal drops
+//! those files' chunks and manifest entries, so they are ingested afresh:
+//! a pass interrupted anywhere is completed by the next one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,9 +23,9 @@ use serde::Serialize;
 use crate::chunk::{chunk, language_of};
 use crate::error::{IndexError, Result};
 use crate::lexical::{ChunkDoc, Lexical};
-use crate::manifest::{FileEntry, Manifests, SourceManifest};
+use crate::manifest::{FileEntry, Manifests, SkippedEntry, SourceManifest};
 use crate::redact::Redactor;
-use crate::walk;
+use crate::walk::{self, Skip};
 
 /// How many example paths a report keeps per reason.
 const EXAMPLES: usize = 20;
@@ -44,7 +51,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, path: &str) {
+    pub fn add(&mut self, path: &str) {
         self.count += 1;
         if self.examples.len() < EXAMPLES {
             self.examples.push(path.to_string());
@@ -104,6 +111,13 @@ pub(crate) struct Pass<'a> {
     pub redactor: &'a Redactor,
     pub options: &'a PassOptions,
     pub now: Timestamp,
+    /// Walk only these sources (purging still covers all).
+    pub only: Option<&'a BTreeSet<String>>,
+    /// `index/pending.json`: the files whose chunks a pass changed, written
+    /// before the index commit and removed once the manifests are stored.
+    pub journal: &'a Path,
+    /// (source, path) of every file whose chunks this pass added or deleted.
+    pub touched: std::cell::RefCell<BTreeSet<(String, String)>>,
 }
 
 impl Pass<'_> {
@@ -118,6 +132,20 @@ impl Pass<'_> {
         let mut redactions = Vec::new();
         let mut dirty: Vec<SourceManifest> = Vec::new();
         let mut changed = false;
+
+        // Recover from a pass that committed chunks but died before storing
+        // its manifests: those files' chunks and entries are dropped, so the
+        // files are ingested afresh (or stay gone).
+        let pending = read_journal(self.journal)?;
+        let mut pending_by_source: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (source, path) in &pending {
+            self.lexical.delete_file(&writer, source, path);
+            pending_by_source
+                .entry(source.clone())
+                .or_default()
+                .insert(path.clone());
+            changed = true;
+        }
 
         // Purge sources that are gone from the registry or not approved.
         let approved: BTreeSet<String> = registry
@@ -134,8 +162,23 @@ impl Pass<'_> {
                 changed = true;
             }
         }
+        let walked = |id: &str| approved.contains(id) && self.only.is_none_or(|only| only.contains(id));
+        for (id, paths) in &pending_by_source {
+            if approved.contains(id) && !walked(id) {
+                let mut m = self.manifests.load(id)?;
+                for p in paths {
+                    m.files.remove(p);
+                }
+                dirty.push(m);
+            }
+        }
 
-        for source in registry.sources.values().filter(|s| s.status == Status::Approved) {
+        for source in registry
+            .sources
+            .values()
+            .filter(|s| s.status == Status::Approved)
+            .filter(|s| self.only.is_none_or(|only| only.contains(s.id.as_str())))
+        {
             let id = source.id.as_str();
             let root = source.root(&registry.base_dir);
             let mut manifest = self.manifests.load(id)?;
@@ -143,6 +186,10 @@ impl Pass<'_> {
             // are processed again, even when unchanged on disk.
             let pipeline = self.pipeline();
             let reprocess = manifest.pipeline != pipeline;
+            let mut source_dirty = false;
+            for p in pending_by_source.get(id).into_iter().flatten() {
+                source_dirty |= manifest.files.remove(p).is_some();
+            }
             let mut sr = SourceReport {
                 source: id.to_string(),
                 root: root.clone(),
@@ -161,7 +208,6 @@ impl Pass<'_> {
                 registry::SourceKind::Dir => None,
             };
             sr.commit = commit.clone();
-            let mut source_dirty = false;
             let mut seen = BTreeSet::new();
             let total = files.len() as u64;
             for (n, found) in files.iter().enumerate() {
@@ -175,14 +221,22 @@ impl Pass<'_> {
                         .or_default()
                         .add(&found.rel);
                     source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
+                    source_dirty |= manifest.skipped.remove(&found.rel).is_some();
                     continue;
                 }
                 let mtime_ns = i64::try_from(found.mtime_ns).unwrap_or(i64::MAX);
+                if let Some(old) = manifest.skipped.get(&found.rel)
+                    && !reprocess
+                    && old.size == found.size
+                    && old.mtime_ns == mtime_ns
+                {
+                    sr.skipped.entry(old.reason.clone()).or_default().add(&found.rel);
+                    continue;
+                }
                 if let Some(old) = manifest.files.get_mut(&found.rel)
                     && !reprocess
                     && old.size == found.size
                     && old.mtime_ns == mtime_ns
-                    && old.commit == commit
                 {
                     if old.decision_id != decision.id {
                         old.decision_id = decision.id.clone();
@@ -199,15 +253,33 @@ impl Pass<'_> {
                             .or_default()
                             .add(&found.rel);
                         source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
+                        // Remember what will not change by itself; retry the rest.
+                        if matches!(
+                            skip,
+                            Skip::TooLarge { .. } | Skip::Binary | Skip::InvalidUtf8 { .. }
+                        ) {
+                            let entry = SkippedEntry {
+                                size: found.size,
+                                mtime_ns,
+                                reason: skip.code().to_string(),
+                            };
+                            if manifest.skipped.get(&found.rel) != Some(&entry) {
+                                manifest.skipped.insert(found.rel.clone(), entry);
+                                source_dirty = true;
+                            }
+                        } else {
+                            source_dirty |= manifest.skipped.remove(&found.rel).is_some();
+                        }
                         continue;
                     }
                 };
+                // Readable now; both paths below mark the manifest dirty.
+                manifest.skipped.remove(&found.rel);
                 sr.bytes_read += text.len() as u64;
                 let hash = hash.to_hex().to_string();
                 if let Some(old) = manifest.files.get_mut(&found.rel)
                     && !reprocess
                     && old.hash == hash
-                    && old.commit == commit
                 {
                     // Touched but not changed: remember the new mtime only.
                     old.mtime_ns = mtime_ns;
@@ -223,7 +295,7 @@ impl Pass<'_> {
                     found,
                     &text,
                     FileEntry {
-                        hash,
+                        hash: hash.clone(),
                         size: found.size,
                         mtime_ns,
                         commit: commit.clone(),
@@ -232,6 +304,13 @@ impl Pass<'_> {
                         chunk_ids: Vec::new(),
                         redactions: 0,
                         decision_id: decision.id.clone(),
+                        content_since: Some(
+                            manifest
+                                .files
+                                .get(&found.rel)
+                                .filter(|old| old.hash == hash)
+                                .map_or(self.now, FileEntry::content_since),
+                        ),
                     },
                     &mut redactions,
                 )?;
@@ -253,6 +332,9 @@ impl Pass<'_> {
             for path in gone {
                 source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &path);
             }
+            let before = manifest.skipped.len();
+            manifest.skipped.retain(|p, _| seen.contains(p));
+            source_dirty |= manifest.skipped.len() != before;
             if reprocess {
                 manifest.pipeline = pipeline;
                 source_dirty = true;
@@ -265,6 +347,9 @@ impl Pass<'_> {
         }
 
         if changed {
+            let mut journal = pending;
+            journal.extend(self.touched.borrow().iter().cloned());
+            write_journal(self.journal, &journal)?;
             self.lexical.commit(&mut writer)?;
             report.committed = true;
         }
@@ -275,6 +360,8 @@ impl Pass<'_> {
         for id in &purge {
             self.manifests.remove(id)?;
         }
+        // Index and manifests agree again.
+        remove_journal(self.journal)?;
         report.purged = purge;
         report.total_chunks = self.lexical.total_chunks();
         Ok((report, redactions))
@@ -292,6 +379,9 @@ impl Pass<'_> {
             return false;
         };
         self.lexical.delete_file(writer, &manifest.source, path);
+        self.touched
+            .borrow_mut()
+            .insert((manifest.source.clone(), path.to_string()));
         sr.chunks_removed += old.chunk_ids.len() as u64;
         sr.removed += 1;
         true
@@ -332,6 +422,9 @@ impl Pass<'_> {
             });
         }
         let chunks = chunk(&redacted.text, &entry.language);
+        self.touched
+            .borrow_mut()
+            .insert((id.to_string(), rel.to_string()));
         self.lexical.delete_file(writer, id, rel);
         let mut chunk_ids = Vec::with_capacity(chunks.len());
         for c in chunks {
@@ -372,6 +465,41 @@ pub fn chunk_id(source: &str, path: &str, start: u32, end: u32, chunk_hash: &str
         h.update(part.as_bytes());
     }
     format!("c-{}", &h.finalize().to_hex()[..24])
+}
+
+fn read_journal(path: &Path) -> Result<BTreeSet<(String, String)>> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| IndexError::Layout {
+            path: path.into(),
+            message: format!(
+                "pending-changes journal is unreadable ({e}); delete the index directory to rebuild"
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(e) => Err(IndexError::io(path, e)),
+    }
+}
+
+fn write_journal(path: &Path, entries: &BTreeSet<(String, String)>) -> Result<()> {
+    let bytes = serde_json::to_vec(entries).map_err(|e| IndexError::Layout {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    registry::fsutil::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+fn remove_journal(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                registry::fsutil::fsync_dir(dir)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(IndexError::io(path, e)),
+    }
 }
 
 /// Appends redaction records (JSON lines) and fsyncs.
