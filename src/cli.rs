@@ -40,6 +40,9 @@ pub enum Command {
     Policy(PolicyCmd),
     /// Ingest every approved source: policy, redaction, chunking, lexical index.
     Index(IndexArgs),
+    /// Per source: last pass, files changed on disk since, content past the
+    /// tier's max age.
+    Freshness(FreshnessArgs),
     /// Search the lexical index (scoped to a principal with --as).
     Search(SearchArgs),
     /// Redact secrets from standard input to standard output; findings
@@ -258,6 +261,22 @@ pub struct IndexArgs {
     /// A gitleaks-format rule file added to the built-in redaction rules.
     #[arg(long, env = "CTXPLANE_REDACTION_RULES", value_name = "FILE")]
     pub rules: Option<PathBuf>,
+    /// After the pass, keep watching the sources and the registry file and
+    /// index every change as it happens.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: how long to wait for a burst of changes to settle.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    pub debounce_ms: u64,
+    #[command(flatten)]
+    pub out: Json,
+}
+
+#[derive(Debug, Args)]
+pub struct FreshnessArgs {
+    /// Exit 1 when any source is behind, stale, unavailable or never indexed.
+    #[arg(long)]
+    pub check: bool,
     #[command(flatten)]
     pub out: Json,
 }

@@ -15,7 +15,7 @@ use crate::cli::*;
 use crate::config::{self, Settings};
 use crate::views::{ExceptionView, PrincipalView, SourceView, table};
 
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -490,7 +490,7 @@ pub fn redact(args: &RedactArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_rules(path: Option<&Path>, builtin: bool) -> anyhow::Result<indexer::redact::RuleSet> {
+pub(crate) fn load_rules(path: Option<&Path>, builtin: bool) -> anyhow::Result<indexer::redact::RuleSet> {
     use indexer::redact::RuleSet;
     Ok(match path {
         None => RuleSet::builtin(),
@@ -505,108 +505,6 @@ fn load_rules(path: Option<&Path>, builtin: bool) -> anyhow::Result<indexer::red
                 user
             }
         }
-    })
-}
-
-pub fn index(args: IndexArgs, s: &Settings, store: &RegistryStore) -> anyhow::Result<ExitCode> {
-    use indexer::{Indexer, PassOptions};
-    let reg = store.load(&s.actor)?;
-    let rules = load_rules(args.rules.as_deref(), true)?;
-    let options = PassOptions {
-        max_file_bytes: args.max_file_bytes.unwrap_or(s.max_file_bytes),
-    };
-    let lock = registry::fsutil::DirLock::acquire(store.data_dir())?;
-    let indexer = Indexer::open(store.data_dir(), rules, options)?;
-    let policy = reg.policy(store.clock());
-    let started = std::time::Instant::now();
-    let show_progress = !args.out.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let mut last = std::time::Instant::now();
-    let report = indexer.run_pass(&reg, &policy, policy.now(), &mut |source, done, total| {
-        if show_progress && (done == total || last.elapsed().as_millis() > 100) {
-            eprint!("\r{source}: {done}/{total} files");
-            if done == total {
-                eprintln!();
-            }
-            last = std::time::Instant::now();
-        }
-    })?;
-    let elapsed = started.elapsed();
-    // The audit append takes the lock itself.
-    drop(lock);
-    let mut ev = Event::new(&s.actor, "index.pass", "all")
-        .detail("registry_version", reg.version.to_hex())
-        .detail("committed", report.committed)
-        .detail("purged", report.purged.clone())
-        .detail("total_chunks", report.total_chunks);
-    for sr in &report.sources {
-        let denied: serde_json::Map<String, serde_json::Value> = sr
-            .denied
-            .iter()
-            .map(|(k, t)| (k.clone(), json!({"count": t.count, "examples": t.examples})))
-            .collect();
-        ev = ev.detail(
-            &format!("source:{}", sr.source),
-            json!({
-                "files": sr.files_seen, "indexed": sr.indexed, "unchanged": sr.unchanged, "removed": sr.removed,
-                "chunks_added": sr.chunks_added, "chunks_removed": sr.chunks_removed, "redactions": sr.redactions,
-                "denied": denied, "skipped": sr.skipped.iter().map(|(k, t)| (k.clone(), t.count)).collect::<std::collections::BTreeMap<_, _>>(),
-                "commit": sr.commit, "error": sr.error,
-            }),
-        );
-    }
-    let entries = store.record(vec![ev])?;
-    if args.out.json {
-        print_json(
-            &json!({"report": report, "elapsed_ms": elapsed.as_millis() as u64, "audit_seq": entries.first().map(|e| e.seq)}),
-        )?;
-    } else {
-        for sr in &report.sources {
-            let denied: u64 = sr.denied.values().map(|t| t.count).sum();
-            let skipped: u64 = sr.skipped.values().map(|t| t.count).sum();
-            println!(
-                "{}: {} files, {} indexed, {} unchanged, {} removed; {} chunks added, {} removed; {} denied, {} skipped, {} secrets redacted",
-                sr.source,
-                sr.files_seen,
-                sr.indexed,
-                sr.unchanged,
-                sr.removed,
-                sr.chunks_added,
-                sr.chunks_removed,
-                denied,
-                skipped,
-                sr.redactions
-            );
-            for (reason, t) in &sr.denied {
-                println!(
-                    "    denied  {reason:<20} {:>5}  e.g. {}",
-                    t.count,
-                    t.examples.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-                );
-            }
-            for (reason, t) in &sr.skipped {
-                println!(
-                    "    skipped {reason:<20} {:>5}  e.g. {}",
-                    t.count,
-                    t.examples.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-                );
-            }
-            if let Some(e) = &sr.error {
-                println!("    error: {e}");
-            }
-        }
-        for id in &report.purged {
-            println!("{id}: purged (no longer approved)");
-        }
-        println!(
-            "{} chunks in the index; pass took {:.2?}",
-            report.total_chunks, elapsed
-        );
-    }
-    let failed = report.sources.iter().any(|s| s.error.is_some());
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
     })
 }
 

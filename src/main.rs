@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod config;
+mod indexing;
 mod views;
 
 use std::process::ExitCode;
@@ -48,7 +49,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Registry(cmd) => commands::registry(cmd, &settings, &store),
         Command::Audit(cmd) => commands::audit(cmd, &store),
         Command::Policy(cmd) => commands::policy(cmd, &settings, &store),
-        Command::Index(args) => commands::index(args, &settings, &store),
+        Command::Index(args) => indexing::index(args, &settings, &store),
+        Command::Freshness(args) => indexing::freshness(args, &settings, &store),
         Command::Search(args) => commands::search(args, &settings, &store),
         Command::Redact(_) => unreachable!("handled before settings are resolved"),
     }

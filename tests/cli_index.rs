@@ -3,10 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ctxplane");
+use std::path::Path;
+
+use common::{copy_dir, files_under, run};
+
 const PLANTED: &[&str] = &[
     "Pr0dPassw0rd-Fake-9d8f",
     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
@@ -14,45 +16,6 @@ const PLANTED: &[&str] = &[
     "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
     "CHANGE_ME",
 ];
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
-
-fn run(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env("CTXPLANE_ACTOR", "test")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            files_under(&e.path(), out);
-        } else {
-            out.push(e.path());
-        }
-    }
-}
 
 #[test]
 fn planted_secrets_and_never_ingest_files_leave_no_trace() {
