@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: build ctxplane and walk through the example organisation's
-# registry: sources, principals and their scopes, policy decisions on real
-# files (including a planted .env that must stay out), and the audit chain.
+# The main job: build ctxplane and walk through the example organisation:
+# sources, principals and their scopes, policy decisions on real files
+# (including a planted .env that must stay out), indexing with redaction and
+# tree-sitter chunking, scoped search, freshness, and the audit chain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --bin ctxplane
@@ -18,5 +19,11 @@ step policy scope coding-agent
 step policy decide payments-api src/lib.rs docs/architecture.md config/.env config/.env.example ../../etc/passwd
 step policy decide platform-docs adr/0001-use-postgres.md README.md
 step policy decide people-ops handbook.md
+step index
+step search "retry backoff"
+step search postgres
+step search postgres --as support-agent
+step search "DATABASE_URL password" --json --limit 2
+step freshness
 step audit tail
 step audit verify

@@ -189,6 +189,13 @@ impl Lexical {
         Ok(())
     }
 
+    /// Makes commits by other writers (another process) visible.
+    pub fn reload(&self) -> Result<()> {
+        self.reader
+            .reload()
+            .map_err(|e| IndexError::lexical(Path::new("lexical"), e))
+    }
+
     /// The best `limit` chunks for `query` among those `filter` lets through.
     pub fn search(&self, query: &str, filter: &Filter, limit: usize) -> Result<Vec<(f32, ChunkDoc)>> {
         if filter.sources.is_empty() || filter.max_tier == 0 || query.trim().is_empty() {
