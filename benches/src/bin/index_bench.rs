@@ -138,6 +138,30 @@ fn run() -> Result<(), String> {
         "version = 1\n\n[[sources]]\nid = \"bench-repo\"\nkind = \"dir\"\nlocation = \"repo\"\nowner = \"bench\"\ntier = 2\nstatus = \"approved\"\n",
     )
     .map_err(|e| e.to_string())?;
+    // Fake credentials planted in real files: none may reach the data dir.
+    let planted = [
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzq8Rb3kT2m",
+        ),
+        ("GITHUB_TOKEN", "ghp_R8wd8k4aXcaT4fNP0UcnZwJUVFk6LO0pINUx"),
+        ("STRIPE_KEY", "sk_live_51HqLyjWDarjtT1zdp7dcQw3rT9"),
+        ("SLACK_BOT", "xoxb-2718281828-3141592653-Zq8RbkT2mWv7LpXy4NcJh5Ds"),
+        ("DATABASE_PASSWORD", "Pr0d-Passw0rd-9d8f-Kq2x"),
+    ];
+    let py: Vec<&PathBuf> = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "py"))
+        .collect();
+    if py.len() < planted.len() {
+        return Err("the repository needs Python files to plant credentials in".into());
+    }
+    for (i, (name, value)) in planted.iter().enumerate() {
+        let f = py[(i * 7_919) % py.len()];
+        let mut text = std::fs::read_to_string(f).map_err(|e| e.to_string())?;
+        text.push_str(&format!("\n{name} = \"{value}\"\n"));
+        std::fs::write(f, text).map_err(|e| e.to_string())?;
+    }
     println!(
         "repository: {} ({} files, {:.1} MB on disk)",
         args.repo.display(),
@@ -171,6 +195,28 @@ fn run() -> Result<(), String> {
         seen / secs,
         read / 1e6 / secs
     );
+
+    let mut leaked = Vec::new();
+    let mut stored = Vec::new();
+    copy_tree(&work.join(".ctxplane"), &work.join("data-copy"), &mut stored).map_err(|e| e.to_string())?;
+    for f in &stored {
+        let bytes = std::fs::read(f).map_err(|e| e.to_string())?;
+        for (_, value) in &planted {
+            if bytes.windows(value.len()).any(|w| w == value.as_bytes()) {
+                leaked.push(format!("{value} in {}", f.display()));
+            }
+        }
+    }
+    std::fs::remove_dir_all(work.join("data-copy")).map_err(|e| e.to_string())?;
+    println!(
+        "  {} secrets redacted; planted credentials found in the {} files under the data dir: {}",
+        s["redactions"],
+        stored.len(),
+        leaked.len()
+    );
+    if !leaked.is_empty() {
+        return Err(format!("secrets reached the data dir: {leaked:?}"));
+    }
 
     // No-op re-index.
     let mut noop = Vec::new();
