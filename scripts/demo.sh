@@ -5,6 +5,7 @@
 # tree-sitter chunking, scoped search, freshness, and the audit chain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup-model.sh
 cargo build --release --locked --bin ctxplane
 bin=target/release/ctxplane
 data=target/demo-data

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, every test, and benchmarks compiled.
+# The test command: the embedding model (fetched and verified once),
+# formatting, lints, every test, and benchmarks compiled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup-model.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

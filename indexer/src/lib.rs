@@ -8,6 +8,7 @@
 //! * [`Indexer`]: the on-disk layout and the indexing pass.
 
 pub mod chunk;
+pub mod embed;
 pub mod error;
 pub mod freshness;
 pub mod git;

@@ -1,0 +1,165 @@
+//! Embeddings computed in-process: all-MiniLM-L6-v2 (ONNX) through
+//! fastembed, with onnxruntime loaded at run time from the model directory
+//! (`scripts/setup-model.sh` puts both in `vendor/model/`). Mean pooling,
+//! at most 256 tokens, L2-normalised vectors, onnxruntime threads that do
+//! not spin.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
+
+/// Vector dimensions of the model.
+pub const DIM: usize = 384;
+/// Tokens per input; longer chunks are truncated by the tokenizer.
+pub const MAX_TOKENS: usize = 256;
+/// Larger batches grow memory without helping on two cores.
+pub const BATCH: usize = 8;
+
+const FILES: &[&str] = &[
+    "model.onnx",
+    "libonnxruntime.so",
+    "tokenizer.json",
+    "config.json",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error(
+        "no embedding model found (looked in {looked}); run scripts/setup-model.sh or set CTXPLANE_MODEL_DIR"
+    )]
+    NotFound { looked: String },
+    #[error("embedding model in {dir}: {message}")]
+    Load { dir: PathBuf, message: String },
+    #[error("embedding failed: {0}")]
+    Run(String),
+}
+
+/// The model directory: `explicit` (config or `CTXPLANE_MODEL_DIR`) if
+/// given, else `vendor/model` beside the build tree or the working
+/// directory. Only a directory holding every model file counts.
+pub fn find_model_dir(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = explicit {
+        candidates.push(p.to_path_buf());
+    } else {
+        if let Ok(exe) = std::env::current_exe() {
+            // target/{debug,release}/ctxplane -> <repo>/vendor/model
+            for up in exe.ancestors().skip(1).take(4) {
+                candidates.push(up.join("vendor/model"));
+            }
+        }
+        candidates.push(PathBuf::from("vendor/model"));
+    }
+    for c in &candidates {
+        if FILES.iter().all(|f| c.join(f).is_file()) {
+            return Ok(c.clone());
+        }
+    }
+    Err(EmbedError::NotFound {
+        looked: candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+pub struct Embedder {
+    model: Mutex<TextEmbedding>,
+    id: String,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("id", &self.id)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Embedder {
+    /// Loads the model in `dir` (see [`find_model_dir`]) with `threads`
+    /// onnxruntime threads.
+    pub fn load(dir: &Path, threads: usize) -> Result<Embedder, EmbedError> {
+        let err = |message: String| EmbedError::Load {
+            dir: dir.to_path_buf(),
+            message,
+        };
+        let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| err(format!("{name}: {e}")));
+        let onnx = read("model.onnx")?;
+        // The id names the exact weights: vectors from other weights never mix.
+        let id = format!("all-MiniLM-L6-v2-int8-{}", &blake3::hash(&onnx).to_hex()[..12]);
+        let environment = ort::init_from(dir.join("libonnxruntime.so"))
+            .map_err(|e| err(format!("loading onnxruntime: {e}")))?
+            .with_name("ctxplane")
+            .build()
+            .map_err(|e| err(format!("starting onnxruntime: {e}")))?;
+        let files = TokenizerFiles {
+            tokenizer_file: read("tokenizer.json")?,
+            config_file: read("config.json")?,
+            special_tokens_map_file: read("special_tokens_map.json")?,
+            tokenizer_config_file: read("tokenizer_config.json")?,
+        };
+        let model = UserDefinedEmbeddingModel::new(onnx, files).with_pooling(Pooling::Mean);
+        let options = InitOptionsUserDefined::new()
+            .with_environment(environment)
+            .with_max_length(MAX_TOKENS)
+            .with_intra_threads(threads.max(1))
+            .with_session_config("session.intra_op.allow_spinning", "0")
+            .with_session_config("session.inter_op.allow_spinning", "0");
+        let model =
+            TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| err(e.to_string()))?;
+        Ok(Embedder {
+            model: Mutex::new(model),
+            id,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Identifies the model and its weights, e.g. `all-MiniLM-L6-v2-int8-8199be6f699a`.
+    pub fn model_id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Unit-length vectors for `texts`, in order.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut model = self
+            .model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = model
+            .embed(texts, Some(BATCH))
+            .map_err(|e| EmbedError::Run(e.to_string()))?;
+        for v in &mut out {
+            if v.len() != DIM {
+                return Err(EmbedError::Run(format!(
+                    "model returned {} dimensions, not {DIM}",
+                    v.len()
+                )));
+            }
+            normalize(v);
+        }
+        Ok(out)
+    }
+}
+
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for x in v {
+            *x /= norm;
+        }
+    }
+}
