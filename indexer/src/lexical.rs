@@ -250,6 +250,45 @@ impl Lexical {
         Ok(out)
     }
 
+    /// Every chunk of one file, in line order.
+    pub fn docs_for_file(&self, source: &str, path: &str) -> Result<Vec<ChunkDoc>> {
+        let q = TermQuery::new(
+            Term::from_field_text(self.f.file_key, &file_key(source, path)),
+            IndexRecordOption::Basic,
+        );
+        let mut docs = self.fetch(&q, 100_000)?;
+        docs.sort_by_key(|d| d.start_line);
+        Ok(docs)
+    }
+
+    /// Chunks by id (those not in the index are left out), in `ids` order.
+    pub fn docs_by_id(&self, ids: &[&str]) -> Result<Vec<ChunkDoc>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let q = TermQuery::new(
+                Term::from_field_text(self.f.chunk_id, id),
+                IndexRecordOption::Basic,
+            );
+            out.extend(self.fetch(&q, 1)?);
+        }
+        Ok(out)
+    }
+
+    fn fetch(&self, q: &dyn Query, limit: usize) -> Result<Vec<ChunkDoc>> {
+        let searcher = self.reader.searcher();
+        let top = searcher
+            .search(q, &TopDocs::with_limit(limit.max(1)).order_by_score())
+            .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
+        let mut out = Vec::with_capacity(top.len());
+        for (_, addr) in top {
+            let doc: TantivyDocument = searcher
+                .doc(addr)
+                .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
+            out.push(self.to_chunk(&doc));
+        }
+        Ok(out)
+    }
+
     /// Number of chunks of `source` in the committed index.
     pub fn count_source(&self, source: &str) -> u64 {
         let q = TermQuery::new(

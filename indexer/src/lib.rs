@@ -17,6 +17,7 @@ pub mod manifest;
 mod pass;
 pub mod redact;
 pub mod tokenizer;
+pub mod vector;
 pub mod walk;
 
 use std::collections::BTreeMap;

@@ -184,7 +184,7 @@ impl Pass<'_> {
             let mut manifest = self.manifests.load(id)?;
             // Files processed by another chunker or other redaction rules
             // are processed again, even when unchanged on disk.
-            let pipeline = self.pipeline();
+            let pipeline = format!("{}+tier-{}", self.pipeline(), source.tier.get());
             let reprocess = manifest.pipeline != pipeline;
             let mut source_dirty = false;
             for p in pending_by_source.get(id).into_iter().flatten() {

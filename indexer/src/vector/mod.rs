@@ -1,0 +1,62 @@
+//! Dense vectors: one [`VectorStore`] trait, an exact embedded store (the
+//! default) and a Qdrant client, plus the embedding cache and the step that
+//! brings the vectors in line with the lexical index.
+
+pub mod cache;
+pub mod embedded;
+mod kernels;
+pub mod sync;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::Result;
+
+/// One chunk's vector and the fields queries filter on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub chunk_id: String,
+    pub source: String,
+    pub path: String,
+    pub tier: u8,
+    pub vector: Vec<f32>,
+}
+
+/// What a query may see. Empty `sources` sees nothing; `path_prefix`
+/// narrows to paths starting with it.
+#[derive(Clone, Debug, Default)]
+pub struct VectorFilter {
+    pub sources: BTreeSet<String>,
+    pub max_tier: u8,
+    pub path_prefix: Option<String>,
+}
+
+impl VectorFilter {
+    pub fn admits(&self, source: &str, tier: u8, path: &str) -> bool {
+        tier >= 1
+            && tier <= self.max_tier
+            && self.sources.contains(source)
+            && self.path_prefix.as_deref().is_none_or(|p| path.starts_with(p))
+    }
+}
+
+/// Chunk ids per (source, path) held by a store.
+pub type FileChunks = BTreeMap<(String, String), BTreeSet<String>>;
+
+/// A place to keep vectors and search them with exact filters. Writes take
+/// effect at [`VectorStore::commit`], which makes them durable.
+pub trait VectorStore: Send + Sync + std::fmt::Debug {
+    /// Which backend, for status output (`embedded`, `qdrant`).
+    fn kind(&self) -> &'static str;
+    fn upsert(&mut self, points: Vec<Point>) -> Result<()>;
+    fn delete_file(&mut self, source: &str, path: &str) -> Result<()>;
+    fn delete_source(&mut self, source: &str) -> Result<()>;
+    fn commit(&mut self) -> Result<()>;
+    /// The best `k` chunks by cosine similarity among those `filter` admits.
+    fn search(&self, vector: &[f32], filter: &VectorFilter, k: usize) -> Result<Vec<(String, f32)>>;
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Every file's chunk ids, to reconcile against the manifests.
+    fn file_chunks(&self) -> Result<FileChunks>;
+}

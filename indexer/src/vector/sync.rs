@@ -1,0 +1,176 @@
+//! Bringing the vector store in line with the lexical index: files whose
+//! chunks changed get new vectors (from the cache when the text was seen
+//! before, else from the model), files and sources that are gone lose
+//! theirs. Idempotent, so an interrupted sync is finished by the next one;
+//! progress is committed every few thousand vectors.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::cache::{EmbeddingCache, key};
+use super::{FileChunks, Point, VectorStore};
+use crate::embed::Embedder;
+use crate::error::{IndexError, Result};
+use crate::lexical::Lexical;
+use crate::manifest::Manifests;
+
+/// Texts sent to the model at once (it batches them by eight inside).
+const EMBED_GROUP: usize = 64;
+/// Vectors between durable commits.
+const COMMIT_EVERY: usize = 2_000;
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct SyncReport {
+    pub model_id: String,
+    /// Chunks in the lexical index.
+    pub chunks: u64,
+    /// Vectors in the store after the sync.
+    pub vectors: u64,
+    /// Chunks the model embedded in this sync.
+    pub embedded: u64,
+    /// Chunks whose vector came from the cache.
+    pub from_cache: u64,
+    /// Files whose vectors were removed (gone, changed, purged).
+    pub files_removed: u64,
+    /// Milliseconds spent in the model.
+    pub embed_ms: u64,
+}
+
+impl SyncReport {
+    /// Share of chunks that have a vector.
+    pub fn coverage(&self) -> f64 {
+        if self.chunks == 0 {
+            1.0
+        } else {
+            self.vectors as f64 / self.chunks as f64
+        }
+    }
+}
+
+struct Pending {
+    point: Point,
+    key: super::cache::Key,
+    text: String,
+}
+
+pub fn sync(
+    manifests: &Manifests,
+    lexical: &Lexical,
+    store: &mut dyn VectorStore,
+    cache: &mut EmbeddingCache,
+    embedder: &Embedder,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SyncReport> {
+    let mut report = SyncReport {
+        model_id: embedder.model_id().to_string(),
+        chunks: lexical.total_chunks(),
+        ..Default::default()
+    };
+    let mut desired = FileChunks::new();
+    for source in manifests.sources()? {
+        let m = manifests.load(&source)?;
+        for (path, e) in m.files {
+            if !e.chunk_ids.is_empty() {
+                desired.insert((source.clone(), path), e.chunk_ids.into_iter().collect());
+            }
+        }
+    }
+    let have = store.file_chunks()?;
+    let desired_sources: BTreeSet<&String> = desired.keys().map(|(s, _)| s).collect();
+    let mut gone_sources = BTreeSet::new();
+    for ((source, path), ids) in &have {
+        if !desired_sources.contains(source) {
+            gone_sources.insert(source.clone());
+        } else if desired.get(&(source.clone(), path.clone())) != Some(ids) {
+            store.delete_file(source, path)?;
+        }
+        if desired.get(&(source.clone(), path.clone())) != Some(ids) {
+            report.files_removed += 1;
+        }
+    }
+    for s in &gone_sources {
+        store.delete_source(s)?;
+    }
+    let todo: Vec<(&(String, String), &BTreeSet<String>)> = desired
+        .iter()
+        .filter(|(k, ids)| have.get(*k) != Some(*ids))
+        .collect();
+    let total: u64 = todo.iter().map(|(_, ids)| ids.len() as u64).sum();
+    let mut done = 0u64;
+    let mut queue: Vec<Pending> = Vec::new();
+    let mut since_commit = 0usize;
+    for ((source, path), ids) in todo {
+        for doc in lexical.docs_for_file(source, path)? {
+            if !ids.contains(&doc.chunk_id) {
+                continue;
+            }
+            let k = key(embedder.model_id(), &doc.content);
+            let point = Point {
+                chunk_id: doc.chunk_id,
+                source: doc.source,
+                path: doc.path,
+                tier: doc.tier,
+                vector: Vec::new(),
+            };
+            match cache.get(&k)? {
+                Some(v) => {
+                    report.from_cache += 1;
+                    store.upsert(vec![Point { vector: v, ..point }])?;
+                    since_commit += 1;
+                    done += 1;
+                }
+                None => queue.push(Pending {
+                    point,
+                    key: k,
+                    text: doc.content,
+                }),
+            }
+            if queue.len() >= EMBED_GROUP {
+                done += embed_queue(&mut queue, store, cache, embedder, &mut report)?;
+                since_commit += EMBED_GROUP;
+                progress(done, total);
+            }
+            if since_commit >= COMMIT_EVERY {
+                cache.flush()?;
+                store.commit()?;
+                since_commit = 0;
+            }
+        }
+    }
+    done += embed_queue(&mut queue, store, cache, embedder, &mut report)?;
+    progress(done, total);
+    cache.flush()?;
+    store.commit()?;
+    report.vectors = store.len() as u64;
+    Ok(report)
+}
+
+fn embed_queue(
+    queue: &mut Vec<Pending>,
+    store: &mut dyn VectorStore,
+    cache: &mut EmbeddingCache,
+    embedder: &Embedder,
+    report: &mut SyncReport,
+) -> Result<u64> {
+    if queue.is_empty() {
+        return Ok(0);
+    }
+    let started = Instant::now();
+    let texts: Vec<&str> = queue.iter().map(|p| p.text.as_str()).collect();
+    let vectors = embedder.embed(&texts).map_err(|e| IndexError::Layout {
+        path: embedder.dir().to_path_buf(),
+        message: e.to_string(),
+    })?;
+    report.embed_ms += started.elapsed().as_millis() as u64;
+    let n = queue.len() as u64;
+    report.embedded += n;
+    let mut points = Vec::with_capacity(queue.len());
+    for (p, v) in queue.drain(..).zip(vectors) {
+        cache.put(p.key, &v);
+        points.push(Point { vector: v, ..p.point });
+    }
+    store.upsert(points)?;
+    Ok(n)
+}
