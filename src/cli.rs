@@ -265,6 +265,9 @@ pub struct IndexArgs {
     /// index every change as it happens.
     #[arg(long)]
     pub watch: bool,
+    /// Skip embedding: index lexically only (vectors catch up on the next run).
+    #[arg(long)]
+    pub no_embed: bool,
     /// With --watch: how long to wait for a burst of changes to settle.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     pub debounce_ms: u64,

@@ -17,6 +17,28 @@ struct FileConfig {
     registry: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     max_file_bytes: Option<u64>,
+    /// Where the embedding model lives (default: vendor/model of the build).
+    model_dir: Option<PathBuf>,
+    /// onnxruntime threads for embedding.
+    embed_threads: Option<usize>,
+    /// `embedded` (default) or `qdrant`.
+    vector_store: Option<String>,
+    qdrant_url: Option<String>,
+    /// Name of the environment variable holding the Qdrant API key (the key
+    /// itself never goes in a file).
+    qdrant_api_key_env: Option<String>,
+    qdrant_collection: Option<String>,
+}
+
+/// Which vector store holds the dense vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VectorBackend {
+    Embedded,
+    Qdrant {
+        url: String,
+        api_key: Option<String>,
+        collection: String,
+    },
 }
 
 /// Validated settings every command starts from.
@@ -27,6 +49,11 @@ pub struct Settings {
     pub actor: String,
     /// Files larger than this are not ingested.
     pub max_file_bytes: u64,
+    /// `CTXPLANE_MODEL_DIR`, else the config's `model_dir`; `None` lets the
+    /// embedder look in its default places.
+    pub model_dir: Option<PathBuf>,
+    pub embed_threads: usize,
+    pub vectors: VectorBackend,
 }
 
 /// What the command line and environment said (flags override env).
@@ -73,11 +100,48 @@ impl Settings {
         if max_file_bytes == 0 {
             return Err(ConfigError("max_file_bytes must be at least 1".into()).into());
         }
+        let model_dir = std::env::var_os("CTXPLANE_MODEL_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| file.model_dir.map(|p| file_dir.join(p)));
+        let embed_threads = file.embed_threads.unwrap_or(2);
+        if !(1..=64).contains(&embed_threads) {
+            return Err(ConfigError("embed_threads must be between 1 and 64".into()).into());
+        }
+        let vectors = match file.vector_store.as_deref().unwrap_or("embedded") {
+            "embedded" => VectorBackend::Embedded,
+            "qdrant" => {
+                let url = std::env::var("CTXPLANE_QDRANT_URL")
+                    .ok()
+                    .or(file.qdrant_url)
+                    .ok_or_else(|| ConfigError("vector_store = \"qdrant\" needs qdrant_url".into()))?;
+                let api_key = match &file.qdrant_api_key_env {
+                    Some(var) => Some(std::env::var(var).map_err(|_| {
+                        ConfigError(format!("qdrant_api_key_env names {var}, which is not set"))
+                    })?),
+                    None => None,
+                };
+                VectorBackend::Qdrant {
+                    url,
+                    api_key,
+                    collection: file.qdrant_collection.unwrap_or_else(|| "ctxplane".into()),
+                }
+            }
+            other => {
+                return Err(ConfigError(format!(
+                    "vector_store must be \"embedded\" or \"qdrant\", not {other:?}"
+                ))
+                .into());
+            }
+        };
         Ok(Settings {
             registry,
             data_dir,
             actor,
             max_file_bytes,
+            model_dir,
+            embed_threads,
+            vectors,
         })
     }
 }

@@ -34,20 +34,31 @@ pub fn index(args: IndexArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
     let show_progress = !args.out.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let (report, elapsed) = run_pass(&indexer, &reg, store, None, show_progress)?;
     let audit_seq = audit_pass(s, store, &reg, &report, "index.pass")?;
-    if args.out.json && !args.watch {
-        print_json(
-            &json!({"report": report, "elapsed_ms": elapsed.as_millis() as u64, "audit_seq": audit_seq}),
-        )?;
-    } else if args.out.json {
+    if args.out.json && args.watch {
         println!(
             "{}",
             json!({"event": "pass", "report": report, "elapsed_ms": elapsed.as_millis() as u64})
         );
-    } else {
+    } else if !args.out.json {
         print_summary(&report, elapsed);
     }
+    let mut dense = if args.no_embed {
+        Err("skipped (--no-embed)".to_string())
+    } else {
+        Dense::open(s, store.data_dir())
+    };
+    let vectors = sync_vectors(&indexer, &mut dense, s, store, show_progress)?;
+    if args.out.json && args.watch {
+        println!("{}", json!({"event": "vectors", "vectors": vectors}));
+    } else if args.out.json {
+        print_json(&json!({
+            "report": report, "elapsed_ms": elapsed.as_millis() as u64, "audit_seq": audit_seq, "vectors": vectors,
+        }))?;
+    } else {
+        print_vectors(&vectors);
+    }
     if let Some(w) = watching {
-        return w.run(&indexer, reg, s, store, args.out.json);
+        return w.run(&indexer, reg, s, store, args.out.json, &mut dense);
     }
     let failed = report.sources.iter().any(|s| s.error.is_some());
     Ok(if failed {
@@ -55,6 +66,120 @@ pub fn index(args: IndexArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The model and the vector store, loaded once per process.
+pub(crate) struct Dense {
+    pub embedder: indexer::embed::Embedder,
+    pub store: Box<dyn indexer::vector::VectorStore>,
+}
+
+impl Dense {
+    /// `Err(reason)` when there is no model (the service then works lexically).
+    pub(crate) fn open(s: &Settings, data_dir: &Path) -> Result<Dense, String> {
+        let dir = indexer::embed::find_model_dir(s.model_dir.as_deref()).map_err(|e| e.to_string())?;
+        let embedder = indexer::embed::Embedder::load(&dir, s.embed_threads).map_err(|e| e.to_string())?;
+        let store: Box<dyn indexer::vector::VectorStore> = match &s.vectors {
+            crate::config::VectorBackend::Embedded => Box::new(
+                indexer::vector::embedded::EmbeddedStore::open(
+                    &Indexer::vectors_dir(data_dir),
+                    embedder.model_id(),
+                )
+                .map_err(|e| e.to_string())?,
+            ),
+            crate::config::VectorBackend::Qdrant {
+                url,
+                api_key,
+                collection,
+            } => Box::new(
+                indexer::vector::qdrant::QdrantStore::connect(url, api_key.as_deref(), collection)
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        Ok(Dense { embedder, store })
+    }
+}
+
+/// Vectors for every chunk, under the data-dir lock; audited.
+fn sync_vectors(
+    indexer: &Indexer,
+    dense: &mut Result<Dense, String>,
+    s: &Settings,
+    store: &RegistryStore,
+    show_progress: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let d = match dense {
+        Ok(d) => d,
+        Err(reason) => {
+            return Ok(json!({
+                "status": "unavailable", "reason": reason, "served_by": "lexical",
+                "chunks": indexer.lexical().total_chunks(),
+            }));
+        }
+    };
+    let lock = registry::fsutil::DirLock::acquire(store.data_dir())?;
+    let bar = show_progress.then(|| {
+        let b = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>20} [{bar:30}] {pos}/{len} chunks {per_sec} eta {eta}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_prefix("embedding");
+        b
+    });
+    let started = Instant::now();
+    let report = indexer.sync_vectors(d.store.as_mut(), &d.embedder, &mut |done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    });
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    drop(lock);
+    let report = report?;
+    if report.embedded > 0 || report.files_removed > 0 {
+        store.record(vec![
+            Event::new(&s.actor, "index.vectors", d.store.kind())
+                .detail("model_id", report.model_id.clone())
+                .detail("embedded", report.embedded)
+                .detail("from_cache", report.from_cache)
+                .detail("files_removed", report.files_removed)
+                .detail("vectors", report.vectors)
+                .detail("chunks", report.chunks),
+        ])?;
+    }
+    Ok(json!({
+        "status": "ready", "store": d.store.kind(), "model_id": report.model_id,
+        "chunks": report.chunks, "vectors": report.vectors, "coverage": report.coverage(),
+        "embedded": report.embedded, "from_cache": report.from_cache, "files_removed": report.files_removed,
+        "embed_ms": report.embed_ms, "elapsed_ms": started.elapsed().as_millis() as u64, "served_by": "hybrid",
+    }))
+}
+
+fn print_vectors(v: &serde_json::Value) {
+    if v["status"] == "ready" {
+        println!(
+            "vectors ({}, {}): {}/{} chunks ({:.1}%); {} embedded, {} from cache, {} files' vectors removed ({} ms)",
+            v["store"].as_str().unwrap_or(""),
+            v["model_id"].as_str().unwrap_or(""),
+            v["vectors"],
+            v["chunks"],
+            v["coverage"].as_f64().unwrap_or(0.0) * 100.0,
+            v["embedded"],
+            v["from_cache"],
+            v["files_removed"],
+            v["elapsed_ms"]
+        );
+    } else {
+        println!(
+            "vectors: {}; search is lexical only",
+            v["reason"].as_str().unwrap_or("unavailable")
+        );
+    }
 }
 
 /// One pass under the data-dir lock (released before auditing, which takes
@@ -296,6 +421,7 @@ impl Watching {
         s: &Settings,
         store: &RegistryStore,
         json: bool,
+        dense: &mut Result<Dense, String>,
     ) -> anyhow::Result<ExitCode> {
         if !json {
             eprintln!(
@@ -346,6 +472,14 @@ impl Watching {
                 }
                 for id in &report.purged {
                     println!("{now} {id}: purged (no longer approved)");
+                }
+            }
+            // Lexical results are already searchable; vectors catch up now.
+            if report.committed && dense.is_ok() {
+                match sync_vectors(indexer, dense, s, store, false) {
+                    Ok(v) if json => println!("{}", json!({"event": "vectors", "vectors": v})),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("error: vectors not updated (the next change retries): {e:#}"),
                 }
             }
         }

@@ -117,6 +117,31 @@ impl Indexer {
         Ok(report)
     }
 
+    /// Where the embedded vector store lives.
+    pub fn vectors_dir(data_dir: &Path) -> PathBuf {
+        data_dir.join("vectors/embedded")
+    }
+
+    /// Gives every chunk in the lexical index a vector (from the cache or
+    /// the model) and removes vectors of chunks that are gone.
+    pub fn sync_vectors(
+        &self,
+        store: &mut dyn vector::VectorStore,
+        embedder: &embed::Embedder,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<vector::sync::SyncReport> {
+        let mut cache =
+            vector::cache::EmbeddingCache::open(&self.data_dir.join("vectors/cache"), embedder.model_id())?;
+        vector::sync::sync(
+            &self.manifests,
+            &self.lexical,
+            store,
+            &mut cache,
+            embedder,
+            progress,
+        )
+    }
+
     fn passes_path(&self) -> PathBuf {
         self.data_dir.join("index/passes.json")
     }

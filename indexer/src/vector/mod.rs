@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod embedded;
 mod kernels;
+pub mod qdrant;
 pub mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};
