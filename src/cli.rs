@@ -43,8 +43,15 @@ pub enum Command {
     /// Per source: last pass, files changed on disk since, content past the
     /// tier's max age.
     Freshness(FreshnessArgs),
-    /// Search the lexical index (scoped to a principal with --as).
-    Search(SearchArgs),
+    /// Ask for context: hybrid search within a principal's scope, packed to a
+    /// token budget, every result with its provenance.
+    #[command(alias = "search")]
+    Query(QueryArgs),
+    /// The whole chain behind a result id: registry entry and approvals,
+    /// the ingest, redactions, freshness then and now, hash checks.
+    Provenance(ProvenanceArgs),
+    /// Registry, index, vectors (coverage, model) and audit chain at a glance.
+    Status(HealthArgs),
     /// Redact secrets from standard input to standard output; findings
     /// (rule, line, column, never the value) go to standard error.
     Redact(RedactArgs),
@@ -285,13 +292,39 @@ pub struct FreshnessArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SearchArgs {
-    pub query: String,
-    /// Search as this principal: only its sources, up to its tier ceiling.
+pub struct QueryArgs {
+    /// The question or search text (omit with --batch).
+    pub query: Option<String>,
+    /// Query as this principal: only its sources, up to its tier ceiling.
     #[arg(long = "as", value_name = "PRINCIPAL")]
     pub principal: Option<String>,
+    /// Token budget for the returned content.
+    #[arg(long, default_value_t = 4_000)]
+    pub max_tokens: usize,
+    /// Most results.
     #[arg(long, default_value_t = 10)]
     pub limit: usize,
+    /// hybrid, lexical or dense.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// JSON lines {"id": .., "query": .., "as"?: .., "max_tokens"?: .., "limit"?: ..}
+    /// in (- for stdin), one JSON line per query out; the model loads once.
+    #[arg(long, value_name = "FILE", conflicts_with = "query")]
+    pub batch: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvenanceArgs {
+    /// A result id from `ctxplane query`.
+    pub result_id: String,
+    #[command(flatten)]
+    pub out: Json,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
     #[command(flatten)]
     pub out: Json,
 }

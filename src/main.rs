@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod config;
 mod indexing;
+mod querying;
 mod views;
 
 use std::process::ExitCode;
@@ -51,7 +52,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy(cmd) => commands::policy(cmd, &settings, &store),
         Command::Index(args) => indexing::index(args, &settings, &store),
         Command::Freshness(args) => indexing::freshness(args, &settings, &store),
-        Command::Search(args) => commands::search(args, &settings, &store),
+        Command::Query(args) => querying::query(args, &settings, &store),
+        Command::Provenance(args) => querying::provenance(args, &settings, &store),
+        Command::Status(args) => querying::status(args, &settings, &store),
         Command::Redact(_) => unreachable!("handled before settings are resolved"),
     }
 }

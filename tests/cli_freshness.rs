@@ -96,11 +96,14 @@ struct Watcher {
 
 impl Watcher {
     fn start(org: &Path) -> Watcher {
-        let mut child = command(org, &["index", "--watch", "--json", "--debounce-ms", "50"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = command(
+            org,
+            &["index", "--watch", "--no-embed", "--json", "--debounce-ms", "50"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -114,6 +117,12 @@ impl Watcher {
         let w = Watcher { child, lines };
         let first = w.next();
         assert_eq!(first["event"], "pass");
+        let second = w.next();
+        assert_eq!(second["event"], "vectors");
+        assert_eq!(
+            second["vectors"]["served_by"], "lexical",
+            "--no-embed: {second:#}"
+        );
         w
     }
 
@@ -132,12 +141,12 @@ impl Drop for Watcher {
 }
 
 fn hits(org: &Path, query: &str) -> Vec<String> {
-    let v = run_json(org, &["search", query, "--json"]);
+    let v = run_json(org, &["query", query, "--mode", "lexical", "--json"]);
     v["results"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["chunk"]["path"].as_str().unwrap().to_string())
+        .map(|r| r["provenance"]["path"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -180,8 +189,8 @@ fn watch_follows_edits_deletions_and_registry_changes() {
     eventually("the new source file to be searchable", || {
         hits(org, "wombatkey") == ["src/live.rs"]
     });
-    let v = run_json(org, &["search", "wombatkey", "--json"]);
-    let content = v["results"][0]["chunk"]["content"].as_str().unwrap();
+    let v = run_json(org, &["query", "wombatkey", "--mode", "lexical", "--json"]);
+    let content = v["results"][0]["content"].as_str().unwrap();
     assert!(
         content.contains("[REDACTED:") && !content.contains("sk_live_"),
         "{content}"
@@ -252,7 +261,7 @@ fn a_pass_killed_at_any_moment_is_completed_by_the_next() {
         if round % 2 == 1 {
             std::fs::remove_file(generated.join(format!("mod_{}.rs", round * 100 + 1))).unwrap();
         }
-        let mut child = command(org, &["index"])
+        let mut child = command(org, &["index", "--no-embed"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -274,12 +283,25 @@ fn a_pass_killed_at_any_moment_is_completed_by_the_next() {
             .iter()
             .all(|s| s["error"].is_null())
     );
+    assert_eq!(done["vectors"]["coverage"], 1.0, "{:#}", done["vectors"]);
     let again = run_json(org, &["index", "--json"]);
     assert_eq!(again["report"]["committed"], false, "{again:#}");
+    // Unchanged input embeds nothing.
+    assert_eq!(again["vectors"]["embedded"], 0, "{:#}", again["vectors"]);
+    assert_eq!(again["vectors"]["vectors"], done["vectors"]["vectors"]);
 
     // Same result as one uninterrupted pass into a fresh data dir.
     let clean = org.join("clean-data");
-    let reference = run_json(org, &["--data-dir", clean.to_str().unwrap(), "index", "--json"]);
+    let reference = run_json(
+        org,
+        &[
+            "--data-dir",
+            clean.to_str().unwrap(),
+            "index",
+            "--no-embed",
+            "--json",
+        ],
+    );
     let recovered = manifest_state(&org.join(".ctxplane"));
     assert_eq!(recovered, manifest_state(&clean));
     let listed: usize = recovered.values().map(|ids| ids.as_array().unwrap().len()).sum();

@@ -63,13 +63,13 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
         );
     }
     let hits: serde_json::Value =
-        serde_json::from_str(&run(org, &["search", "STRIPE_KEY", "--json"])).unwrap();
-    let content = hits["results"][0]["chunk"]["content"].as_str().unwrap();
+        serde_json::from_str(&run(org, &["query", "STRIPE_KEY", "--mode", "lexical", "--json"])).unwrap();
+    let content = hits["results"][0]["content"].as_str().unwrap();
     assert!(content.contains("[REDACTED:"), "{content}");
     let env_hits: serde_json::Value =
         serde_json::from_str(&run(org, &["search", "DATABASE_URL payments", "--json"])).unwrap();
     for r in env_hits["results"].as_array().unwrap() {
-        assert_ne!(r["chunk"]["path"], "config/.env");
+        assert_ne!(r["provenance"]["path"], "config/.env");
     }
 
     // A second pass over unchanged input changes nothing.
@@ -109,7 +109,7 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|r| r["chunk"]["source"] == "platform-docs")
+            .all(|r| r["provenance"]["source"] == "platform-docs")
     );
 
     // Revoking the source purges all of its content.
@@ -123,7 +123,7 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|r| r["chunk"]["source"] != "payments-api")
+            .all(|r| r["provenance"]["source"] != "payments-api")
     );
     assert!(!org.join(".ctxplane/index/manifests/payments-api.json").exists());
     assert!(run(org, &["audit", "verify"]).contains("intact"));

@@ -69,6 +69,11 @@ impl Manifests {
         Manifests { dir: dir.into() }
     }
 
+    /// The manifest file of `source`.
+    pub fn path_of(&self, source: &str) -> PathBuf {
+        self.path(source)
+    }
+
     fn path(&self, source: &str) -> PathBuf {
         self.dir.join(format!("{source}.json"))
     }

@@ -1,1 +1,359 @@
+//! Retrieval over the indexer's stores, within a caller's scope.
+//!
+//! Tier 2 of the two-tier retriever (topic packages are tier 1): BM25 over
+//! the lexical index and cosine similarity over the vector store, each
+//! filtered by the caller's scope (allowed sources, tier ceiling) inside
+//! the engine, fused by weighted reciprocal rank, de-duplicated, packed
+//! into a token budget, and tagged with provenance. Without a model or
+//! vectors the same query is served lexically and says so.
 
+mod fusion;
+mod provenance;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use indexer::embed::Embedder;
+use indexer::lexical::{ChunkDoc, Filter, Lexical};
+use indexer::manifest::{Manifests, SourceManifest};
+use indexer::vector::{VectorFilter, VectorStore};
+use registry::{Registry, Scope, Status};
+use serde::Serialize;
+
+pub use fusion::Fusion;
+pub use provenance::{Freshness, Provenance};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetrieveError {
+    #[error("no index at {0}; run `ctxplane index` first")]
+    NoIndex(PathBuf),
+    #[error(transparent)]
+    Index(#[from] indexer::IndexError),
+    #[error("embedding the query failed: {0}")]
+    Embed(String),
+}
+
+pub type Result<T> = std::result::Result<T, RetrieveError>;
+
+/// Which engines answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Hybrid,
+    Lexical,
+    Dense,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub mode: Mode,
+    /// Most results to return.
+    pub limit: usize,
+    /// Token budget for the returned content (about four characters a token).
+    pub max_tokens: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: Mode::Hybrid,
+            limit: 10,
+            max_tokens: 4_000,
+        }
+    }
+}
+
+/// Who asks: the registry in force and the scope it grants them.
+#[derive(Debug)]
+pub struct Caller<'a> {
+    pub registry: &'a Registry,
+    pub scope: Scope,
+}
+
+impl<'a> Caller<'a> {
+    /// The operator: every approved source, every tier.
+    pub fn operator(registry: &'a Registry) -> Caller<'a> {
+        Caller {
+            registry,
+            scope: Scope {
+                principal: "(operator)".into(),
+                role: registry::Role::Steward,
+                tier_ceiling: registry::Tier::MAX,
+                sources: registry
+                    .sources
+                    .values()
+                    .filter(|s| s.status == Status::Approved)
+                    .map(|s| s.id.clone())
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// One result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Hit {
+    /// The result id: the chunk id, stable while the content is unchanged.
+    pub id: String,
+    pub score: f32,
+    /// Estimated tokens of `content`.
+    pub tokens: usize,
+    pub content: String,
+    pub provenance: Provenance,
+}
+
+/// The dense side's state, reported with every answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct DenseStatus {
+    pub available: bool,
+    pub model_id: Option<String>,
+    pub vectors: usize,
+    pub chunks: u64,
+    /// Share of chunks that have a vector.
+    pub coverage: f64,
+    /// Why dense search is not available, if it is not.
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Answer {
+    pub query: String,
+    /// `hybrid`, `lexical` or `dense`: which engines produced the results.
+    pub served_by: String,
+    pub results: Vec<Hit>,
+    /// Tokens used of `max_tokens`.
+    pub tokens: usize,
+    pub max_tokens: usize,
+    /// Results left out because they did not fit the budget.
+    pub over_budget: usize,
+    pub dense: DenseStatus,
+    pub took_ms: f64,
+    pub embed_ms: f64,
+}
+
+/// A manifest and the modification time of its file when read.
+type CachedManifest = (Option<std::time::SystemTime>, Arc<SourceManifest>);
+
+struct Dense {
+    embedder: Arc<Embedder>,
+    store: Box<dyn VectorStore>,
+}
+
+pub struct Retriever {
+    lexical: Lexical,
+    dense: Option<Dense>,
+    dense_reason: Option<String>,
+    manifests: Manifests,
+    manifest_cache: Mutex<HashMap<String, CachedManifest>>,
+    pub fusion: Fusion,
+}
+
+impl std::fmt::Debug for Retriever {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retriever")
+            .field("dense", &self.dense.is_some())
+            .field("fusion", &self.fusion)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Retriever {
+    /// Opens the indexes under `data_dir`. `dense` is the model and vector
+    /// store, or why there are none; either way the retriever serves.
+    pub fn open(
+        data_dir: &Path,
+        dense: std::result::Result<(Arc<Embedder>, Box<dyn VectorStore>), String>,
+    ) -> Result<Retriever> {
+        let dir = data_dir.join("index/lexical");
+        if !dir.join("meta.json").exists() {
+            return Err(RetrieveError::NoIndex(dir));
+        }
+        let lexical = Lexical::open(&dir)?;
+        let (dense, dense_reason) = match dense {
+            Ok((embedder, store)) if !store.is_empty() => (Some(Dense { embedder, store }), None),
+            Ok(_) => (None, Some("no vectors yet; run `ctxplane index`".to_string())),
+            Err(reason) => (None, Some(reason)),
+        };
+        Ok(Retriever {
+            lexical,
+            dense,
+            dense_reason,
+            manifests: Manifests::new(data_dir.join("index/manifests")),
+            manifest_cache: Mutex::new(HashMap::new()),
+            fusion: Fusion::default(),
+        })
+    }
+
+    pub fn lexical(&self) -> &Lexical {
+        &self.lexical
+    }
+
+    pub fn dense_status(&self) -> DenseStatus {
+        let chunks = self.lexical.total_chunks();
+        match &self.dense {
+            Some(d) => {
+                let vectors = d.store.len();
+                DenseStatus {
+                    available: true,
+                    model_id: Some(d.embedder.model_id().to_string()),
+                    vectors,
+                    chunks,
+                    coverage: if chunks == 0 {
+                        1.0
+                    } else {
+                        vectors as f64 / chunks as f64
+                    },
+                    reason: None,
+                }
+            }
+            None => DenseStatus {
+                available: false,
+                model_id: None,
+                vectors: 0,
+                chunks,
+                coverage: 0.0,
+                reason: self.dense_reason.clone(),
+            },
+        }
+    }
+
+    /// Picks up commits made by an indexer since the last call.
+    pub fn refresh(&self) -> Result<()> {
+        self.lexical.reload()?;
+        Ok(())
+    }
+
+    /// Answers `text` for `caller`. Excluded content is filtered inside both
+    /// engines, so it never competes for a rank, and is checked again on
+    /// the way out.
+    pub fn query(&self, caller: &Caller<'_>, text: &str, opts: &Options) -> Result<Answer> {
+        let started = Instant::now();
+        let sources: BTreeSet<String> = caller.scope.sources.iter().map(|s| s.to_string()).collect();
+        let max_tier = caller.scope.tier_ceiling.get();
+        let want = opts.limit.clamp(1, 100);
+        let candidates = self.fusion.candidates.max(want * 3);
+        let mode = match (opts.mode, &self.dense) {
+            (Mode::Lexical, _) | (_, None) => Mode::Lexical,
+            (m, Some(_)) => m,
+        };
+        let mut lexical_ranked: Vec<ChunkDoc> = Vec::new();
+        if mode != Mode::Dense {
+            let filter = Filter {
+                sources: sources.iter().cloned().collect(),
+                max_tier,
+            };
+            lexical_ranked = self
+                .lexical
+                .search(text, &filter, candidates)?
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
+        }
+        let mut dense_ranked: Vec<ChunkDoc> = Vec::new();
+        let mut embed_ms = 0.0;
+        if mode != Mode::Lexical
+            && let Some(d) = &self.dense
+            && !text.trim().is_empty()
+        {
+            let t = Instant::now();
+            let v = d
+                .embedder
+                .embed(&[text])
+                .map_err(|e| RetrieveError::Embed(e.to_string()))?
+                .pop()
+                .unwrap_or_default();
+            embed_ms = t.elapsed().as_secs_f64() * 1000.0;
+            let filter = VectorFilter {
+                sources: sources.clone(),
+                max_tier,
+                path_prefix: None,
+            };
+            let ids: Vec<String> = d
+                .store
+                .search(&v, &filter, candidates)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            dense_ranked = self.lexical.docs_by_id(&refs)?;
+        }
+        let fused = self.fusion.fuse(&lexical_ranked, &dense_ranked);
+        let served_by = match mode {
+            Mode::Hybrid => "hybrid",
+            Mode::Lexical => "lexical",
+            Mode::Dense => "dense",
+        };
+        let mut seen_content = BTreeSet::new();
+        let mut results = Vec::new();
+        let mut tokens = 0;
+        let mut over_budget = 0;
+        for f in fused {
+            let doc = f.doc;
+            // Defence in depth: the engines filtered already.
+            let in_scope = caller.scope.sources.iter().any(|s| s.as_str() == doc.source)
+                && doc.tier <= max_tier
+                && doc.tier >= 1;
+            if !in_scope || !seen_content.insert(doc.chunk_hash.clone()) {
+                continue;
+            }
+            if results.len() >= want {
+                break;
+            }
+            let t = estimate_tokens(&doc.content);
+            if tokens + t > opts.max_tokens {
+                over_budget += 1;
+                continue;
+            }
+            tokens += t;
+            let provenance = self.provenance(caller.registry, &doc, served_by, f.lexical_rank, f.dense_rank);
+            results.push(Hit {
+                id: doc.chunk_id.clone(),
+                score: f.score,
+                tokens: t,
+                content: doc.content,
+                provenance,
+            });
+        }
+        Ok(Answer {
+            query: text.to_string(),
+            served_by: served_by.to_string(),
+            results,
+            tokens,
+            max_tokens: opts.max_tokens,
+            over_budget,
+            dense: self.dense_status(),
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            embed_ms,
+        })
+    }
+
+    /// The chunk behind a result id, if it is still in the index.
+    pub fn chunk(&self, id: &str) -> Result<Option<ChunkDoc>> {
+        Ok(self.lexical.docs_by_id(&[id])?.pop())
+    }
+
+    /// A source's manifest, cached until its file changes.
+    pub fn manifest(&self, source: &str) -> Option<Arc<SourceManifest>> {
+        let path = self.manifests.path_of(source);
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut cache = self
+            .manifest_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((t, m)) = cache.get(source)
+            && *t == mtime
+        {
+            return Some(m.clone());
+        }
+        let m = Arc::new(self.manifests.load(source).ok()?);
+        cache.insert(source.to_string(), (mtime, m.clone()));
+        Some(m)
+    }
+}
+
+/// About four characters per token for English and code.
+pub fn estimate_tokens(text: &str) -> usize {
+    text.chars().count().div_ceil(4).max(1)
+}

@@ -1,0 +1,138 @@
+//! The provenance tag every result carries: where the text came from (source,
+//! owner, path, lines, symbol, commit, content hash), when and under which
+//! decision it was ingested, what was redacted, whether it is still fresh,
+//! and which tier of the retriever served it.
+
+use jiff::Timestamp;
+use registry::{Registry, SourceId};
+use serde::Serialize;
+
+use crate::Retriever;
+use indexer::lexical::ChunkDoc;
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Freshness {
+    /// `fresh`; `modified_on_disk` or `deleted_on_disk` (the index is behind);
+    /// `superseded` (the file was re-indexed and this chunk is going);
+    /// `stale` (unchanged for longer than `max_age_days`); `unknown`.
+    pub status: String,
+    /// Since when the index has held this file's content.
+    pub content_since: Option<Timestamp>,
+    pub max_age_days: Option<u32>,
+    pub checked_at: Timestamp,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Provenance {
+    pub result_id: String,
+    pub source: String,
+    pub owner: Option<String>,
+    pub tier: u8,
+    pub path: String,
+    pub start_line: u32,
+    pub end_line: u32,
+    pub symbol: Option<String>,
+    pub kind: String,
+    pub language: String,
+    /// HEAD of a git source when this content was ingested.
+    pub commit: Option<String>,
+    /// blake3 of the chunk's (redacted) text.
+    pub content_hash: String,
+    /// blake3 of the file as read.
+    pub file_hash: String,
+    pub ingested_at: Option<Timestamp>,
+    pub freshness: Freshness,
+    /// Secrets redacted inside this chunk, and in its whole file.
+    pub redactions: u32,
+    pub file_redactions: Option<u32>,
+    /// The policy decision that let the file in.
+    pub decision_id: Option<String>,
+    /// The registry version the query was scoped by.
+    pub registry_version: String,
+    /// `hybrid`, `lexical`, `dense` (tier 2) or `package` (tier 1).
+    pub served_by: String,
+    pub lexical_rank: Option<usize>,
+    pub dense_rank: Option<usize>,
+}
+
+impl Retriever {
+    /// The provenance of a chunk looked up by id (not served by a query).
+    pub fn provenance_of(&self, registry: &Registry, doc: &ChunkDoc) -> Provenance {
+        self.provenance(registry, doc, "lookup", None, None)
+    }
+
+    pub(crate) fn provenance(
+        &self,
+        registry: &Registry,
+        doc: &ChunkDoc,
+        served_by: &str,
+        lexical_rank: Option<usize>,
+        dense_rank: Option<usize>,
+    ) -> Provenance {
+        let source = SourceId::new(doc.source.clone())
+            .ok()
+            .and_then(|id| registry.source(&id).cloned());
+        let manifest = self.manifest(&doc.source);
+        let entry = manifest.as_ref().and_then(|m| m.files.get(&doc.path));
+        let now = Timestamp::now();
+        let max_age_days = source.as_ref().map(|s| registry.freshness.max_age_days(s));
+        let status = match (&source, entry) {
+            (Some(s), Some(e)) => {
+                let on_disk = std::fs::symlink_metadata(s.root(&registry.base_dir).join(&doc.path));
+                if !e.chunk_ids.iter().any(|c| c == &doc.chunk_id) {
+                    "superseded"
+                } else {
+                    match on_disk {
+                        Err(_) => "deleted_on_disk",
+                        Ok(m) => {
+                            let mtime = m
+                                .modified()
+                                .ok()
+                                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                                .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+                            if m.len() != e.size || mtime != e.mtime_ns {
+                                "modified_on_disk"
+                            } else if now.duration_since(e.content_since()) > registry.freshness.max_age(s) {
+                                "stale"
+                            } else {
+                                "fresh"
+                            }
+                        }
+                    }
+                }
+            }
+            _ => "unknown",
+        };
+        Provenance {
+            result_id: doc.chunk_id.clone(),
+            source: doc.source.clone(),
+            owner: source.as_ref().map(|s| s.owner.clone()),
+            tier: doc.tier,
+            path: doc.path.clone(),
+            start_line: doc.start_line,
+            end_line: doc.end_line,
+            symbol: doc.symbol.clone(),
+            kind: doc.kind.clone(),
+            language: doc.language.clone(),
+            commit: doc.commit.clone(),
+            content_hash: doc.chunk_hash.clone(),
+            file_hash: doc.file_hash.clone(),
+            ingested_at: entry
+                .map(|e| e.ingested_at)
+                .or_else(|| Timestamp::from_second(doc.ingested_at).ok()),
+            freshness: Freshness {
+                status: status.to_string(),
+                content_since: entry.map(|e| e.content_since()),
+                max_age_days,
+                checked_at: now,
+            },
+            redactions: doc.content.matches("[REDACTED:").count() as u32,
+            file_redactions: entry.map(|e| e.redactions),
+            decision_id: entry.map(|e| e.decision_id.clone()),
+            registry_version: registry.version.to_hex(),
+            served_by: served_by.to_string(),
+            lexical_rank,
+            dense_rank,
+        }
+    }
+}
