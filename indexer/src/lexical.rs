@@ -205,7 +205,19 @@ impl Lexical {
         let mut parser = QueryParser::for_index(&self.index, vec![f.content, f.symbol, f.path]);
         parser.set_field_boost(f.symbol, 2.0);
         parser.set_field_boost(f.path, 1.5);
-        let (user, _errors) = parser.parse_query_lenient(query);
+        // Plain text, never query syntax: an agent's "0-dimensional (2D)"
+        // must not turn into exclusions or field lookups.
+        let plain: String = query
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || matches!(c, '_' | '.' | '/') {
+                    c
+                } else {
+                    ' '
+                }
+            })
+            .collect();
+        let (user, _errors) = parser.parse_query_lenient(&plain);
         let any_of = |terms: Vec<Term>| -> Box<dyn Query> {
             Box::new(BooleanQuery::new(
                 terms

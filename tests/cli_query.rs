@@ -1,0 +1,153 @@
+//! Asking for context through the binary: hybrid results within a
+//! principal's scope and token budget, each with provenance; `provenance`
+//! explains a result id; `status` reports vectors; without a model the
+//! same query is served lexically and says so; batches and bad input.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{command, example_org, run, run_json};
+
+#[test]
+fn query_provenance_status_and_the_lexical_fallback() {
+    let tmp = example_org();
+    let org = tmp.path();
+    let idx = run_json(org, &["index", "--json"]);
+    assert_eq!(idx["vectors"]["coverage"], 1.0, "{:#}", idx["vectors"]);
+
+    let a = run_json(org, &["query", "how do we fail over the database?", "--json"]);
+    assert_eq!(a["served_by"], "hybrid");
+    let results = a["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    for r in results {
+        let p = &r["provenance"];
+        for field in [
+            "result_id",
+            "source",
+            "owner",
+            "tier",
+            "path",
+            "start_line",
+            "end_line",
+            "content_hash",
+            "file_hash",
+            "ingested_at",
+            "decision_id",
+            "registry_version",
+            "served_by",
+        ] {
+            assert!(!p[field].is_null(), "{field} missing in {p:#}");
+        }
+        assert_eq!(p["freshness"]["status"], "fresh");
+        assert_eq!(p["result_id"], r["id"]);
+    }
+    // The runbook about failover ranks near the top.
+    assert!(
+        results
+            .iter()
+            .take(3)
+            .any(|r| r["provenance"]["path"] == "runbooks/db-failover.md"),
+        "{results:#?}"
+    );
+
+    // Scope and budget: support-agent reads platform-docs (tier 1) only.
+    let s = run_json(
+        org,
+        &[
+            "query",
+            "payments ledger retry database",
+            "--as",
+            "support-agent",
+            "--max-tokens",
+            "120",
+            "--json",
+        ],
+    );
+    assert!(s["tokens"].as_u64().unwrap() <= 120);
+    for r in s["results"].as_array().unwrap() {
+        assert_eq!(r["provenance"]["source"], "platform-docs");
+    }
+    let nobody = run_json(org, &["query", "database", "--as", "nobody-such", "--json"]);
+    assert!(nobody["results"].as_array().unwrap().is_empty());
+
+    // Provenance of a result, then of the same result after its file changed.
+    let id = results[0]["id"].as_str().unwrap().to_string();
+    let path = results[0]["provenance"]["path"].as_str().unwrap().to_string();
+    let source = results[0]["provenance"]["source"].as_str().unwrap().to_string();
+    let p = run_json(org, &["provenance", &id, "--json"]);
+    assert_eq!(p["checks"]["chunk_matches_its_hash"], true);
+    assert_eq!(p["checks"]["file_on_disk_matches_ingested_hash"], true);
+    assert_eq!(p["checks"]["policy_now"]["allowed"], true);
+    assert!(!p["ingest"]["audit_event"].is_null(), "{p:#}");
+    assert_eq!(p["source"]["id"], source.as_str());
+    let file = org.join("sources").join(&source).join(&path);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    writeln!(f, "\nAn edit the index has not seen yet.").unwrap();
+    drop(f);
+    let p = run_json(org, &["provenance", &id, "--json"]);
+    assert_eq!(p["checks"]["file_on_disk_matches_ingested_hash"], false);
+    assert_eq!(p["provenance"]["freshness"]["status"], "modified_on_disk");
+    let unknown = command(org, &["provenance", "c-000000000000000000000000"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not in the index"));
+
+    let st = run_json(org, &["status", "--json"]);
+    assert_eq!(st["ok"], true);
+    assert_eq!(st["index"]["dense"]["available"], true);
+    assert_eq!(st["index"]["served_by"], "hybrid");
+
+    // Without the model: still answers, lexically, and says why.
+    let out = command(org, &["query", "postgres failover", "--json"])
+        .env("CTXPLANE_MODEL_DIR", org.join("no-model-here"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lex: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(lex["served_by"], "lexical");
+    assert!(
+        lex["dense"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("setup-model.sh")
+    );
+    assert_eq!(lex["results"][0]["provenance"]["served_by"], "lexical");
+
+    // Batches: one line out per line in, bad lines reported, exit 1.
+    let mut child = command(org, &["query", "--batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"id\": 1, \"query\": \"postgres\"}\nnot json\n{\"id\": \"b\", \"query\": \"retry\", \"as\": \"support-agent\"}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["id"], 1);
+    assert!(lines[1]["error"].as_str().unwrap().contains("not a query line"));
+    for r in lines[2]["answer"]["results"].as_array().unwrap() {
+        assert_eq!(r["provenance"]["source"], "platform-docs");
+    }
+
+    // Oversized queries are refused as bad input (exit 2).
+    let big = "x".repeat(9000);
+    assert_eq!(command(org, &["query", &big]).status().unwrap().code(), Some(2));
+
+    let audit = run(org, &["audit", "tail", "-n", "100"]);
+    assert!(audit.matches(" query ").count() >= 5, "{audit}");
+    assert!(audit.contains("provenance"));
+}
