@@ -21,10 +21,12 @@ step policy decide payments-api src/lib.rs docs/architecture.md config/.env conf
 step policy decide platform-docs adr/0001-use-postgres.md README.md
 step policy decide people-ops handbook.md
 step index
-step search "retry backoff"
-step search postgres
-step search postgres --as support-agent
-step search "DATABASE_URL password" --json --limit 2
+step query "how do we fail over the database?"
+step query "how do we fail over the database?" --as support-agent --max-tokens 200
+step query "DATABASE_URL password" --json --limit 1
+id=$("$bin" query "retry a failed payment" --json --limit 1 | grep -o '"id": "c-[0-9a-f]*"' | head -1 | cut -d'"' -f4)
+step provenance "$id"
 step freshness
+step status
 step audit tail
 step audit verify
