@@ -45,7 +45,7 @@ pub fn index(args: IndexArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
     let mut dense = if args.no_embed {
         Err("skipped (--no-embed)".to_string())
     } else {
-        Dense::open(s, store.data_dir())
+        Dense::open(s, store.data_dir(), true)
     };
     let vectors = sync_vectors(&indexer, &mut dense, s, store, show_progress)?;
     if args.out.json && args.watch {
@@ -75,17 +75,27 @@ pub(crate) struct Dense {
 }
 
 impl Dense {
-    /// `Err(reason)` when there is no model (the service then works lexically).
-    pub(crate) fn open(s: &Settings, data_dir: &Path) -> Result<Dense, String> {
+    /// `Err(reason)` when there is no model (the service then works
+    /// lexically). Readers (`writable: false`) never change the store: an
+    /// indexer may be appending to it.
+    pub(crate) fn open(s: &Settings, data_dir: &Path, writable: bool) -> Result<Dense, String> {
+        use indexer::vector::embedded::EmbeddedStore;
         let dir = indexer::embed::find_model_dir(s.model_dir.as_deref()).map_err(|e| e.to_string())?;
         let embedder = indexer::embed::Embedder::load(&dir, s.embed_threads).map_err(|e| e.to_string())?;
+        let vectors = Indexer::vectors_dir(data_dir);
         let store: Box<dyn indexer::vector::VectorStore> = match &s.vectors {
+            crate::config::VectorBackend::Embedded if writable => {
+                Box::new(EmbeddedStore::open(&vectors, embedder.model_id()).map_err(|e| e.to_string())?)
+            }
             crate::config::VectorBackend::Embedded => Box::new(
-                indexer::vector::embedded::EmbeddedStore::open(
-                    &Indexer::vectors_dir(data_dir),
-                    embedder.model_id(),
-                )
-                .map_err(|e| e.to_string())?,
+                EmbeddedStore::open_read(&vectors, embedder.model_id())
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| {
+                        format!(
+                            "no vectors for model {} yet; run `ctxplane index`",
+                            embedder.model_id()
+                        )
+                    })?,
             ),
             crate::config::VectorBackend::Qdrant {
                 url,

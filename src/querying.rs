@@ -18,7 +18,7 @@ use crate::indexing::Dense;
 
 /// The retriever with the model and vectors when they are there.
 pub(crate) fn open_retriever(s: &Settings, data_dir: &Path) -> anyhow::Result<Retriever> {
-    let dense = Dense::open(s, data_dir).map(|d| (Arc::new(d.embedder), d.store));
+    let dense = Dense::open(s, data_dir, false).map(|d| (Arc::new(d.embedder), d.store));
     Ok(Retriever::open(data_dir, dense)?)
 }
 

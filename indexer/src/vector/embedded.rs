@@ -60,8 +60,10 @@ pub struct EmbeddedStore {
     alive: usize,
     /// Encoded records not yet written.
     pending: Vec<u8>,
-    /// Bytes of the log applied so far.
+    /// Bytes of the log applied so far, and the log file's inode (a
+    /// compaction replaces the file).
     offset: u64,
+    inode: u64,
 }
 
 fn err(path: &Path, message: impl Into<String>) -> IndexError {
@@ -138,15 +140,17 @@ impl EmbeddedStore {
             alive: 0,
             pending: Vec::new(),
             offset: 0,
+            inode: 0,
         }
     }
 
     /// Applies records appended to the log since the last load (another
     /// process's commits). A rewritten (shorter) log is read again whole.
     pub fn refresh(&mut self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
         let path = self.dir.join(LOG);
-        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
-        if len < self.offset {
+        let (len, inode) = std::fs::metadata(&path).map_or((0, 0), |m| (m.len(), m.ino()));
+        if len < self.offset || (self.offset > 0 && inode != self.inode) {
             let writable = self.writable;
             *self = EmbeddedStore::empty(&self.dir, writable);
         }
@@ -160,6 +164,10 @@ impl EmbeddedStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(IndexError::io(&path, e)),
         };
+        {
+            use std::os::unix::fs::MetadataExt;
+            self.inode = f.metadata().map_err(|e| IndexError::io(&path, e))?.ino();
+        }
         f.seek(SeekFrom::Start(self.offset))
             .map_err(|e| IndexError::io(&path, e))?;
         let mut bytes = Vec::new();
@@ -306,6 +314,12 @@ impl EmbeddedStore {
         std::fs::rename(&tmp, &path).map_err(|e| IndexError::io(&path, e))?;
         registry::fsutil::fsync_dir(&self.dir)?;
         fresh.offset = out.len() as u64;
+        {
+            use std::os::unix::fs::MetadataExt;
+            fresh.inode = std::fs::metadata(&path)
+                .map_err(|e| IndexError::io(&path, e))?
+                .ino();
+        }
         *self = fresh;
         Ok(())
     }
@@ -618,6 +632,9 @@ mod tests {
     fn compaction_keeps_the_live_vectors() {
         let tmp = tempfile::tempdir().unwrap();
         let mut s = EmbeddedStore::open(tmp.path(), "m").unwrap();
+        s.upsert(vec![point(99_999, "a", "early", 1)]).unwrap();
+        s.commit().unwrap();
+        let mut reader = EmbeddedStore::open_read(tmp.path(), "m").unwrap().unwrap();
         for round in 0..3 {
             let pts = (0..1_500)
                 .map(|i| point(i + round * 10_000, "a", &format!("p{i}"), 1))
@@ -628,10 +645,14 @@ mod tests {
             s.upsert(pts).unwrap();
             s.commit().unwrap();
         }
-        assert_eq!(s.len(), 1_500);
+        assert_eq!(s.len(), 1_501);
         assert!(s.rows.len() < 3_000, "log was compacted");
+        // A reader that predates the compaction reloads the new file.
+        reader.refresh().unwrap();
+        assert_eq!(reader.len(), 1_501);
+        assert_eq!(reader.file_chunks().unwrap(), s.file_chunks().unwrap());
         let r = EmbeddedStore::open(tmp.path(), "m").unwrap();
-        assert_eq!(r.len(), 1_500);
+        assert_eq!(r.len(), 1_501);
         assert_eq!(
             r.search(&vec_for(20_007), &filter(&["a"], 1), 1).unwrap()[0].0,
             "c-20007"
