@@ -12,6 +12,8 @@ pub enum IndexError {
     Lexical { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Layout { path: PathBuf, message: String },
+    #[error("the lexical index at {0} was written with another schema; run `ctxplane index` to rebuild it")]
+    SchemaChanged(PathBuf),
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
 }

@@ -48,7 +48,29 @@ pub struct Indexer {
 impl Indexer {
     pub fn open(data_dir: &Path, rules: RuleSet, options: PassOptions) -> Result<Indexer> {
         let index_dir = data_dir.join("index");
-        let lexical = Lexical::open(&index_dir.join("lexical"))?;
+        let lexical = match Lexical::open(&index_dir.join("lexical")) {
+            Err(IndexError::SchemaChanged(dir)) => {
+                // Written by an older version: rebuild from the sources. The
+                // manifests go too, so every file is ingested again; vectors
+                // stay (chunk ids do not depend on the schema).
+                for stale in [dir.clone(), index_dir.join("manifests")] {
+                    match std::fs::remove_dir_all(&stale) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(IndexError::io(stale, e)),
+                    }
+                }
+                for stale in [index_dir.join("passes.json"), index_dir.join("pending.json")] {
+                    match std::fs::remove_file(&stale) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(IndexError::io(stale, e)),
+                    }
+                }
+                Lexical::open(&dir)?
+            }
+            other => other?,
+        };
         let key = redaction_key(&data_dir.join("keys"))?;
         Ok(Indexer {
             data_dir: data_dir.to_path_buf(),
