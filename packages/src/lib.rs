@@ -1,1 +1,8 @@
+//! Packages and version alignment: pure logic over files, no I/O beyond
+//! reading what it is given.
+//!
+//! * [`lockfile`]: what a source's lockfiles pin, per ecosystem.
+//! * [`drift`]: versions that docs claim and the lockfiles contradict.
 
+pub mod drift;
+pub mod lockfile;
