@@ -574,6 +574,16 @@ pub fn freshness(args: FreshnessArgs, s: &Settings, store: &RegistryStore) -> an
                         .join(", ")
                 );
             }
+            for d in &f.drift {
+                println!(
+                    "    drift: {}:{} says \"{}\" but the lockfiles pin {} {}",
+                    d.file,
+                    d.line,
+                    d.claim,
+                    d.dependency,
+                    d.pinned.join(", ")
+                );
+            }
             if let Some(e) = &f.error {
                 println!("    error: {e}");
             }

@@ -70,6 +70,46 @@ fn freshness_reports_changes_on_disk_and_content_past_its_max_age() {
     run(org, &["index"]);
     assert_eq!(run_json(org, &["freshness", "--json"])["needs_attention"], 0);
 
+    // A lockfile and a doc that names another version: drift, in freshness
+    // and on the results that come from that doc.
+    std::fs::write(
+        api.join("Cargo.lock"),
+        "version = 4\n\n[[package]]\nname = \"tokio\"\nversion = \"1.41.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        api.join("docs/runtime.md"),
+        "# Runtime\n\nThe worker pool requires tokio 1.28 for its blocking quirks.\n",
+    )
+    .unwrap();
+    run(org, &["index"]);
+    let drifted = run_json(org, &["freshness", "--json"]);
+    let p = source(&drifted, "payments-api");
+    assert_eq!(p["status"], "drifted", "{p:#}");
+    assert_eq!(p["drift"][0]["file"], "docs/runtime.md");
+    assert_eq!(p["drift"][0]["line"], 3);
+    assert_eq!(p["drift"][0]["claimed"], "1.28");
+    assert_eq!(p["drift"][0]["pinned"][0], "1.41.0 (Cargo.lock:5)");
+    let q = run_json(
+        org,
+        &[
+            "query",
+            "worker pool blocking quirks",
+            "--mode",
+            "lexical",
+            "--json",
+        ],
+    );
+    assert_eq!(q["results"][0]["provenance"]["path"], "docs/runtime.md");
+    assert_eq!(q["results"][0]["provenance"]["drift"][0]["dependency"], "tokio");
+    std::fs::write(
+        api.join("docs/runtime.md"),
+        "# Runtime\n\nThe worker pool requires tokio 1.41 for its blocking quirks.\n",
+    )
+    .unwrap();
+    run(org, &["index"]);
+    assert_eq!(run_json(org, &["freshness", "--json"])["needs_attention"], 0);
+
     // Age the indexed content of one file past the tier's max age (tier 1:
     // 365 days by default; the registry lowers it to 30).
     let registry = org.join("registry.toml");

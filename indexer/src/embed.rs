@@ -38,8 +38,8 @@ pub enum EmbedError {
 }
 
 /// The model directory: `explicit` (config or `CTXPLANE_MODEL_DIR`) if
-/// given, else `vendor/model` beside the build tree or the working
-/// directory. Only a directory holding every model file counts.
+/// given, else `vendor/model` beside the binary's build tree, in the
+/// working directory, or in the source tree it was built from. Only a directory holding every model file counts.
 pub fn find_model_dir(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Some(p) = explicit {
@@ -52,6 +52,8 @@ pub fn find_model_dir(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
             }
         }
         candidates.push(PathBuf::from("vendor/model"));
+        // The source tree this binary was built from (any target dir).
+        candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../vendor/model"));
     }
     for c in &candidates {
         if FILES.iter().all(|f| c.join(f).is_file()) {

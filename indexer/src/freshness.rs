@@ -21,6 +21,8 @@ pub enum FreshnessStatus {
     Behind,
     /// Indexed content is older than the source's max age.
     Stale,
+    /// Docs name dependency versions the lockfiles contradict.
+    Drifted,
     /// Approved but never indexed.
     NeverIndexed,
     /// The source cannot be walked (missing, not a directory, unreadable).
@@ -35,6 +37,7 @@ impl FreshnessStatus {
             FreshnessStatus::Fresh => "fresh",
             FreshnessStatus::Behind => "behind",
             FreshnessStatus::Stale => "stale",
+            FreshnessStatus::Drifted => "drifted",
             FreshnessStatus::NeverIndexed => "never_indexed",
             FreshnessStatus::Unavailable => "unavailable",
             FreshnessStatus::PendingPurge => "pending_purge",
@@ -68,6 +71,8 @@ pub struct SourceFreshness {
     /// Indexed files whose content is older than `max_age_days`.
     pub stale: Tally,
     pub oldest_content: Option<Timestamp>,
+    /// Version claims in the source's docs that its lockfiles contradict.
+    pub drift: Vec<crate::alignment::DriftNote>,
     pub error: Option<String>,
 }
 
@@ -79,6 +84,7 @@ impl SourceFreshness {
 }
 
 pub(crate) fn report(
+    lexical: &crate::lexical::Lexical,
     manifests: &Manifests,
     passes: &BTreeMap<String, Timestamp>,
     registry: &Registry,
@@ -109,6 +115,7 @@ pub(crate) fn report(
             removed: Tally::default(),
             stale: Tally::default(),
             oldest_content: manifest.files.values().map(|e| e.content_since()).min(),
+            drift: crate::alignment::source_drift(lexical, &manifest)?,
             error: None,
         };
         for (path, e) in &manifest.files {
@@ -160,6 +167,8 @@ pub(crate) fn report(
             FreshnessStatus::Behind
         } else if f.stale.count > 0 {
             FreshnessStatus::Stale
+        } else if !f.drift.is_empty() {
+            FreshnessStatus::Drifted
         } else {
             FreshnessStatus::Fresh
         };

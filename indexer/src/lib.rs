@@ -7,6 +7,7 @@
 //! * [`manifest`]: per-source record of what was ingested.
 //! * [`Indexer`]: the on-disk layout and the indexing pass.
 
+pub mod alignment;
 pub mod chunk;
 pub mod embed;
 pub mod error;
@@ -189,7 +190,14 @@ impl Indexer {
         policy: &Policy<'_>,
         now: Timestamp,
     ) -> Result<Vec<freshness::SourceFreshness>> {
-        freshness::report(&self.manifests, &self.passes()?, registry, policy, now)
+        freshness::report(
+            &self.lexical,
+            &self.manifests,
+            &self.passes()?,
+            registry,
+            policy,
+            now,
+        )
     }
 }
 

@@ -135,6 +135,8 @@ pub struct Answer {
 
 /// A manifest and the modification time of its file when read.
 type CachedManifest = (Option<std::time::SystemTime>, Arc<SourceManifest>);
+/// A source's pinned versions, for the manifest they were read with.
+type CachedDeps = (Arc<SourceManifest>, Arc<packages::lockfile::DependencyMap>);
 
 struct Dense {
     embedder: Arc<Embedder>,
@@ -147,6 +149,7 @@ pub struct Retriever {
     dense_reason: Option<String>,
     manifests: Manifests,
     manifest_cache: Mutex<HashMap<String, CachedManifest>>,
+    deps_cache: Mutex<HashMap<String, CachedDeps>>,
     pub fusion: Fusion,
 }
 
@@ -182,6 +185,7 @@ impl Retriever {
             dense_reason,
             manifests: Manifests::new(data_dir.join("index/manifests")),
             manifest_cache: Mutex::new(HashMap::new()),
+            deps_cache: Mutex::new(HashMap::new()),
             fusion: Fusion::default(),
         })
     }
@@ -350,6 +354,25 @@ impl Retriever {
         let m = Arc::new(self.manifests.load(source).ok()?);
         cache.insert(source.to_string(), (mtime, m.clone()));
         Some(m)
+    }
+}
+
+impl Retriever {
+    /// What the source's ingested lockfiles pin (cached per manifest).
+    pub fn dependencies(&self, source: &str) -> Option<Arc<packages::lockfile::DependencyMap>> {
+        let manifest = self.manifest(source)?;
+        let mut cache = self
+            .deps_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((m, d)) = cache.get(source)
+            && Arc::ptr_eq(m, &manifest)
+        {
+            return Some(d.clone());
+        }
+        let deps = Arc::new(indexer::alignment::dependency_map(&self.lexical, &manifest).ok()?);
+        cache.insert(source.to_string(), (manifest, deps.clone()));
+        Some(deps)
     }
 }
 

@@ -53,6 +53,9 @@ pub struct Provenance {
     pub served_by: String,
     pub lexical_rank: Option<usize>,
     pub dense_rank: Option<usize>,
+    /// Dependency versions this text claims that the source's lockfiles
+    /// contradict (docs only).
+    pub drift: Vec<indexer::alignment::DriftNote>,
 }
 
 impl Retriever {
@@ -133,6 +136,15 @@ impl Retriever {
             served_by: served_by.to_string(),
             lexical_rank,
             dense_rank,
+            drift: if indexer::alignment::is_doc(&doc.language) {
+                self.dependencies(&doc.source)
+                    .map(|deps| {
+                        indexer::alignment::chunk_drift(&doc.path, &doc.content, doc.start_line, &deps)
+                    })
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            },
         }
     }
 }

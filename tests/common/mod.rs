@@ -31,7 +31,10 @@ pub fn example_org() -> tempfile::TempDir {
 
 pub fn command(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
-    c.args(args).current_dir(dir).env("CTXPLANE_ACTOR", "test");
+    c.args(args).current_dir(dir).env("CTXPLANE_ACTOR", "test").env(
+        "CTXPLANE_MODEL_DIR",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor/model"),
+    );
     c
 }
 
