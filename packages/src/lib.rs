@@ -3,6 +3,8 @@
 //!
 //! * [`lockfile`]: what a source's lockfiles pin, per ecosystem.
 //! * [`drift`]: versions that docs claim and the lockfiles contradict.
+//! * [`context`]: the repo context package and its validation.
 
+pub mod context;
 pub mod drift;
 pub mod lockfile;
