@@ -43,6 +43,9 @@ pub enum Command {
     /// Per source: last pass, files changed on disk since, content past the
     /// tier's max age.
     Freshness(FreshnessArgs),
+    /// CI gate: validate repo context packages and report version drift.
+    /// Exit 0 clean, 1 problems, 2 usage or configuration errors.
+    Check(CheckArgs),
     /// Ask for context: hybrid search within a principal's scope, packed to a
     /// token budget, every result with its provenance.
     #[command(alias = "search")]
@@ -280,6 +283,16 @@ pub struct IndexArgs {
     pub debounce_ms: u64,
     #[command(flatten)]
     pub out: Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check only this source.
+    #[arg(long, value_name = "ID")]
+    pub source: Option<String>,
+    /// text, json, junit or github (workflow annotations).
+    #[arg(long, default_value = "text")]
+    pub format: String,
 }
 
 #[derive(Debug, Args)]

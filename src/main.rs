@@ -1,6 +1,7 @@
 //! The ctxplane binary: CLI today; HTTP and MCP servers later. Thin: it
 //! parses, calls the library crates, and prints.
 
+mod checking;
 mod cli;
 mod commands;
 mod config;
@@ -51,6 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => commands::audit(cmd, &store),
         Command::Policy(cmd) => commands::policy(cmd, &settings, &store),
         Command::Index(args) => indexing::index(args, &settings, &store),
+        Command::Check(args) => checking::check(args, &settings, &store),
         Command::Freshness(args) => indexing::freshness(args, &settings, &store),
         Command::Query(args) => querying::query(args, &settings, &store),
         Command::Provenance(args) => querying::provenance(args, &settings, &store),

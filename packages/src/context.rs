@@ -332,15 +332,15 @@ mod tests {
     use super::*;
     use crate::lockfile::parse;
 
-    const GOOD: &str = r##"purpose = "Card payments: authorise, capture, refund."
-boundaries = ["Never stores card numbers."]
+    const GOOD: &str = r##"purpose = "Ledger service: double-entry postings for every capture."
+boundaries = ["Reads card tokens, never card numbers."]
 owners = ["team-payments"]
-escalation = ["#payments-oncall"]
+escalation = ["#ledger-oncall", "okafor"]
 last_updated = 2026-11-01
-updated_by = "rivera"
+updated_by = "okafor"
 
 [architecture]
-invariants = ["Ledger entries are append-only."]
+invariants = ["Postings balance to zero per transaction."]
 
 [dependencies]
 tokio = "1.41"
@@ -348,12 +348,12 @@ serde = ">=1.0.100"
 
 [tests]
 critical_paths = ["src/ledger.rs"]
-coverage = "Ledger fully covered."
+coverage = "Posting and reversal paths fully covered."
 integration = ["tests/"]
 
 [release]
-conventions = "Tag from main."
-rollback = "Redeploy the previous tag."
+conventions = "Weekly release train."
+rollback = "Roll back the train; postings are idempotent."
 "##;
 
     fn run(text: &str, today: &str, max_age: u32) -> Vec<(usize, &'static str)> {
@@ -391,8 +391,11 @@ rollback = "Redeploy the previous tag."
             .replace("team-payments", "team-nobody")
             .replace("tokio = \"1.41\"", "tokio = \"1.28\"")
             .replace("src/ledger.rs", "src/gone.rs")
-            .replace("rollback = \"Redeploy the previous tag.\"\n", "")
-            .replace("escalation = [\"#payments-oncall\"]\n", "");
+            .replace(
+                "rollback = \"Roll back the train; postings are idempotent.\"\n",
+                "",
+            )
+            .replace("escalation = [\"#ledger-oncall\", \"okafor\"]\n", "");
         assert_eq!(
             run(&bad, "2026-11-23", 90),
             vec![

@@ -94,7 +94,13 @@ pub fn claims(file: &str, text: &str, deps: &DependencyMap) -> Vec<Claim> {
                 version: version.as_str().to_string(),
                 file: file.to_string(),
                 line: i + 1,
-                text: cap.get(0).map_or("", |m| m.as_str()).trim().to_string(),
+                text: cap
+                    .get(0)
+                    .map_or("", |m| m.as_str())
+                    .trim()
+                    .trim_end_matches(['.', ',', ';', ')'])
+                    .trim_start_matches(['(', ','])
+                    .to_string(),
             });
         }
     }

@@ -1,0 +1,240 @@
+//! `ctxplane check`: the CI gate. Validates each source's repo context
+//! package and reports version drift (package expectations and docs against
+//! lockfiles), reading the checkout on disk through the same walk and
+//! policy as the indexer. Exit 0 when clean, 1 when anything fails, 2 for
+//! usage or configuration errors.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path};
+use std::process::ExitCode;
+
+use indexer::alignment::is_doc;
+use indexer::chunk::language_of;
+use packages::context::{Checks, FILE_NAME, validate};
+use packages::drift::doc_drift;
+use packages::lockfile::{DependencyMap, is_lockfile, parse};
+use registry::{RegistryStore, Status};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::CheckArgs;
+use crate::config::{ConfigError, Settings};
+
+#[derive(Debug, Serialize)]
+struct Finding {
+    source: String,
+    /// Path as given to annotations: relative to the working directory
+    /// when possible.
+    file: String,
+    line: usize,
+    code: String,
+    message: String,
+    /// `error` fails the check; `warning` does not.
+    severity: &'static str,
+}
+
+pub fn check(args: CheckArgs, s: &Settings, store: &RegistryStore) -> anyhow::Result<ExitCode> {
+    let reg = store.load(&s.actor)?;
+    let policy = reg.policy(store.clock());
+    let format = args.format.as_str();
+    if !matches!(format, "text" | "json" | "junit" | "github") {
+        return Err(ConfigError(format!(
+            "--format must be text, json, junit or github, not {format:?}"
+        ))
+        .into());
+    }
+    if let Some(id) = &args.source
+        && !reg.sources.keys().any(|k| k.as_str() == id)
+    {
+        return Err(ConfigError(format!("no source {id:?} in the registry")).into());
+    }
+    let known_owners: BTreeSet<String> = reg
+        .sources
+        .values()
+        .map(|x| x.owner.clone())
+        .chain(reg.principals.iter().map(|p| p.name.clone()))
+        .collect();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let today = policy.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut checked = Vec::new();
+    for source in reg.sources.values().filter(|x| x.status == Status::Approved) {
+        let id = source.id.as_str();
+        if args.source.as_deref().is_some_and(|want| want != id) {
+            continue;
+        }
+        checked.push(id.to_string());
+        let root = source.root(&reg.base_dir);
+        let shown = |rel: &str| {
+            let p = root.join(rel);
+            p.strip_prefix(&cwd).unwrap_or(&p).display().to_string()
+        };
+        let files = match indexer::walk::list(&root) {
+            Ok(f) => f,
+            Err(e) => {
+                findings.push(Finding {
+                    source: id.into(),
+                    file: shown(""),
+                    line: 1,
+                    code: "unavailable".into(),
+                    message: format!("cannot read the source: {e}"),
+                    severity: "error",
+                });
+                continue;
+            }
+        };
+        // Only what the policy lets in is read.
+        let allowed: Vec<&indexer::walk::Found> = files
+            .iter()
+            .filter(|f| policy.decide_ingest(id, &f.rel).is_allowed())
+            .collect();
+        let read =
+            |f: &indexer::walk::Found| indexer::walk::read_text(f, s.max_file_bytes).ok().map(|(t, _)| t);
+        let mut deps = DependencyMap::default();
+        for f in allowed.iter().filter(|f| is_lockfile(&f.rel)) {
+            if let Some(text) = read(f) {
+                deps.add(parse(&f.rel, &text), &f.rel);
+            }
+        }
+        let present: BTreeSet<&str> = allowed.iter().map(|f| f.rel.as_str()).collect();
+        match allowed.iter().find(|f| f.rel == FILE_NAME) {
+            None => findings.push(Finding {
+                source: id.into(),
+                file: shown(FILE_NAME),
+                line: 1,
+                code: "no_context_package".into(),
+                message: format!("{id} has no {FILE_NAME}"),
+                severity: "warning",
+            }),
+            Some(f) => {
+                let text = read(f).unwrap_or_default();
+                let exists = |p: &str| {
+                    let rel = Path::new(p);
+                    let safe = rel.components().all(|c| matches!(c, Component::Normal(_)));
+                    let p = p.trim_end_matches('/');
+                    safe && (present.contains(p) || present.iter().any(|f| f.starts_with(&format!("{p}/"))))
+                };
+                let checks = Checks {
+                    known_owners: &known_owners,
+                    path_exists: &exists,
+                    today,
+                    max_age_days: reg.freshness.max_age_days(source),
+                    deps: &deps,
+                };
+                for p in validate(&text, &checks) {
+                    findings.push(Finding {
+                        source: id.into(),
+                        file: shown(FILE_NAME),
+                        line: p.line,
+                        code: p.code.into(),
+                        message: p.message,
+                        severity: "error",
+                    });
+                }
+            }
+        }
+        if !deps.is_empty() {
+            for f in allowed.iter().filter(|f| is_doc(language_of(&f.rel))) {
+                if let Some(text) = read(f) {
+                    for d in doc_drift(&f.rel, &text, &deps) {
+                        let pins: Vec<String> = d
+                            .pinned
+                            .iter()
+                            .map(|p| format!("{} ({}:{})", p.version, p.file, p.line))
+                            .collect();
+                        findings.push(Finding {
+                            source: id.into(),
+                            file: shown(&f.rel),
+                            line: d.claim.line,
+                            code: "drift".into(),
+                            message: format!(
+                                "\"{}\" but the lockfile pins {}",
+                                d.claim.text,
+                                pins.join(", ")
+                            ),
+                            severity: "error",
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let errors = findings.iter().filter(|f| f.severity == "error").count();
+    match format {
+        "json" => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"ok": errors == 0, "errors": errors, "sources": checked, "findings": findings})
+            )?
+        ),
+        "github" => {
+            for f in &findings {
+                println!(
+                    "::{} file={},line={},title={}::{}",
+                    f.severity,
+                    f.file,
+                    f.line,
+                    f.code,
+                    f.message
+                        .replace('%', "%25")
+                        .replace('\r', "%0D")
+                        .replace('\n', "%0A")
+                );
+            }
+        }
+        "junit" => print!("{}", junit(&checked, &findings)),
+        _ => {
+            for f in &findings {
+                println!("{}:{}: {} [{}] {}", f.file, f.line, f.severity, f.code, f.message);
+            }
+            println!(
+                "{} source(s) checked: {} error(s), {} warning(s)",
+                checked.len(),
+                errors,
+                findings.len() - errors
+            );
+        }
+    }
+    Ok(if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// One test suite, one test case per source; a failure per error.
+fn junit(sources: &[String], findings: &[Finding]) -> String {
+    let errors = findings.iter().filter(|f| f.severity == "error").count();
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"ctxplane check\" tests=\"{}\" failures=\"{errors}\">\n",
+        sources.len()
+    );
+    for s in sources {
+        out.push_str(&format!(
+            "  <testcase classname=\"ctxplane\" name=\"{}\">\n",
+            xml(s)
+        ));
+        for f in findings
+            .iter()
+            .filter(|f| &f.source == s && f.severity == "error")
+        {
+            out.push_str(&format!(
+                "    <failure type=\"{}\" message=\"{}:{}: {}\"/>\n",
+                xml(&f.code),
+                xml(&f.file),
+                f.line,
+                xml(&f.message)
+            ));
+        }
+        out.push_str("  </testcase>\n");
+    }
+    out.push_str("</testsuite>\n");
+    out
+}
