@@ -463,10 +463,11 @@ pub fn status(args: HealthArgs, s: &Settings, store: &RegistryStore) -> anyhow::
                 indexer::PassOptions::default(),
             )?;
             let fresh = idx.freshness(&reg, &policy, policy.now())?;
+            let dense = r.dense_status();
             json!({
                 "chunks": r.lexical().total_chunks(),
-                "dense": r.dense_status(),
-                "served_by": if r.dense_status().available { "hybrid" } else { "lexical" },
+                "served_by": if dense.available { "hybrid" } else { "lexical" },
+                "dense": dense,
                 "sources_needing_attention": fresh.iter().filter(|f| f.status.needs_attention()).map(|f| json!({"source": f.source, "status": f.status.as_str()})).collect::<Vec<_>>(),
             })
         }

@@ -281,18 +281,7 @@ impl Lexical {
             (Occur::Must, sources),
             (Occur::Must, tiers),
         ]);
-        let searcher = self.reader.searcher();
-        let top = searcher
-            .search(&q, &TopDocs::with_limit(limit.max(1)).order_by_score())
-            .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
-        let mut out = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            let doc: TantivyDocument = searcher
-                .doc(addr)
-                .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
-            out.push((score, self.to_chunk(&doc)));
-        }
-        Ok(out)
+        self.fetch_scored(&q, limit)
     }
 
     /// Every chunk of one file, in line order.
@@ -320,16 +309,21 @@ impl Lexical {
     }
 
     fn fetch(&self, q: &dyn Query, limit: usize) -> Result<Vec<ChunkDoc>> {
+        Ok(self.fetch_scored(q, limit)?.into_iter().map(|(_, d)| d).collect())
+    }
+
+    /// The best `limit` chunks for `q`, with their scores.
+    fn fetch_scored(&self, q: &dyn Query, limit: usize) -> Result<Vec<(f32, ChunkDoc)>> {
         let searcher = self.reader.searcher();
         let top = searcher
             .search(q, &TopDocs::with_limit(limit.max(1)).order_by_score())
             .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
         let mut out = Vec::with_capacity(top.len());
-        for (_, addr) in top {
+        for (score, addr) in top {
             let doc: TantivyDocument = searcher
                 .doc(addr)
                 .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
-            out.push(self.to_chunk(&doc));
+            out.push((score, self.to_chunk(&doc)));
         }
         Ok(out)
     }

@@ -296,9 +296,7 @@ impl Retriever {
         for f in fused {
             let doc = f.doc;
             // Defence in depth: the engines filtered already.
-            let in_scope = caller.scope.sources.iter().any(|s| s.as_str() == doc.source)
-                && doc.tier <= max_tier
-                && doc.tier >= 1;
+            let in_scope = sources.contains(&doc.source) && doc.tier <= max_tier && doc.tier >= 1;
             if !in_scope || !seen_content.insert(doc.chunk_hash.clone()) {
                 continue;
             }

@@ -472,7 +472,8 @@ impl VectorStore for EmbeddedStore {
             return Ok(Vec::new());
         }
         let allowed: Vec<bool> = self.sources.iter().map(|s| filter.sources.contains(s)).collect();
-        let (q, qscale) = quantize(vector);
+        // The query's own scale does not change the order.
+        let (q, _) = quantize(vector);
         let want = k * RESCORE;
         let mut heap: BinaryHeap<Scored> = BinaryHeap::with_capacity(want + 1);
         for (i, row) in self.rows.iter().enumerate() {
@@ -494,7 +495,6 @@ impl VectorStore for EmbeddedStore {
                 heap.push(Scored(s, i));
             }
         }
-        let _ = qscale; // the query's own scale does not change the order
         let mut out: Vec<(String, f32)> = heap
             .into_iter()
             .map(|Scored(_, i)| {
