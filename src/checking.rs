@@ -1,5 +1,6 @@
 //! `ctxplane check`: the CI gate. Validates each source's repo context
-//! package and reports version drift (package expectations and docs against
+//! package and every topic package (citations hashed as recorded, within
+//! max age, owner known) and reports version drift (package expectations and docs against
 //! lockfiles), reading the checkout on disk through the same walk and
 //! policy as the indexer. Exit 0 when clean, 1 when anything fails, 2 for
 //! usage or configuration errors.
@@ -19,6 +20,7 @@ use serde_json::json;
 
 use crate::cli::CheckArgs;
 use crate::config::{ConfigError, Settings};
+use crate::topics;
 
 #[derive(Debug, Serialize)]
 struct Finding {
@@ -159,6 +161,7 @@ pub fn check(args: CheckArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
             }
         }
     }
+    check_topics(&args, s, &reg, &policy, today, &mut checked, &mut findings)?;
     let errors = findings.iter().filter(|f| f.severity == "error").count();
     match format {
         "json" => println!(
@@ -187,9 +190,10 @@ pub fn check(args: CheckArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
             for f in &findings {
                 println!("{}:{}: {} [{}] {}", f.file, f.line, f.severity, f.code, f.message);
             }
+            let packages = checked.iter().filter(|c| c.starts_with("topic")).count();
             println!(
-                "{} source(s) checked: {} error(s), {} warning(s)",
-                checked.len(),
+                "{} source(s) and {packages} topic package(s) checked: {} error(s), {} warning(s)",
+                checked.len() - packages,
                 errors,
                 findings.len() - errors
             );
@@ -200,6 +204,87 @@ pub fn check(args: CheckArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Topic packages: parse, owner, every citation against the checkout,
+/// max age. With `--source`, only packages citing that source.
+fn check_topics(
+    args: &CheckArgs,
+    s: &Settings,
+    reg: &registry::Registry,
+    policy: &registry::Policy<'_>,
+    today: jiff::civil::Date,
+    checked: &mut Vec<String>,
+    findings: &mut Vec<Finding>,
+) -> anyhow::Result<()> {
+    let loaded = topics::load_dir(&s.topics_dir)?;
+    if loaded.is_empty() {
+        return Ok(());
+    }
+    let mut reader = topics::DiskReader::new(reg, policy, s)?;
+    for l in &loaded {
+        let file = topics::shown(&l.file);
+        let mut push = |source: &str, line: usize, code: &str, message: String, severity: &'static str| {
+            findings.push(Finding {
+                source: source.into(),
+                file: file.clone(),
+                line,
+                code: code.into(),
+                message,
+                severity,
+            })
+        };
+        match &l.parsed {
+            Err(problems) => {
+                if args.source.is_some() {
+                    continue;
+                }
+                if !checked.iter().any(|c| c == "topics") {
+                    checked.push("topics".into());
+                }
+                for p in problems {
+                    push("topics", p.line, p.code, p.message.clone(), "error");
+                }
+            }
+            Ok(p) => {
+                if let Some(want) = &args.source
+                    && !p.citations.iter().any(|c| &c.source == want)
+                {
+                    continue;
+                }
+                let label = format!("topic:{}", p.id);
+                checked.push(label.clone());
+                if let Some(x) = topics::owner_problem(reg, p) {
+                    push(&label, x.line, x.code, x.message, "error");
+                }
+                let v = topics::verify_on_disk(reg, &mut reader, p, today);
+                if p.draft {
+                    push(
+                        &label,
+                        1,
+                        "draft",
+                        format!(
+                            "draft: not served until a steward reviews it (`ctxplane packages rehash {}`)",
+                            p.id
+                        ),
+                        "warning",
+                    );
+                    for r in v
+                        .reasons
+                        .iter()
+                        .filter(|r| r.code == "citation_denied" || r.code == "stale_citation")
+                    {
+                        push(&label, r.line, r.code, r.message.clone(), "error");
+                    }
+                } else {
+                    for r in &v.reasons {
+                        push(&label, r.line, r.code, r.message.clone(), "error");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn xml(s: &str) -> String {

@@ -46,7 +46,10 @@ pub enum Command {
     /// CI gate: validate repo context packages and report version drift.
     /// Exit 0 clean, 1 problems, 2 usage or configuration errors.
     Check(CheckArgs),
-    /// Ask for context: hybrid search within a principal's scope, packed to a
+    /// Topic packages: curated answers with cited, hashed sources.
+    #[command(subcommand)]
+    Packages(PackagesCmd),
+    /// Ask for context: topic packages first, then hybrid search within a principal's scope, packed to a
     /// token budget, every result with its provenance.
     #[command(alias = "search")]
     Query(QueryArgs),
@@ -295,6 +298,63 @@ pub struct CheckArgs {
     pub format: String,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum PackagesCmd {
+    /// List topic packages: status (fresh, stale, draft, invalid), owner,
+    /// review date, citations.
+    List(Json),
+    /// Check packages against the sources on disk: every cited span must
+    /// hash as recorded and the review must be within its max age. Exit 1
+    /// when any is stale or invalid.
+    Verify {
+        /// Package ids [default: all].
+        ids: Vec<String>,
+        #[command(flatten)]
+        out: Json,
+    },
+    /// Re-review packages: record the current hash of every cited span,
+    /// set reviewed_at/reviewed_by to today and the actor, clear `draft`.
+    Rehash {
+        /// Package ids.
+        ids: Vec<String>,
+        /// Every package in the topics directory.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        #[command(flatten)]
+        out: Json,
+    },
+    /// Write an extractive draft from the index, every sentence cited,
+    /// marked `draft = true` for a steward to edit and rehash.
+    Draft(DraftArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DraftArgs {
+    /// What the package is about, e.g. "how refunds are processed".
+    pub topic: String,
+    /// Package id [default: a slug of the topic].
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Owner [default: the owner of the first cited source].
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Draft only from what this principal may read.
+    #[arg(long = "as", value_name = "PRINCIPAL")]
+    pub principal: Option<String>,
+    /// Most sentences.
+    #[arg(long, default_value_t = 8)]
+    pub sentences: usize,
+    /// Chunks retrieved to draft from.
+    #[arg(long, default_value_t = 12)]
+    pub chunks: usize,
+    /// Where to write [default: <topics dir>/<id>.md]; - for standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub force: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct FreshnessArgs {
     /// Exit 1 when any source is behind, stale, unavailable or never indexed.
@@ -320,6 +380,9 @@ pub struct QueryArgs {
     /// hybrid, lexical or dense.
     #[arg(long, default_value = "hybrid")]
     pub mode: String,
+    /// Skip topic packages (tier 1); search only.
+    #[arg(long)]
+    pub no_packages: bool,
     /// JSON lines {"id": .., "query": .., "as"?: .., "max_tokens"?: .., "limit"?: ..}
     /// in (- for stdin), one JSON line per query out; the model loads once.
     #[arg(long, value_name = "FILE", conflicts_with = "query")]

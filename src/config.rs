@@ -28,6 +28,11 @@ struct FileConfig {
     /// itself never goes in a file).
     qdrant_api_key_env: Option<String>,
     qdrant_collection: Option<String>,
+    /// Where topic packages live (default: `topics/` beside the registry).
+    topics_dir: Option<PathBuf>,
+    /// How many days a stale topic package is still served (flagged) before
+    /// queries fall through to search.
+    topic_grace_days: Option<u32>,
 }
 
 /// Which vector store holds the dense vectors.
@@ -54,6 +59,10 @@ pub struct Settings {
     pub model_dir: Option<PathBuf>,
     pub embed_threads: usize,
     pub vectors: VectorBackend,
+    /// Topic packages: `CTXPLANE_TOPICS_DIR`, the config's `topics_dir`, or
+    /// `topics/` beside the registry.
+    pub topics_dir: PathBuf,
+    pub topic_grace_days: u32,
 }
 
 /// What the command line and environment said (flags override env).
@@ -134,7 +143,18 @@ impl Settings {
                 .into());
             }
         };
+        let topics_dir = std::env::var_os("CTXPLANE_TOPICS_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| file.topics_dir.map(|p| file_dir.join(p)))
+            .unwrap_or_else(|| parent(&registry).join("topics"));
+        let topic_grace_days = file.topic_grace_days.unwrap_or(7);
+        if topic_grace_days > 365 {
+            return Err(ConfigError("topic_grace_days is at most 365".into()).into());
+        }
         Ok(Settings {
+            topics_dir,
+            topic_grace_days,
             registry,
             data_dir,
             actor,

@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod indexing;
 mod querying;
+mod topics;
 mod views;
 
 use std::process::ExitCode;
@@ -54,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Index(args) => indexing::index(args, &settings, &store),
         Command::Check(args) => checking::check(args, &settings, &store),
         Command::Freshness(args) => indexing::freshness(args, &settings, &store),
+        Command::Packages(cmd) => topics::packages(cmd, &settings, &store),
         Command::Query(args) => querying::query(args, &settings, &store),
         Command::Provenance(args) => querying::provenance(args, &settings, &store),
         Command::Status(args) => querying::status(args, &settings, &store),

@@ -19,12 +19,16 @@ use crate::indexing::Dense;
 /// The retriever with the model and vectors when they are there.
 pub(crate) fn open_retriever(s: &Settings, data_dir: &Path) -> anyhow::Result<Retriever> {
     let dense = Dense::open(s, data_dir, false).map(|d| (Arc::new(d.embedder), d.store));
-    Ok(Retriever::open(data_dir, dense)?)
+    Ok(Retriever::open(data_dir, dense)?.with_topics(&s.topics_dir, s.topic_grace_days))
 }
 
 /// The caller a principal name stands for; an unknown name gets an empty
 /// scope, exactly like a principal with no sources.
-fn caller<'a>(reg: &'a Registry, principal: Option<&str>, policy: &registry::Policy<'_>) -> Caller<'a> {
+pub(crate) fn caller<'a>(
+    reg: &'a Registry,
+    principal: Option<&str>,
+    policy: &registry::Policy<'_>,
+) -> Caller<'a> {
     match principal {
         None => Caller::operator(reg),
         Some(name) => Caller {
@@ -46,15 +50,67 @@ fn audit_event(s: &Settings, principal: Option<&str>, a: &Answer) -> Event {
     Event::new(&s.actor, "query", principal.unwrap_or("(operator)"))
         .detail("query_hash", ContentHash::of(a.query.as_bytes()).short())
         .detail("served_by", a.served_by.clone())
-        .detail("results", a.results.len())
+        .detail("results", a.results.len() + usize::from(a.package.is_some()))
         .detail(
             "result_ids",
-            a.results.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+            a.package
+                .iter()
+                .map(|p| p.id.as_str())
+                .chain(a.results.iter().map(|h| h.id.as_str()))
+                .collect::<Vec<_>>(),
         )
         .detail("tokens", a.tokens)
 }
 
 fn print_answer(a: &Answer) {
+    if let Some(p) = &a.package {
+        let v = &p.provenance;
+        println!(
+            "{:>7.4}  topic package {} ({})  [{}{} · tier {} · reviewed {} by {} · {}]",
+            p.score,
+            v.package_id,
+            v.file,
+            v.status,
+            if v.stale {
+                format!(": {}", v.stale_reasons.join("; "))
+            } else {
+                String::new()
+            },
+            v.tier,
+            v.reviewed_at.as_deref().unwrap_or("-"),
+            v.reviewed_by.as_deref().unwrap_or("-"),
+            p.id
+        );
+        println!();
+        for l in p.content.lines() {
+            println!("    {l}");
+        }
+        println!();
+        for c in &v.citations {
+            println!(
+                "    [{}] {}  {}  chunks {}",
+                c.n,
+                c.reference,
+                c.status,
+                c.chunk_ids.join(", ")
+            );
+        }
+        println!(
+            "served by topic_package; {} of {} tokens; {:.1} ms",
+            a.tokens, a.max_tokens, a.took_ms
+        );
+        return;
+    }
+    if let Some(t) = &a.topic
+        && let Some(c) = &t.candidate
+    {
+        println!(
+            "(topic package {c} not served: {}, score {:.3} vs threshold {:.3})",
+            t.outcome,
+            t.scores.as_ref().map_or(0.0, |x| x.score),
+            t.threshold
+        );
+    }
     for h in &a.results {
         let p = &h.provenance;
         println!(
@@ -105,6 +161,7 @@ pub fn query(args: QueryArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
         mode,
         limit: args.limit.clamp(1, 100),
         max_tokens: args.max_tokens.clamp(1, 200_000),
+        packages: !args.no_packages,
     };
     if let Some(batch) = &args.batch {
         return query_batch(batch, &base, &args, s, store, &reg, &policy, &retriever);
@@ -194,6 +251,7 @@ fn query_batch(
                     mode: base.mode,
                     limit: q.limit.unwrap_or(base.limit).clamp(1, 100),
                     max_tokens: q.max_tokens.unwrap_or(base.max_tokens).clamp(1, 200_000),
+                    packages: base.packages,
                 };
                 match retriever.query(&who, &q.query, &opts) {
                     Ok(a) => {

@@ -9,6 +9,7 @@
 
 mod fusion;
 mod provenance;
+mod topics;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,10 @@ use serde::Serialize;
 
 pub use fusion::Fusion;
 pub use provenance::{Freshness, Provenance};
+pub use topics::{
+    CitationProvenance, LoadProblem, MatchScore, PackageHit, PackageProvenance, TopicDecision, TopicMatch,
+    Topics, terms,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetrieveError {
@@ -53,6 +58,8 @@ pub struct Options {
     pub limit: usize,
     /// Token budget for the returned content (about four characters a token).
     pub max_tokens: usize,
+    /// Try topic packages (tier 1) before search.
+    pub packages: bool,
 }
 
 impl Default for Options {
@@ -61,6 +68,7 @@ impl Default for Options {
             mode: Mode::Hybrid,
             limit: 10,
             max_tokens: 4_000,
+            packages: true,
         }
     }
 }
@@ -120,8 +128,15 @@ pub struct DenseStatus {
 #[derive(Clone, Debug, Serialize)]
 pub struct Answer {
     pub query: String,
-    /// `hybrid`, `lexical` or `dense`: which engines produced the results.
+    /// `topic_package` (tier 1: the answer is `package`), or `hybrid`,
+    /// `lexical` or `dense` (tier 2: the answer is `results`).
     pub served_by: String,
+    /// The topic package served, when tier 1 answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageHit>,
+    /// What tier 1 decided, when topic packages are configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<TopicDecision>,
     pub results: Vec<Hit>,
     /// Tokens used of `max_tokens`.
     pub tokens: usize,
@@ -150,7 +165,9 @@ pub struct Retriever {
     manifests: Manifests,
     manifest_cache: Mutex<HashMap<String, CachedManifest>>,
     deps_cache: Mutex<HashMap<String, CachedDeps>>,
+    topics: Option<Topics>,
     pub fusion: Fusion,
+    pub topic_match: TopicMatch,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -186,8 +203,21 @@ impl Retriever {
             manifests: Manifests::new(data_dir.join("index/manifests")),
             manifest_cache: Mutex::new(HashMap::new()),
             deps_cache: Mutex::new(HashMap::new()),
+            topics: None,
             fusion: Fusion::default(),
+            topic_match: TopicMatch::default(),
         })
+    }
+
+    /// Serves topic packages from `dir` as tier 1; stale ones are served
+    /// (flagged) for `grace_days` after they went stale.
+    pub fn with_topics(mut self, dir: &Path, grace_days: u32) -> Retriever {
+        self.topics = Some(Topics::new(dir, grace_days));
+        self
+    }
+
+    pub fn topics(&self) -> Option<&Topics> {
+        self.topics.as_ref()
     }
 
     pub fn lexical(&self) -> &Lexical {
@@ -242,6 +272,43 @@ impl Retriever {
             (Mode::Lexical, _) | (_, None) => Mode::Lexical,
             (m, Some(_)) => m,
         };
+        let mut embed_ms = 0.0;
+        let query_vec = match &self.dense {
+            Some(d) if mode != Mode::Lexical && !text.trim().is_empty() => {
+                let t = Instant::now();
+                let v = d
+                    .embedder
+                    .embed(&[text])
+                    .map_err(|e| RetrieveError::Embed(e.to_string()))?
+                    .pop()
+                    .unwrap_or_default();
+                embed_ms = t.elapsed().as_secs_f64() * 1000.0;
+                Some(v)
+            }
+            _ => None,
+        };
+        let mut topic = None;
+        if opts.packages
+            && let Some(topics) = &self.topics
+        {
+            let t1 = self.tier1(topics, caller, text, query_vec.as_deref(), opts.max_tokens)?;
+            if let Some(hit) = t1.hit {
+                return Ok(Answer {
+                    query: text.to_string(),
+                    served_by: "topic_package".into(),
+                    tokens: hit.tokens,
+                    package: Some(hit),
+                    topic: Some(t1.decision),
+                    results: Vec::new(),
+                    max_tokens: opts.max_tokens,
+                    over_budget: 0,
+                    dense: self.dense_status(),
+                    took_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    embed_ms,
+                });
+            }
+            topic = Some(t1.decision);
+        }
         let mut lexical_ranked: Vec<ChunkDoc> = Vec::new();
         if mode != Mode::Dense {
             let filter = Filter {
@@ -256,19 +323,9 @@ impl Retriever {
                 .collect();
         }
         let mut dense_ranked: Vec<ChunkDoc> = Vec::new();
-        let mut embed_ms = 0.0;
         if mode != Mode::Lexical
-            && let Some(d) = &self.dense
-            && !text.trim().is_empty()
+            && let (Some(d), Some(v)) = (&self.dense, &query_vec)
         {
-            let t = Instant::now();
-            let v = d
-                .embedder
-                .embed(&[text])
-                .map_err(|e| RetrieveError::Embed(e.to_string()))?
-                .pop()
-                .unwrap_or_default();
-            embed_ms = t.elapsed().as_secs_f64() * 1000.0;
             let filter = VectorFilter {
                 sources: sources.clone(),
                 max_tier,
@@ -276,7 +333,7 @@ impl Retriever {
             };
             let ids: Vec<String> = d
                 .store
-                .search(&v, &filter, candidates)?
+                .search(v, &filter, candidates)?
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect();
@@ -321,6 +378,8 @@ impl Retriever {
         Ok(Answer {
             query: text.to_string(),
             served_by: served_by.to_string(),
+            package: None,
+            topic,
             results,
             tokens,
             max_tokens: opts.max_tokens,

@@ -63,3 +63,72 @@ pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// Sets every `key = <date>` line in `file` to `days_ago` days before today,
+/// so example files reviewed on a fixed date stay within their max age.
+pub fn redate(file: &Path, key: &str, days_ago: i64) {
+    let date = jiff::Zoned::now()
+        .date()
+        .checked_sub(jiff::Span::new().days(days_ago))
+        .unwrap();
+    let text = std::fs::read_to_string(file).unwrap();
+    let prefix = format!("{key} = ");
+    let mut out = String::new();
+    let mut hit = false;
+    for l in text.split_inclusive('\n') {
+        if l.starts_with(&prefix) {
+            out.push_str(&format!("{prefix}{date}\n"));
+            hit = true;
+        } else {
+            out.push_str(l);
+        }
+    }
+    assert!(hit, "no {key} in {}", file.display());
+    std::fs::write(file, out).unwrap();
+}
+
+/// The example organisation with its fresh packages dated recently (the
+/// planted stale ones keep their dates).
+pub fn example_org_today() -> tempfile::TempDir {
+    let tmp = example_org();
+    let org = tmp.path();
+    for src in ["payments-api", "ledger-worker"] {
+        redate(
+            &org.join("sources").join(src).join("context-package.toml"),
+            "last_updated",
+            2,
+        );
+    }
+    for t in [
+        "capture-idempotency",
+        "refunds",
+        "postgres-failover",
+        "ledger-reconciliation",
+    ] {
+        redate(&org.join("topics").join(format!("{t}.md")), "reviewed_at", 2);
+    }
+    tmp
+}
+
+/// Findings of `ctxplane check --format json` as (file name, line, code, severity).
+pub fn findings(v: &serde_json::Value) -> Vec<(String, u64, String, String)> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["file"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                f["line"].as_u64().unwrap(),
+                f["code"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}

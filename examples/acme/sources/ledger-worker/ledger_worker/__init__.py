@@ -1,0 +1,1 @@
+"""Ledger worker: consumes payment movements and reconciles them nightly."""

@@ -1,0 +1,715 @@
+//! Tier 1: topic packages.
+//!
+//! Packages are read from a directory (re-read when a file there changes),
+//! their bodies redacted like any ingested text, and matched against a
+//! query by a mix of embedding similarity (the query against the title,
+//! each question and the head of the body; the best counts) and term
+//! overlap (the share of the query's content words found in the title and
+//! questions, half credit for the body). A package is a candidate for a
+//! caller only when every source it cites is in the caller's scope, so
+//! nothing about a package outside it is ever scored or named.
+//!
+//! Before a confident match is served its citations are verified against
+//! the index: the cited lines must hash as recorded at review. A stale
+//! package is served flagged while within the grace period, then falls
+//! through to search.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use indexer::embed::Embedder;
+use indexer::redact::{Redactor, RuleSet};
+use jiff::Timestamp;
+use packages::topic::{Cited, PackageStatus, TopicPackage, Verification, parse, verify};
+use registry::{Registry, SourceId};
+use serde::Serialize;
+
+use crate::{Caller, Result, Retriever, estimate_tokens};
+
+/// Largest package file read.
+const MAX_PACKAGE_BYTES: u64 = 256 * 1024;
+/// Characters of the body embedded as one of a package's texts.
+const BODY_HEAD_CHARS: usize = 1_000;
+
+/// How a query is matched to packages. The defaults come from
+/// `retrieval_eval --topics` (calibrated on the dev half of a labelled set).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct TopicMatch {
+    /// Weight of embedding similarity; the rest is term overlap.
+    pub dense_weight: f32,
+    /// Least blended score served.
+    pub threshold: f32,
+    /// Least term-overlap score served when there is no model.
+    pub lexical_threshold: f32,
+}
+
+impl Default for TopicMatch {
+    fn default() -> Self {
+        TopicMatch {
+            dense_weight: 0.7,
+            threshold: 0.62,
+            lexical_threshold: 0.75,
+        }
+    }
+}
+
+/// A loaded package with what matching needs.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub file: PathBuf,
+    pub file_hash: String,
+    pub pkg: TopicPackage,
+    /// The body after redaction.
+    pub body: String,
+    pub redactions: usize,
+    head_terms: HashSet<String>,
+    body_terms: HashSet<String>,
+    texts: Vec<String>,
+}
+
+/// A package file that could not be loaded.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadProblem {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct State {
+    fingerprint: Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
+    entries: Vec<Arc<Entry>>,
+    problems: Vec<LoadProblem>,
+    /// Per package id: the file hashes of its citations and the day it was
+    /// verified for, and the outcome.
+    verified: HashMap<String, Verified>,
+}
+
+/// A verification and what it depended on: the cited files' hashes and the day.
+type Verified = (Vec<Option<String>>, jiff::civil::Date, Arc<Verification>);
+
+/// The topic packages a retriever serves.
+pub struct Topics {
+    dir: PathBuf,
+    pub grace_days: u32,
+    state: Mutex<State>,
+    vectors: Mutex<HashMap<String, Arc<Vec<f32>>>>,
+    redactor: Redactor,
+}
+
+impl std::fmt::Debug for Topics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topics")
+            .field("dir", &self.dir)
+            .field("grace_days", &self.grace_days)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Topics {
+    pub fn new(dir: &Path, grace_days: u32) -> Topics {
+        Topics {
+            dir: dir.to_path_buf(),
+            grace_days,
+            state: Mutex::new(State::default()),
+            vectors: Mutex::new(HashMap::new()),
+            redactor: Redactor::new(RuleSet::builtin(), [0u8; 32]),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The packages now, re-read if a file changed.
+    pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
+        let listing = list_dir(&self.dir);
+        let fingerprint: Vec<_> = listing
+            .iter()
+            .map(|p| {
+                let m = std::fs::symlink_metadata(p).ok();
+                (
+                    p.clone(),
+                    m.as_ref().map_or(0, |m| m.len()),
+                    m.and_then(|m| m.modified().ok()),
+                )
+            })
+            .collect();
+        let mut st = self.lock();
+        if st.fingerprint != fingerprint {
+            let (entries, problems) = self.load(&listing);
+            st.entries = entries;
+            st.problems = problems;
+            st.fingerprint = fingerprint;
+            st.verified.clear();
+        }
+        st.entries.clone()
+    }
+
+    /// Files that did not load, and why.
+    pub fn problems(&self) -> Vec<LoadProblem> {
+        self.entries();
+        self.lock().problems.clone()
+    }
+
+    fn load(&self, files: &[PathBuf]) -> (Vec<Arc<Entry>>, Vec<LoadProblem>) {
+        let mut entries: Vec<Arc<Entry>> = Vec::new();
+        let mut problems = Vec::new();
+        let mut ids = BTreeSet::new();
+        for file in files {
+            let shown = file.display().to_string();
+            let mut problem = |line: usize, message: String| {
+                problems.push(LoadProblem {
+                    file: shown.clone(),
+                    line,
+                    message,
+                })
+            };
+            let meta = match std::fs::symlink_metadata(file) {
+                Ok(m) => m,
+                Err(e) => {
+                    problem(1, e.to_string());
+                    continue;
+                }
+            };
+            if meta.file_type().is_symlink() {
+                problem(1, "a symlink; topic packages must be regular files".into());
+                continue;
+            }
+            if meta.len() > MAX_PACKAGE_BYTES {
+                problem(1, format!("larger than {MAX_PACKAGE_BYTES} bytes"));
+                continue;
+            }
+            let bytes = match std::fs::read(file) {
+                Ok(b) => b,
+                Err(e) => {
+                    problem(1, e.to_string());
+                    continue;
+                }
+            };
+            let file_hash = blake3::hash(&bytes).to_hex().to_string();
+            let Ok(text) = String::from_utf8(bytes) else {
+                problem(1, "not valid UTF-8".into());
+                continue;
+            };
+            let pkg = match parse(&text) {
+                Ok(p) => p,
+                Err(ps) => {
+                    for p in ps {
+                        problem(p.line, format!("[{}] {}", p.code, p.message));
+                    }
+                    continue;
+                }
+            };
+            if !ids.insert(pkg.id.clone()) {
+                problem(
+                    pkg.lines.id,
+                    format!("id {:?} is used by another package", pkg.id),
+                );
+                continue;
+            }
+            let redacted = self.redactor.redact(&pkg.body, None);
+            let body = redacted.text.trim().to_string();
+            let mut head_terms = terms(&pkg.title);
+            for q in &pkg.questions {
+                head_terms.extend(terms(q));
+            }
+            let body_terms = terms(&body);
+            let mut texts = vec![pkg.title.clone()];
+            texts.extend(pkg.questions.iter().cloned());
+            texts.push(body.chars().take(BODY_HEAD_CHARS).collect());
+            entries.push(Arc::new(Entry {
+                file: file.clone(),
+                file_hash,
+                redactions: redacted.findings.len(),
+                body,
+                pkg,
+                head_terms,
+                body_terms,
+                texts,
+            }));
+        }
+        (entries, problems)
+    }
+
+    /// Vectors for an entry's texts (embedded once, kept while the text is).
+    fn vectors(&self, embedder: &Embedder, e: &Entry) -> Result<Vec<Arc<Vec<f32>>>> {
+        let keys: Vec<String> = e
+            .texts
+            .iter()
+            .map(|t| blake3::hash(t.as_bytes()).to_hex().to_string())
+            .collect();
+        let missing: Vec<(String, &str)> = {
+            let cache = self
+                .vectors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            keys.iter()
+                .zip(&e.texts)
+                .filter(|(k, _)| !cache.contains_key(*k))
+                .map(|(k, t)| (k.clone(), t.as_str()))
+                .collect()
+        };
+        if !missing.is_empty() {
+            let texts: Vec<&str> = missing.iter().map(|(_, t)| *t).collect();
+            let vecs = embedder
+                .embed(&texts)
+                .map_err(|err| crate::RetrieveError::Embed(err.to_string()))?;
+            let mut cache = self
+                .vectors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for ((k, _), v) in missing.into_iter().zip(vecs) {
+                cache.insert(k, Arc::new(v));
+            }
+        }
+        let cache = self
+            .vectors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(keys.iter().filter_map(|k| cache.get(k).cloned()).collect())
+    }
+}
+
+/// `*.md` files directly in `dir` except README.md, sorted.
+fn list_dir(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "md")
+                && p.file_name()
+                    .is_some_and(|n| !n.eq_ignore_ascii_case("README.md"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+const STOPWORDS: &[&str] = &[
+    "a", "about", "an", "and", "any", "are", "as", "at", "be", "by", "can", "could", "do", "does", "for",
+    "from", "get", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on",
+    "or", "our", "should", "so", "that", "the", "their", "them", "there", "these", "this", "to", "use",
+    "using", "was", "we", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you",
+    "your",
+];
+
+/// Content words, lower-cased, with a light plural strip.
+pub fn terms(text: &str) -> HashSet<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() >= 2)
+        .map(|w| {
+            let w = w.to_lowercase();
+            match w.strip_suffix('s') {
+                Some(stem) if stem.len() >= 3 && !stem.ends_with('s') => stem.to_string(),
+                _ => w,
+            }
+        })
+        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .collect()
+}
+
+fn overlap(query: &HashSet<String>, e: &Entry) -> f32 {
+    if query.is_empty() {
+        return 0.0;
+    }
+    let got: f32 = query
+        .iter()
+        .map(|t| {
+            if e.head_terms.contains(t) {
+                1.0
+            } else if e.body_terms.contains(t) {
+                0.5
+            } else {
+                0.0
+            }
+        })
+        .sum();
+    got / query.len() as f32
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    // Both are unit vectors.
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// How the best package scored.
+#[derive(Clone, Debug, Serialize)]
+pub struct MatchScore {
+    pub score: f32,
+    pub dense: Option<f32>,
+    pub lexical: f32,
+}
+
+/// What tier 1 decided for a query.
+#[derive(Clone, Debug, Serialize)]
+pub struct TopicDecision {
+    /// `served`, `served_stale`, `below_threshold`, `stale_past_grace`,
+    /// `over_budget`, or `no_packages` (none in the caller's scope).
+    pub outcome: String,
+    /// The best package in the caller's scope, if any.
+    pub candidate: Option<String>,
+    #[serde(flatten)]
+    pub scores: Option<MatchScore>,
+    pub threshold: f32,
+    pub packages_in_scope: usize,
+}
+
+/// One cited span, as served.
+#[derive(Clone, Debug, Serialize)]
+pub struct CitationProvenance {
+    /// The marker number in the body, `[n]`.
+    pub n: usize,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub source: String,
+    pub owner: Option<String>,
+    pub tier: u8,
+    pub path: String,
+    pub start_line: u32,
+    pub end_line: u32,
+    /// `unchanged`, `changed`, `gone`, `unhashed` or `denied`.
+    pub status: String,
+    pub recorded_hash: Option<String>,
+    pub current_hash: Option<String>,
+    pub commit: Option<String>,
+    pub file_hash: Option<String>,
+    pub content_since: Option<Timestamp>,
+    /// Result ids of the indexed chunks that hold these lines, for
+    /// `ctxplane provenance`.
+    pub chunk_ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PackageProvenance {
+    pub package_id: String,
+    pub title: String,
+    pub file: String,
+    /// blake3 of the package file as served.
+    pub file_hash: String,
+    pub owner: String,
+    pub reviewed_at: Option<String>,
+    pub reviewed_by: Option<String>,
+    pub max_age_days: u32,
+    pub expires_on: Option<String>,
+    /// `fresh` or `stale`.
+    pub status: String,
+    pub stale: bool,
+    pub stale_reasons: Vec<String>,
+    pub stale_since: Option<Timestamp>,
+    pub grace_days: u32,
+    /// The highest tier among the cited sources.
+    pub tier: u8,
+    /// Secrets redacted from the body.
+    pub redactions: usize,
+    pub registry_version: String,
+    pub served_by: String,
+    pub citations: Vec<CitationProvenance>,
+}
+
+/// A package served as the answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct PackageHit {
+    /// `topic:<package id>`.
+    pub id: String,
+    pub score: f32,
+    pub tokens: usize,
+    pub content: String,
+    pub provenance: PackageProvenance,
+}
+
+/// The outcome of tier 1 for one query.
+pub(crate) struct Tier1 {
+    pub hit: Option<PackageHit>,
+    pub decision: TopicDecision,
+}
+
+impl Retriever {
+    /// Whether every source `pkg` cites is readable by `caller`, and the
+    /// highest tier among them.
+    fn visible(caller: &Caller<'_>, pkg: &TopicPackage) -> Option<u8> {
+        let mut tier = 1;
+        for c in &pkg.citations {
+            let id = SourceId::new(c.source.clone()).ok()?;
+            if !caller.scope.sources.contains(&id) {
+                return None;
+            }
+            let src = caller.registry.source(&id)?;
+            let t = src.tier.get();
+            if t > caller.scope.tier_ceiling.get() {
+                return None;
+            }
+            tier = tier.max(t);
+        }
+        (!pkg.citations.is_empty() && !pkg.draft).then_some(tier)
+    }
+
+    /// The default max age: the strictest of the cited sources' tiers.
+    fn default_max_age(registry: &Registry, pkg: &TopicPackage) -> u32 {
+        pkg.citations
+            .iter()
+            .filter_map(|c| SourceId::new(c.source.clone()).ok())
+            .filter_map(|id| registry.source(&id))
+            .map(|s| registry.freshness.max_age_days(s))
+            .min()
+            .unwrap_or(registry::DEFAULT_MAX_AGE_DAYS[0])
+    }
+
+    /// Verifies a package's citations against the index (cached while the
+    /// cited files' hashes and the day stay the same).
+    pub(crate) fn verify_package(
+        &self,
+        topics: &Topics,
+        registry: &Registry,
+        e: &Entry,
+    ) -> Arc<Verification> {
+        let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        let key: Vec<Option<String>> = e
+            .pkg
+            .citations
+            .iter()
+            .map(|c| {
+                self.manifest(&c.source)
+                    .and_then(|m| m.files.get(&c.path).map(|f| f.hash.clone()))
+            })
+            .collect();
+        if let Some((k, d, v)) = topics.lock().verified.get(&e.pkg.id)
+            && *k == key
+            && *d == today
+        {
+            return v.clone();
+        }
+        let mut read = |c: &packages::topic::Citation| -> Cited {
+            let approved = SourceId::new(c.source.clone())
+                .ok()
+                .and_then(|id| registry.source(&id))
+                .is_some_and(|s| s.status == registry::Status::Approved);
+            if !approved {
+                return Cited::Denied(format!("source {} is not an approved source", c.source));
+            }
+            let Some(entry) = self
+                .manifest(&c.source)
+                .and_then(|m| m.files.get(&c.path).cloned())
+            else {
+                return Cited::Missing("not in the index".into());
+            };
+            match indexer::alignment::indexed_text(&self.lexical, &c.source, &c.path) {
+                Ok(text) => Cited::Text {
+                    text,
+                    since: Some(entry.content_since()),
+                },
+                Err(err) => Cited::Missing(err.to_string()),
+            }
+        };
+        let v = Arc::new(verify(
+            &e.pkg,
+            today,
+            Self::default_max_age(registry, &e.pkg),
+            &mut read,
+        ));
+        topics
+            .lock()
+            .verified
+            .insert(e.pkg.id.clone(), (key, today, v.clone()));
+        v
+    }
+
+    /// Tier 1 for one query. `query_vec` is the query's embedding when the
+    /// model is there.
+    pub(crate) fn tier1(
+        &self,
+        topics: &Topics,
+        caller: &Caller<'_>,
+        text: &str,
+        query_vec: Option<&[f32]>,
+        max_tokens: usize,
+    ) -> Result<Tier1> {
+        let entries = topics.entries();
+        let visible: Vec<(Arc<Entry>, u8)> = entries
+            .into_iter()
+            .filter_map(|e| Self::visible(caller, &e.pkg).map(|t| (e, t)))
+            .collect();
+        let threshold = match query_vec {
+            Some(_) => self.topic_match.threshold,
+            None => self.topic_match.lexical_threshold,
+        };
+        let mut decision = TopicDecision {
+            outcome: "no_packages".into(),
+            candidate: None,
+            scores: None,
+            threshold,
+            packages_in_scope: visible.len(),
+        };
+        if visible.is_empty() {
+            return Ok(Tier1 { hit: None, decision });
+        }
+        let (best, tier, scores) = {
+            let q = terms(text);
+            let mut best: Option<(Arc<Entry>, u8, MatchScore)> = None;
+            for (e, tier) in &visible {
+                let lexical = overlap(&q, e);
+                let (score, dense) = match (query_vec, &self.dense) {
+                    (Some(qv), Some(d)) => {
+                        let dense = self
+                            .topics_vectors(topics, &d.embedder, e)?
+                            .iter()
+                            .map(|v| cosine(qv, v))
+                            .fold(f32::MIN, f32::max);
+                        let w = self.topic_match.dense_weight;
+                        (w * dense + (1.0 - w) * lexical, Some(dense))
+                    }
+                    _ => (lexical, None),
+                };
+                if best.as_ref().is_none_or(|(_, _, s)| score > s.score) {
+                    best = Some((
+                        e.clone(),
+                        *tier,
+                        MatchScore {
+                            score,
+                            dense,
+                            lexical,
+                        },
+                    ));
+                }
+            }
+            match best {
+                Some(b) => b,
+                None => return Ok(Tier1 { hit: None, decision }),
+            }
+        };
+        decision.candidate = Some(best.pkg.id.clone());
+        decision.scores = Some(scores.clone());
+        if scores.score < threshold {
+            decision.outcome = "below_threshold".into();
+            return Ok(Tier1 { hit: None, decision });
+        }
+        let v = self.verify_package(topics, caller.registry, &best);
+        let stale = v.status != PackageStatus::Fresh;
+        if stale {
+            let grace = jiff::SignedDuration::from_hours(24 * i64::from(topics.grace_days));
+            let within = v
+                .stale_since
+                .is_some_and(|since| Timestamp::now().duration_since(since) <= grace);
+            if !within {
+                decision.outcome = "stale_past_grace".into();
+                return Ok(Tier1 { hit: None, decision });
+            }
+        }
+        let content = render(&best);
+        let tokens = estimate_tokens(&content);
+        if tokens > max_tokens {
+            decision.outcome = "over_budget".into();
+            return Ok(Tier1 { hit: None, decision });
+        }
+        decision.outcome = if stale { "served_stale" } else { "served" }.into();
+        let provenance = self.package_provenance(topics, caller.registry, &best, &v, tier);
+        Ok(Tier1 {
+            hit: Some(PackageHit {
+                id: format!("topic:{}", best.pkg.id),
+                score: scores.score,
+                tokens,
+                content,
+                provenance,
+            }),
+            decision,
+        })
+    }
+
+    fn topics_vectors(&self, topics: &Topics, embedder: &Embedder, e: &Entry) -> Result<Vec<Arc<Vec<f32>>>> {
+        topics.vectors(embedder, e)
+    }
+
+    pub(crate) fn package_provenance(
+        &self,
+        topics: &Topics,
+        registry: &Registry,
+        e: &Entry,
+        v: &Verification,
+        tier: u8,
+    ) -> PackageProvenance {
+        let citations = v
+            .citations
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let src = SourceId::new(c.source.clone())
+                    .ok()
+                    .and_then(|id| registry.source(&id).cloned());
+                let entry = self
+                    .manifest(&c.source)
+                    .and_then(|m| m.files.get(&c.path).cloned());
+                let chunk_ids = self
+                    .lexical
+                    .docs_for_file(&c.source, &c.path)
+                    .map(|docs| {
+                        docs.into_iter()
+                            .filter(|d| d.start_line <= c.end && d.end_line >= c.start)
+                            .map(|d| d.chunk_id)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                CitationProvenance {
+                    n: i + 1,
+                    reference: c.reference.clone(),
+                    source: c.source.clone(),
+                    owner: src.as_ref().map(|s| s.owner.clone()),
+                    tier: src.as_ref().map_or(0, |s| s.tier.get()),
+                    path: c.path.clone(),
+                    start_line: c.start,
+                    end_line: c.end,
+                    status: serde_json::to_value(&c.status)
+                        .ok()
+                        .and_then(|s| s.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    recorded_hash: c.recorded.clone(),
+                    current_hash: c.current.clone(),
+                    commit: entry.as_ref().and_then(|f| f.commit.clone()),
+                    file_hash: entry.as_ref().map(|f| f.hash.clone()),
+                    content_since: entry.as_ref().map(|f| f.content_since()),
+                    chunk_ids,
+                }
+            })
+            .collect();
+        let stale = v.status != PackageStatus::Fresh;
+        PackageProvenance {
+            package_id: e.pkg.id.clone(),
+            title: e.pkg.title.clone(),
+            file: e.file.display().to_string(),
+            file_hash: e.file_hash.clone(),
+            owner: e.pkg.owner.clone(),
+            reviewed_at: e.pkg.reviewed_at.map(|d| d.to_string()),
+            reviewed_by: e.pkg.reviewed_by.clone(),
+            max_age_days: v.max_age_days,
+            expires_on: v.expires_on.map(|d| d.to_string()),
+            status: if stale { "stale" } else { "fresh" }.into(),
+            stale,
+            stale_reasons: v.reasons.iter().map(|r| r.message.clone()).collect(),
+            stale_since: v.stale_since,
+            grace_days: topics.grace_days,
+            tier,
+            redactions: e.redactions,
+            registry_version: registry.version.to_hex(),
+            served_by: "topic_package".into(),
+            citations,
+        }
+    }
+}
+
+/// The package as an agent reads it: title, body, numbered citations.
+fn render(e: &Entry) -> String {
+    let mut out = format!("# {}\n\n{}\n\nCitations:\n", e.pkg.title, e.body);
+    for (i, c) in e.pkg.citations.iter().enumerate() {
+        out.push_str(&format!("[{}] {}\n", i + 1, c.reference()));
+    }
+    out
+}
