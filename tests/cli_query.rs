@@ -9,16 +9,25 @@ mod common;
 use std::io::Write;
 use std::process::Stdio;
 
-use common::{command, example_org, run, run_json};
+use common::{command, example_org, example_org_today, run, run_json};
 
 #[test]
 fn query_provenance_status_and_the_lexical_fallback() {
-    let tmp = example_org();
+    let tmp = example_org_today();
     let org = tmp.path();
     let idx = run_json(org, &["index", "--json"]);
     assert_eq!(idx["vectors"]["coverage"], 1.0, "{:#}", idx["vectors"]);
 
-    let a = run_json(org, &["query", "how do we fail over the database?", "--json"]);
+    // Tier 2 (search); tier 1 is tests/cli_topics.rs.
+    let a = run_json(
+        org,
+        &[
+            "query",
+            "how do we fail over the database?",
+            "--no-packages",
+            "--json",
+        ],
+    );
     assert_eq!(a["served_by"], "hybrid");
     let results = a["results"].as_array().unwrap();
     assert!(!results.is_empty());
@@ -59,6 +68,7 @@ fn query_provenance_status_and_the_lexical_fallback() {
         &[
             "query",
             "payments ledger retry database",
+            "--no-packages",
             "--as",
             "support-agent",
             "--max-tokens",
@@ -102,7 +112,7 @@ fn query_provenance_status_and_the_lexical_fallback() {
     assert_eq!(st["index"]["served_by"], "hybrid");
 
     // Without the model: still answers, lexically, and says why.
-    let out = command(org, &["query", "postgres failover", "--json"])
+    let out = command(org, &["query", "postgres failover", "--no-packages", "--json"])
         .env("CTXPLANE_MODEL_DIR", org.join("no-model-here"))
         .output()
         .unwrap();
@@ -116,6 +126,14 @@ fn query_provenance_status_and_the_lexical_fallback() {
             .contains("setup-model.sh")
     );
     assert_eq!(lex["results"][0]["provenance"]["served_by"], "lexical");
+    // Tier 1 matches on terms alone without the model.
+    let out = command(org, &["query", "fail over the postgres primary", "--json"])
+        .env("CTXPLANE_MODEL_DIR", org.join("no-model-here"))
+        .output()
+        .unwrap();
+    let lex: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(lex["served_by"], "topic_package", "{lex:#}");
+    assert!(lex["topic"]["dense"].is_null());
 
     // Batches: one line out per line in, bad lines reported, exit 1.
     let mut child = command(org, &["query", "--batch", "-"])

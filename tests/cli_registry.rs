@@ -88,7 +88,7 @@ fn list_shows_the_example_registry() {
     );
     let v = org.json(&["registry", "list"]);
     let sources = v["sources"].as_array().unwrap();
-    assert_eq!(sources.len(), 3);
+    assert_eq!(sources.len(), 4);
     let people = sources.iter().find(|s| s["id"] == "people-ops").unwrap();
     assert_eq!(people["status"], "proposed");
     assert_eq!(people["tier"], 4);

@@ -171,14 +171,14 @@ proptest! {
         // Not vacuous: with any approved source the operator's dense query
         // finds something, and so does a principal granted it.
         let any_approved = sources.iter().any(|s| s.status == 0 || s.status == 3);
-        let dense = Options { mode: Mode::Dense, limit: 50, max_tokens: 100_000 };
+        let dense = Options { mode: Mode::Dense, limit: 50, max_tokens: 100_000, packages: true };
         let op = r.query(&Caller::operator(&reg), &text, &dense).unwrap();
         prop_assert_eq!(!op.results.is_empty(), any_approved);
         for (i, w) in who.iter().enumerate() {
             let p = reg.principal(&format!("p{i}")).unwrap();
             let caller = Caller { registry: &reg, scope: policy.scope_for(p) };
             for mode in [Mode::Lexical, Mode::Dense, Mode::Hybrid] {
-                let opts = Options { mode, limit: 50, max_tokens: 100_000 };
+                let opts = Options { mode, limit: 50, max_tokens: 100_000, packages: true };
                 let a = r.query(&caller, &text, &opts).unwrap();
                 for h in &a.results {
                     let prov = &h.provenance;

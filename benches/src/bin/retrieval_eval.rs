@@ -225,6 +225,7 @@ fn ranked(r: &Retriever, reg: &Registry, q: &str, mode: Mode) -> Res<(Vec<String
         mode,
         limit: 100,
         max_tokens: 1_000_000,
+        packages: false,
     };
     let a = r.query(&Caller::operator(reg), q, &opts).map_err(e)?;
     let mut seen = BTreeSet::new();
