@@ -9,7 +9,7 @@ mod common;
 use std::io::Write;
 use std::process::Stdio;
 
-use common::{command, example_org, example_org_today, run, run_json};
+use common::{command, example_org_today, run, run_json};
 
 #[test]
 fn query_provenance_status_and_the_lexical_fallback() {

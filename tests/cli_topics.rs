@@ -241,7 +241,7 @@ fn drafts_list_verify_and_refusals() {
     assert!(!pkg.citations.is_empty());
     assert!(pkg.citations.iter().all(|c| c.hash.is_some()));
     let markers: usize = pkg.body.lines().map(|l| packages::topic::markers(l).len()).sum();
-    let sentences = pkg.body.matches(|c| c == '.' || c == ':' || c == '?').count();
+    let sentences = pkg.body.matches(['.', ':', '?']).count();
     assert!(markers >= 1 && markers >= sentences / 2, "{text}");
     // Drafted text is verbatim from the cited lines.
     for line in pkg.body.lines().filter(|l| !l.trim().is_empty()) {
