@@ -1,8 +1,9 @@
 //! Query-time scope, as a property over random registries and corpora: a
 //! principal never receives a chunk from a source outside its grant, from a
 //! source that is not approved, or above its tier ceiling, in any mode
-//! (lexical, dense, hybrid); and every result carries a complete
-//! provenance tag. Uses the real indexer, vector store and model.
+//! (lexical, dense, hybrid); a topic package is served, or even named, only
+//! when every source it cites is within the grant; and every result carries
+//! a complete provenance tag. Uses the real indexer, vector store and model.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -153,8 +154,60 @@ fn build(root: &Path, sources: &[Src], who: &[Who]) -> (Registry, Retriever) {
     let store = EmbeddedStore::open_read(&Indexer::vectors_dir(&data), e.model_id())
         .unwrap()
         .unwrap();
-    let r = Retriever::open(&data, Ok((e, Box::new(store) as Box<dyn VectorStore>))).unwrap();
+    write_topics(root, sources);
+    let mut r = Retriever::open(&data, Ok((e, Box::new(store) as Box<dyn VectorStore>)))
+        .unwrap()
+        .with_topics(&root.join("topics"), 7);
+    // Serve the best visible package whatever its score, so every query
+    // exercises tier 1's scope check.
+    r.topic_match.threshold = f32::MIN;
+    r.topic_match.lexical_threshold = f32::MIN;
     (reg, r)
+}
+
+/// Per source a package citing its first doc, and one citing it and the
+/// next source's first doc.
+fn write_topics(root: &Path, sources: &[Src]) {
+    let dir = root.join("topics");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cite = |i: usize| {
+        let text = std::fs::read_to_string(root.join(format!("src/s{i}/doc0.md"))).unwrap();
+        let hash = packages::topic::span_hash(&text, 3, 3).unwrap();
+        let words = text.lines().nth(2).unwrap().to_string();
+        (
+            format!("[[citations]]\nref = \"s{i}:doc0.md#L3\"\nblake3 = \"{hash}\"\n"),
+            words,
+        )
+    };
+    let today = jiff::Zoned::now().date();
+    let n = sources.len();
+    for i in 0..n {
+        let (c, words) = cite(i);
+        let (c2, words2) = cite((i + 1) % n);
+        for (id, cites, about) in [
+            (format!("t{i}"), c.clone(), words.clone()),
+            (
+                format!("m{i}"),
+                if n > 1 { format!("{c}\n{c2}") } else { c.clone() },
+                format!("{words} {words2}"),
+            ),
+        ] {
+            std::fs::write(
+                dir.join(format!("{id}.md")),
+                format!(
+                    "+++\nid = \"{id}\"\ntitle = \"{about}\"\nquestions = [\"{about}\"]\nowner = \"team-{i}\"\nreviewed_at = {today}\n\n{cites}+++\n{about} [1]\n"
+                ),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// Whether principal `w` may read source `k`.
+fn may_read(reg: &Registry, w: &Who, source: &str) -> bool {
+    let k: usize = source[1..].parse().unwrap();
+    let src = reg.source(&SourceId::new(source.to_string()).unwrap()).unwrap();
+    src.status == Status::Approved && (w.all || w.grant[k]) && src.tier.get() <= w.ceiling
 }
 
 proptest! {
@@ -171,7 +224,7 @@ proptest! {
         // Not vacuous: with any approved source the operator's dense query
         // finds something, and so does a principal granted it.
         let any_approved = sources.iter().any(|s| s.status == 0 || s.status == 3);
-        let dense = Options { mode: Mode::Dense, limit: 50, max_tokens: 100_000, packages: true };
+        let dense = Options { mode: Mode::Dense, limit: 50, max_tokens: 100_000, packages: false };
         let op = r.query(&Caller::operator(&reg), &text, &dense).unwrap();
         prop_assert_eq!(!op.results.is_empty(), any_approved);
         for (i, w) in who.iter().enumerate() {
@@ -180,6 +233,40 @@ proptest! {
             for mode in [Mode::Lexical, Mode::Dense, Mode::Hybrid] {
                 let opts = Options { mode, limit: 50, max_tokens: 100_000, packages: true };
                 let a = r.query(&caller, &text, &opts).unwrap();
+                // Tier 1: a package only when all its sources are readable;
+                // and one is served whenever one is visible.
+                let visible: Vec<String> = (0..sources.len())
+                    .flat_map(|k| {
+                        let next = (k + 1) % sources.len();
+                        [
+                            (format!("t{k}"), vec![k]),
+                            (format!("m{k}"), vec![k, next]),
+                        ]
+                    })
+                    .filter(|(_, cited)| cited.iter().all(|c| may_read(&reg, w, &format!("s{c}"))))
+                    .map(|(id, _)| id)
+                    .collect();
+                match &a.package {
+                    Some(pkg) => {
+                        let pp = &pkg.provenance;
+                        prop_assert!(visible.contains(&pp.package_id), "p{} got {}", i, pp.package_id);
+                        for c in &pp.citations {
+                            prop_assert!(may_read(&reg, w, &c.source), "p{} got a citation of {}", i, c.source);
+                            prop_assert!(c.tier <= w.ceiling);
+                        }
+                        prop_assert!(pp.tier <= w.ceiling);
+                        prop_assert_eq!(a.served_by.as_str(), "topic_package");
+                    }
+                    None => prop_assert!(visible.is_empty(), "p{} sees {:?} but got none: {:?}", i, visible, a.topic),
+                }
+                if let Some(t) = &a.topic
+                    && let Some(c) = &t.candidate
+                {
+                    prop_assert!(visible.contains(c), "p{} was told about {}", i, c);
+                }
+                prop_assert_eq!(a.topic.as_ref().map_or(0, |t| t.packages_in_scope), visible.len());
+                // Tier 2 for the same caller.
+                let a = r.query(&caller, &text, &Options { packages: false, ..opts.clone() }).unwrap();
                 for h in &a.results {
                     let prov = &h.provenance;
                     let k: usize = prov.source[1..].parse().unwrap();
