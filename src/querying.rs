@@ -281,7 +281,11 @@ fn query_batch(
 pub fn provenance(args: ProvenanceArgs, s: &Settings, store: &RegistryStore) -> anyhow::Result<ExitCode> {
     let reg = store.load(&s.actor)?;
     let policy = reg.policy(store.clock());
-    let retriever = Retriever::open(store.data_dir(), Err("not needed".into()))?;
+    let retriever = Retriever::open(store.data_dir(), Err("not needed".into()))?
+        .with_topics(&s.topics_dir, s.topic_grace_days);
+    if let Some(id) = args.result_id.strip_prefix("topic:") {
+        return package_provenance(id, &args, s, store, &reg, &policy, &retriever);
+    }
     let Some(doc) = retriever.chunk(&args.result_id)? else {
         bail!(
             "result {} is not in the index: its file changed or was removed since, or the id is wrong",
@@ -589,4 +593,100 @@ pub fn status(args: HealthArgs, s: &Settings, store: &RegistryStore) -> anyhow::
         );
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `ctxplane provenance topic:<id>`: the package as retrieval would serve
+/// it (citations verified against the index), the same check against the
+/// checkout, and its review history from the audit log.
+fn package_provenance(
+    id: &str,
+    args: &ProvenanceArgs,
+    s: &Settings,
+    store: &RegistryStore,
+    reg: &Registry,
+    policy: &registry::Policy<'_>,
+    retriever: &Retriever,
+) -> anyhow::Result<ExitCode> {
+    let Some((prov, content)) = retriever.package_lookup(reg, id) else {
+        bail!(
+            "no topic package {id:?} in {} (or it does not parse: see `ctxplane packages list`)",
+            s.topics_dir.display()
+        );
+    };
+    let loaded = crate::topics::load_dir(&s.topics_dir)?;
+    let on_disk = loaded
+        .iter()
+        .find_map(|l| l.parsed.as_ref().ok().filter(|p| p.id == id))
+        .map(|p| {
+            let today = policy.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+            crate::topics::DiskReader::new(reg, policy, s)
+                .map(|mut reader| crate::topics::verify_on_disk(reg, &mut reader, p, today))
+        })
+        .transpose()?;
+    let history: Vec<_> = store
+        .audit()
+        .tail_entries(usize::MAX)?
+        .iter()
+        .filter(|e| e.subject == id && e.action.starts_with("topic."))
+        .map(
+            |e| json!({"seq": e.seq, "at": e.ts, "actor": e.actor, "action": e.action, "details": e.details}),
+        )
+        .collect();
+    let out = json!({
+        "result_id": format!("topic:{id}"),
+        "package": prov,
+        "content": content,
+        "checks": {
+            "index": {"status": prov.status, "reasons": prov.stale_reasons},
+            "checkout": on_disk.as_ref().map(|v| json!({
+                "status": crate::topics::status_name(v.status),
+                "reasons": v.reasons.iter().map(|r| r.message.clone()).collect::<Vec<_>>(),
+            })),
+        },
+        "history": history,
+        "registry_version_now": reg.version.to_hex(),
+    });
+    store.record(vec![Event::new(&s.actor, "provenance", &format!("topic:{id}"))])?;
+    if args.out.json {
+        print_json(&out)?;
+    } else {
+        println!("topic package {id}: {} ({})", prov.title, prov.file);
+        println!(
+            "  owner {} · reviewed {} by {} · max age {} days · tier {}",
+            prov.owner,
+            prov.reviewed_at.as_deref().unwrap_or("-"),
+            prov.reviewed_by.as_deref().unwrap_or("-"),
+            prov.max_age_days,
+            prov.tier
+        );
+        println!("  in the index: {}", prov.status);
+        for r in &prov.stale_reasons {
+            println!("    {r}");
+        }
+        if let Some(v) = &on_disk {
+            println!("  in the checkout: {}", crate::topics::status_name(v.status));
+            for r in &v.reasons {
+                println!("    {}", r.message);
+            }
+        }
+        for c in &prov.citations {
+            println!(
+                "  [{}] {}  {}  commit {}  chunks {}",
+                c.n,
+                c.reference,
+                c.status,
+                c.commit.as_deref().unwrap_or("-"),
+                c.chunk_ids.join(", ")
+            );
+        }
+        for h in &history {
+            println!(
+                "  {} {} by {}",
+                h["at"].as_str().unwrap_or(""),
+                h["action"].as_str().unwrap_or(""),
+                h["actor"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

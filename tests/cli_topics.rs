@@ -178,6 +178,23 @@ fn packages_answer_first_and_go_stale_when_a_cited_file_changes() {
     );
     assert_eq!(a["topic"]["outcome"], "served");
     assert_eq!(a["package"]["provenance"]["reviewed_by"], "test");
+    let pv = run_json(org, &["provenance", "topic:capture-idempotency", "--json"]);
+    assert_eq!(pv["package"]["status"], "fresh", "{pv:#}");
+    assert_eq!(pv["checks"]["checkout"]["status"], "fresh");
+    assert!(
+        pv["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["action"] == "topic.rehash")
+    );
+    assert_eq!(
+        command(org, &["provenance", "topic:no-such"])
+            .status()
+            .unwrap()
+            .code(),
+        Some(1)
+    );
     let audit = run(org, &["audit", "tail", "-n", "50"]);
     assert!(audit.contains("topic.rehash"), "{audit}");
     let q = run(org, &["audit", "tail", "-n", "5", "--json"]);

@@ -650,6 +650,28 @@ impl Retriever {
         })
     }
 
+    /// A package's provenance as it would be served now (verified against
+    /// the index), looked up by id for the operator; with its content.
+    pub fn package_lookup(&self, registry: &Registry, id: &str) -> Option<(PackageProvenance, String)> {
+        let topics = self.topics.as_ref()?;
+        let e = topics.entries().into_iter().find(|e| e.pkg.id == id)?;
+        let v = self.verify_package(topics, registry, &e);
+        let tier = e
+            .pkg
+            .citations
+            .iter()
+            .filter_map(|c| SourceId::new(c.source.clone()).ok())
+            .filter_map(|sid| registry.source(&sid).map(|s| s.tier.get()))
+            .max()
+            .unwrap_or(0);
+        let mut p = self.package_provenance(topics, registry, &e, &v, tier);
+        p.served_by = "lookup".into();
+        if e.pkg.draft {
+            p.status = "draft".into();
+        }
+        Some((p, render(&e)))
+    }
+
     fn topics_vectors(&self, topics: &Topics, embedder: &Embedder, e: &Entry) -> Result<Vec<Arc<Vec<f32>>>> {
         topics.vectors(embedder, e)
     }
