@@ -2,7 +2,8 @@
 # The main job: build ctxplane and walk through the example organisation:
 # sources, principals and their scopes, policy decisions on real files
 # (including a planted .env that must stay out), indexing with redaction and
-# tree-sitter chunking, scoped search, freshness, and the audit chain.
+# tree-sitter chunking, topic packages (tier 1) and scoped search (tier 2),
+# provenance, freshness and drift, the CI check, and the audit chain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-model.sh
@@ -21,12 +22,19 @@ step policy decide payments-api src/lib.rs docs/architecture.md config/.env conf
 step policy decide platform-docs adr/0001-use-postgres.md README.md
 step policy decide people-ops handbook.md
 step index
-step query "how do we fail over the database?"
-step query "how do we fail over the database?" --as support-agent --max-tokens 200
-step query "DATABASE_URL password" --json --limit 1
-id=$("$bin" query "retry a failed payment" --json --limit 1 | grep -o '"id": "c-[0-9a-f]*"' | head -1 | cut -d'"' -f4)
+step packages list
+step query "is it safe to retry a capture?" --as coding-agent
+step query "is it safe to retry a capture?" --as support-agent --max-tokens 400
+step query "how do we fail over the database?" --as support-agent
+step query "are reconciliation mismatches fixed automatically?" --as coding-agent
+step query "who owns the ledger writer?" --as coding-agent --limit 3
+step query "DATABASE_URL password" --json --limit 1 --no-packages
+id=$("$bin" query "retry a failed payment" --json --limit 1 --no-packages | grep -o '"id": "c-[0-9a-f]*"' | head -1 | cut -d'"' -f4)
 step provenance "$id"
+step provenance topic:ledger-reconciliation
 step freshness
+printf '\n(check exits 1: the example plants drift, an incomplete context package and two stale topic packages)\n'
+step check || true
 step status
 step audit tail
 step audit verify
