@@ -6,11 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=vendor/bench
-if [ ! -d "$data/Django-5.1.4" ]; then
-  mkdir -p "$data"
-  python3 -m pip download --quiet --no-deps --no-binary :all: "django==5.1.4" -d "$data"
-  tar -xzf "$data/Django-5.1.4.tar.gz" -C "$data"
-fi
+bash scripts/fetch-django.sh
 bash scripts/setup-model.sh
 cargo build --release --locked -p benches --bin topic_eval
 target/release/topic_eval --django "$data/Django-5.1.4"

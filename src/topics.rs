@@ -34,21 +34,8 @@ pub(crate) struct Loaded {
 /// Every `*.md` in the topics directory except README.md. A missing
 /// directory holds no packages; one that is not a directory is an error.
 pub(crate) fn load_dir(dir: &Path) -> anyhow::Result<Vec<Loaded>> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(ConfigError(format!("topics directory {}: {e}", dir.display())).into()),
-    };
-    let mut files: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "md")
-                && p.file_name()
-                    .is_some_and(|n| !n.eq_ignore_ascii_case("README.md"))
-        })
-        .collect();
-    files.sort();
+    let files = packages::topic::list_dir(dir)
+        .map_err(|e| ConfigError(format!("topics directory {}: {e}", dir.display())))?;
     let mut out = Vec::new();
     let mut ids: HashMap<String, PathBuf> = HashMap::new();
     for file in files {
@@ -159,17 +146,6 @@ impl<'a> DiskReader<'a> {
     }
 }
 
-/// The default max age of a package: the strictest of its sources' tiers.
-pub(crate) fn default_max_age(reg: &Registry, pkg: &TopicPackage) -> u32 {
-    pkg.citations
-        .iter()
-        .filter_map(|c| SourceId::new(c.source.clone()).ok())
-        .filter_map(|id| reg.source(&id))
-        .map(|s| reg.freshness.max_age_days(s))
-        .min()
-        .unwrap_or(registry::DEFAULT_MAX_AGE_DAYS[0])
-}
-
 /// Problems with who owns a package (the owner must be known).
 pub(crate) fn owner_problem(reg: &Registry, pkg: &TopicPackage) -> Option<Problem> {
     let known = reg.sources.values().any(|s| s.owner == pkg.owner) || reg.principal(&pkg.owner).is_some();
@@ -189,7 +165,9 @@ pub(crate) fn verify_on_disk(
     pkg: &TopicPackage,
     today: jiff::civil::Date,
 ) -> Verification {
-    verify(pkg, today, default_max_age(reg, pkg), &mut |c| reader.read(c))
+    verify(pkg, today, retriever::default_max_age(reg, pkg), &mut |c| {
+        reader.read(c)
+    })
 }
 
 /// A path as printed: relative to the working directory when possible.

@@ -44,6 +44,32 @@ pub const FENCE: &str = "+++";
 /// Longest id, title or question, in characters.
 const MAX_FIELD: usize = 300;
 
+/// Whether a file in the topics directory is a package: `*.md` except
+/// README.md.
+pub fn is_package_file(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|x| x == "md")
+        && path
+            .file_name()
+            .is_some_and(|n| !n.eq_ignore_ascii_case("README.md"))
+}
+
+/// The packages in a topics directory, sorted; a missing directory holds
+/// none.
+pub fn list_dir(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out: Vec<std::path::PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| is_package_file(p))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 /// `source:path#Lx-Ly`, parsed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Citation {

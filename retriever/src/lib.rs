@@ -27,7 +27,7 @@ pub use fusion::Fusion;
 pub use provenance::{Freshness, Provenance};
 pub use topics::{
     CitationProvenance, LoadProblem, MatchScore, PackageHit, PackageProvenance, TopicDecision, TopicMatch,
-    Topics, terms,
+    Topics, default_max_age, terms,
 };
 
 #[derive(Debug, thiserror::Error)]

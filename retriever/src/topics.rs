@@ -134,7 +134,8 @@ impl Topics {
 
     /// The packages now, re-read if a file changed.
     pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
-        let listing = list_dir(&self.dir);
+        // An unreadable directory serves no packages (and says so in `problems`).
+        let listing = packages::topic::list_dir(&self.dir).unwrap_or_default();
         let fingerprint: Vec<_> = listing
             .iter()
             .map(|p| {
@@ -282,24 +283,6 @@ impl Topics {
     }
 }
 
-/// `*.md` files directly in `dir` except README.md, sorted.
-fn list_dir(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "md")
-                && p.file_name()
-                    .is_some_and(|n| !n.eq_ignore_ascii_case("README.md"))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 const STOPWORDS: &[&str] = &[
     "a", "about", "an", "and", "any", "are", "as", "at", "be", "by", "can", "could", "do", "does", "for",
     "from", "get", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "of", "on",
@@ -365,6 +348,18 @@ fn overlap(query: &HashSet<String>, idf: &HashMap<String, f32>, e: &Entry) -> f3
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     // Both are unit vectors.
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// A package's max age when it sets none: the strictest of its cited
+/// sources' tiers.
+pub fn default_max_age(registry: &Registry, pkg: &TopicPackage) -> u32 {
+    pkg.citations
+        .iter()
+        .filter_map(|c| SourceId::new(c.source.clone()).ok())
+        .filter_map(|id| registry.source(&id))
+        .map(|s| registry.freshness.max_age_days(s))
+        .min()
+        .unwrap_or(registry::DEFAULT_MAX_AGE_DAYS[0])
 }
 
 /// How the best package scored.
@@ -478,17 +473,6 @@ impl Retriever {
         (!pkg.citations.is_empty() && !pkg.draft).then_some(tier)
     }
 
-    /// The default max age: the strictest of the cited sources' tiers.
-    fn default_max_age(registry: &Registry, pkg: &TopicPackage) -> u32 {
-        pkg.citations
-            .iter()
-            .filter_map(|c| SourceId::new(c.source.clone()).ok())
-            .filter_map(|id| registry.source(&id))
-            .map(|s| registry.freshness.max_age_days(s))
-            .min()
-            .unwrap_or(registry::DEFAULT_MAX_AGE_DAYS[0])
-    }
-
     /// Verifies a package's citations against the index (cached while the
     /// cited files' hashes and the day stay the same).
     pub(crate) fn verify_package(
@@ -538,7 +522,7 @@ impl Retriever {
         let v = Arc::new(verify(
             &e.pkg,
             today,
-            Self::default_max_age(registry, &e.pkg),
+            default_max_age(registry, &e.pkg),
             &mut read,
         ));
         topics
