@@ -281,6 +281,9 @@ fn check_topics(
                         push(&label, r.line, r.code, r.message.clone(), "error");
                     }
                 }
+                for n in &v.notes {
+                    push(&label, n.line, n.code, n.message.clone(), "warning");
+                }
             }
         }
     }

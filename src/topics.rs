@@ -270,7 +270,7 @@ pub fn packages(cmd: PackagesCmd, s: &Settings, store: &RegistryStore) -> anyhow
                             for c in &v.citations {
                                 println!("    {:<9} {}", ser(&c.status), c.reference);
                             }
-                            for x in &problems {
+                            for x in problems.iter().chain(&v.notes) {
                                 println!("    {}:{}: [{}] {}", shown(&l.file), x.line, x.code, x.message);
                             }
                         }

@@ -178,6 +178,41 @@ fn packages_answer_first_and_go_stale_when_a_cited_file_changes() {
     );
     assert_eq!(a["topic"]["outcome"], "served");
     assert_eq!(a["package"]["provenance"]["reviewed_by"], "test");
+    // Lines added above a cited span move it without changing it: still
+    // fresh, served with the lines where the text is now.
+    let refunds = org.join("sources/payments-api/src/refunds.rs");
+    let code = std::fs::read_to_string(&refunds).unwrap();
+    std::fs::write(
+        &refunds,
+        format!("// Owned by team-payments.\n// See docs/architecture.md.\n{code}"),
+    )
+    .unwrap();
+    run(org, &["index"]);
+    let a = ask(org, "Can we give a customer a partial refund?", "coding-agent");
+    assert_eq!(a["topic"]["outcome"], "served", "{a:#}");
+    let c = &a["package"]["provenance"]["citations"][1];
+    assert_eq!(c["status"], "moved");
+    assert_eq!(
+        (c["start_line"].as_u64(), c["end_line"].as_u64()),
+        (Some(20), Some(22))
+    );
+    assert!(
+        a["package"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("[2] payments-api:src/refunds.rs#L20-L22")
+    );
+    let out = command(org, &["check", "--source", "payments-api", "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        findings(&v)
+            .iter()
+            .any(|f| f.0 == "refunds.md" && f.2 == "moved" && f.3 == "warning"),
+        "{v:#}"
+    );
+
     let pv = run_json(org, &["provenance", "topic:capture-idempotency", "--json"]);
     assert_eq!(pv["package"]["status"], "fresh", "{pv:#}");
     assert_eq!(pv["checks"]["checkout"]["status"], "fresh");

@@ -480,6 +480,33 @@ pub fn span_hash(text: &str, start: u32, end: u32) -> Option<String> {
     (n == end - start + 1).then(|| h.finalize().to_hex().to_string())
 }
 
+/// Where a span of `len` lines hashing to `hash` is in `text`, nearest to
+/// line `near` when it occurs more than once.
+pub fn find_span(text: &str, len: u32, hash: &str, near: u32) -> Option<(u32, u32)> {
+    let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
+    let len = len as usize;
+    if len == 0 || len > lines.len() {
+        return None;
+    }
+    let mut best: Option<(u32, u32)> = None;
+    for start in 0..=lines.len() - len {
+        let mut h = blake3::Hasher::new();
+        for (i, l) in lines[start..start + len].iter().enumerate() {
+            if i > 0 {
+                h.update(b"\n");
+            }
+            h.update(l.as_bytes());
+        }
+        if h.finalize().to_hex().as_str() == hash {
+            let s = start as u32 + 1;
+            if best.is_none_or(|(b, _)| s.abs_diff(near) < b.abs_diff(near)) {
+                best = Some((s, s + len as u32 - 1));
+            }
+        }
+    }
+    best
+}
+
 /// What the caller found for a cited file.
 #[derive(Clone, Debug)]
 pub enum Cited {
@@ -497,6 +524,9 @@ pub enum Cited {
 #[serde(rename_all = "snake_case")]
 pub enum CitationStatus {
     Unchanged,
+    /// The same lines, hashing as recorded, are now elsewhere in the file
+    /// (lines were added or removed above them): not stale.
+    Moved,
     Changed,
     Gone,
     Unhashed,
@@ -516,6 +546,15 @@ pub struct CitationCheck {
     pub recorded: Option<String>,
     pub current: Option<String>,
     pub detail: Option<String>,
+    /// Where the cited lines are now, when they moved.
+    pub moved_to: Option<(u32, u32)>,
+}
+
+impl CitationCheck {
+    /// The lines the cited text is on now.
+    pub fn lines_now(&self) -> (u32, u32) {
+        self.moved_to.unwrap_or((self.start, self.end))
+    }
 }
 
 /// `fresh`, `stale` or `draft`.
@@ -532,6 +571,9 @@ pub struct Verification {
     pub status: PackageStatus,
     /// Why it is stale, one line each (with the file line it concerns).
     pub reasons: Vec<Problem>,
+    /// What is worth a steward's attention without making it stale (moved
+    /// citations).
+    pub notes: Vec<Problem>,
     pub citations: Vec<CitationCheck>,
     pub max_age_days: u32,
     /// When the review lapses.
@@ -560,26 +602,51 @@ pub fn verify(
             Some(Some(prev)) => at.map(|a| a.min(prev)),
         });
     };
+    let mut notes = Vec::new();
     for c in &pkg.citations {
+        let mut moved_to = None;
         let (status, current, detail, since) = match read(c) {
             Cited::Denied(why) => (CitationStatus::Denied, None, Some(why), None),
             Cited::Missing(why) => (CitationStatus::Gone, None, Some(why), None),
-            Cited::Text { text, since } => match span_hash(&text, c.start, c.end) {
-                None => (
-                    CitationStatus::Gone,
-                    None,
-                    Some(format!("the file has {} lines", text.lines().count())),
-                    since,
-                ),
-                Some(h) => match &c.hash {
-                    None => (CitationStatus::Unhashed, Some(h), None, since),
-                    Some(r) if *r == h => (CitationStatus::Unchanged, Some(h), None, since),
-                    Some(_) => (CitationStatus::Changed, Some(h), None, since),
-                },
-            },
+            Cited::Text { text, since } => {
+                let here = span_hash(&text, c.start, c.end);
+                let moved = match (&c.hash, &here) {
+                    (Some(r), Some(h)) if r == h => None,
+                    (Some(r), _) => find_span(&text, c.end - c.start + 1, r, c.start),
+                    (None, _) => None,
+                };
+                match (here, moved) {
+                    (_, Some(to)) => {
+                        moved_to = Some(to);
+                        (CitationStatus::Moved, c.hash.clone(), None, since)
+                    }
+                    (None, None) => (
+                        CitationStatus::Gone,
+                        None,
+                        Some(format!("the file has {} lines", text.lines().count())),
+                        since,
+                    ),
+                    (Some(h), None) => match &c.hash {
+                        None => (CitationStatus::Unhashed, Some(h), None, since),
+                        Some(r) if *r == h => (CitationStatus::Unchanged, Some(h), None, since),
+                        Some(_) => (CitationStatus::Changed, Some(h), None, since),
+                    },
+                }
+            }
         };
+        if let Some((a, b)) = moved_to {
+            notes.push(Problem {
+                line: c.line,
+                code: "moved",
+                message: format!(
+                    "{} is unchanged but now at lines {a}-{b} (`ctxplane packages rehash {}` updates the reference)",
+                    c.reference(),
+                    pkg.id
+                ),
+            });
+        }
         let msg = match status {
-            CitationStatus::Unchanged => None,
+            CitationStatus::Unchanged | CitationStatus::Moved => None,
             CitationStatus::Changed => Some(format!("{} changed since review", c.reference())),
             CitationStatus::Gone => Some(format!(
                 "{} is gone: {}",
@@ -627,6 +694,7 @@ pub fn verify(
             recorded: c.hash.clone(),
             current,
             detail,
+            moved_to,
         });
     }
     let expires_on = pkg
@@ -655,6 +723,7 @@ pub fn verify(
     Verification {
         status,
         reasons,
+        notes,
         citations,
         max_age_days: max_age,
         expires_on,
@@ -707,8 +776,19 @@ pub fn rehash(
     let mut hashes = Vec::new();
     for c in &pkg.citations {
         match read(c) {
+            // Lines that moved keep their text: follow them.
+            Cited::Text { text, .. }
+                if c.hash.as_ref().is_some_and(|r| {
+                    span_hash(&text, c.start, c.end).as_ref() != Some(r)
+                        && find_span(&text, c.end - c.start + 1, r, c.start).is_some()
+                }) =>
+            {
+                let r = c.hash.clone().unwrap_or_default();
+                let (a, b) = find_span(&text, c.end - c.start + 1, &r, c.start).unwrap_or((c.start, c.end));
+                hashes.push((r, Some(format!("{}:{}#L{a}-L{b}", c.source, c.path))));
+            }
             Cited::Text { text, .. } => match span_hash(&text, c.start, c.end) {
-                Some(h) => hashes.push(h),
+                Some(h) => hashes.push((h, None)),
                 None => problems.push(Problem {
                     line: c.line,
                     code: "stale_citation",
@@ -749,8 +829,11 @@ pub fn rehash(
     doc["reviewed_by"] = toml_edit::value(by);
     doc.remove("draft");
     if let Some(arr) = doc.get_mut("citations").and_then(|i| i.as_array_of_tables_mut()) {
-        for (t, h) in arr.iter_mut().zip(&hashes) {
+        for (t, (h, moved)) in arr.iter_mut().zip(&hashes) {
             t["blake3"] = toml_edit::value(h.as_str());
+            if let Some(r) = moved {
+                t["ref"] = toml_edit::value(r.as_str());
+            }
         }
     }
     let mut front = doc.to_string();
@@ -867,6 +950,26 @@ mod tests {
         assert_eq!(v.status, PackageStatus::Stale);
         assert_eq!(v.reasons[0].code, "stale");
         assert!(v.stale_since.is_some());
+    }
+
+    #[test]
+    fn moved_lines_are_followed_not_stale() {
+        let today = Date::new(2026, 11, 10).unwrap();
+        let file = "fn a() {}\nfn refund() {\n    back_to_card()\n}\n";
+        let reviewed = rehash(PKG, today, "rivera", &mut text(file)).unwrap();
+        let p = parse(&reviewed).unwrap();
+        let shifted = "// header\n// more\nfn a() {}\nfn refund() {\n    back_to_card()\n}\n";
+        let v = verify(&p, today, 90, &mut text(shifted));
+        assert_eq!(v.status, PackageStatus::Fresh, "{:?}", v.reasons);
+        assert_eq!(v.citations[0].status, CitationStatus::Moved);
+        assert_eq!(v.citations[0].lines_now(), (4, 5));
+        assert_eq!(v.notes[0].code, "moved");
+        // Rehash follows the lines.
+        let again = rehash(&reviewed, today, "rivera", &mut text(shifted)).unwrap();
+        assert!(again.contains("ref = \"pay:src/refund.rs#L4-L5\""), "{again}");
+        let v = verify(&parse(&again).unwrap(), today, 90, &mut text(shifted));
+        assert_eq!(v.citations[0].status, CitationStatus::Unchanged);
+        assert!(v.notes.is_empty());
     }
 
     #[test]

@@ -397,7 +397,8 @@ pub struct CitationProvenance {
     pub path: String,
     pub start_line: u32,
     pub end_line: u32,
-    /// `unchanged`, `changed`, `gone`, `unhashed` or `denied`.
+    /// `unchanged`, `moved` (same text, other lines: `ref` and the lines
+    /// are where it is now), `changed`, `gone`, `unhashed` or `denied`.
     pub status: String,
     pub recorded_hash: Option<String>,
     pub current_hash: Option<String>,
@@ -614,7 +615,7 @@ impl Retriever {
                 return Ok(Tier1 { hit: None, decision });
             }
         }
-        let content = render(&best);
+        let content = render(&best, &v);
         let tokens = estimate_tokens(&content);
         if tokens > max_tokens {
             decision.outcome = "over_budget".into();
@@ -653,7 +654,7 @@ impl Retriever {
         if e.pkg.draft {
             p.status = "draft".into();
         }
-        Some((p, render(&e)))
+        Some((p, render(&e, &v)))
     }
 
     fn topics_vectors(&self, topics: &Topics, embedder: &Embedder, e: &Entry) -> Result<Vec<Arc<Vec<f32>>>> {
@@ -679,25 +680,26 @@ impl Retriever {
                 let entry = self
                     .manifest(&c.source)
                     .and_then(|m| m.files.get(&c.path).cloned());
+                let (start, end) = c.lines_now();
                 let chunk_ids = self
                     .lexical
                     .docs_for_file(&c.source, &c.path)
                     .map(|docs| {
                         docs.into_iter()
-                            .filter(|d| d.start_line <= c.end && d.end_line >= c.start)
+                            .filter(|d| d.start_line <= end && d.end_line >= start)
                             .map(|d| d.chunk_id)
                             .collect()
                     })
                     .unwrap_or_default();
                 CitationProvenance {
                     n: i + 1,
-                    reference: c.reference.clone(),
+                    reference: format!("{}:{}#L{start}-L{end}", c.source, c.path),
                     source: c.source.clone(),
                     owner: src.as_ref().map(|s| s.owner.clone()),
                     tier: src.as_ref().map_or(0, |s| s.tier.get()),
                     path: c.path.clone(),
-                    start_line: c.start,
-                    end_line: c.end,
+                    start_line: start,
+                    end_line: end,
                     status: serde_json::to_value(&c.status)
                         .ok()
                         .and_then(|s| s.as_str().map(str::to_string))
@@ -736,11 +738,13 @@ impl Retriever {
     }
 }
 
-/// The package as an agent reads it: title, body, numbered citations.
-fn render(e: &Entry) -> String {
+/// The package as an agent reads it: title, body, numbered citations at
+/// the lines they are on now.
+fn render(e: &Entry, v: &Verification) -> String {
     let mut out = format!("# {}\n\n{}\n\nCitations:\n", e.pkg.title, e.body);
-    for (i, c) in e.pkg.citations.iter().enumerate() {
-        out.push_str(&format!("[{}] {}\n", i + 1, c.reference()));
+    for (i, c) in v.citations.iter().enumerate() {
+        let (a, b) = c.lines_now();
+        out.push_str(&format!("[{}] {}:{}#L{a}-L{b}\n", i + 1, c.source, c.path));
     }
     out
 }
