@@ -23,7 +23,7 @@ use crate::config::{ConfigError, Settings};
 use crate::topics;
 
 #[derive(Debug, Serialize)]
-struct Finding {
+pub(crate) struct Finding {
     source: String,
     /// Path as given to annotations: relative to the working directory
     /// when possible.
@@ -35,16 +35,17 @@ struct Finding {
     severity: &'static str,
 }
 
-pub fn check(args: CheckArgs, s: &Settings, store: &RegistryStore) -> anyhow::Result<ExitCode> {
-    let reg = store.load(&s.actor)?;
+pub(crate) fn report(
+    reg: &registry::Registry,
+    only: Option<&str>,
+    s: &Settings,
+    store: &RegistryStore,
+) -> anyhow::Result<CheckReport> {
+    let args = CheckArgs {
+        source: only.map(str::to_string),
+        format: "json".into(),
+    };
     let policy = reg.policy(store.clock());
-    let format = args.format.as_str();
-    if !matches!(format, "text" | "json" | "junit" | "github") {
-        return Err(ConfigError(format!(
-            "--format must be text, json, junit or github, not {format:?}"
-        ))
-        .into());
-    }
     if let Some(id) = &args.source
         && !reg.sources.keys().any(|k| k.as_str() == id)
     {
@@ -161,8 +162,36 @@ pub fn check(args: CheckArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
             }
         }
     }
-    check_topics(&args, s, &reg, &policy, today, &mut checked, &mut findings)?;
+    check_topics(&args, s, reg, &policy, today, &mut checked, &mut findings)?;
     let errors = findings.iter().filter(|f| f.severity == "error").count();
+    Ok(CheckReport {
+        ok: errors == 0,
+        errors,
+        sources: checked,
+        findings,
+    })
+}
+
+/// What `check` found: the sources and packages checked, and the findings.
+#[derive(Debug, Serialize)]
+pub(crate) struct CheckReport {
+    pub ok: bool,
+    pub errors: usize,
+    pub sources: Vec<String>,
+    pub findings: Vec<Finding>,
+}
+
+pub fn check(args: CheckArgs, s: &Settings, store: &RegistryStore) -> anyhow::Result<ExitCode> {
+    let format = args.format.as_str();
+    if !matches!(format, "text" | "json" | "junit" | "github") {
+        return Err(ConfigError(format!(
+            "--format must be text, json, junit or github, not {format:?}"
+        ))
+        .into());
+    }
+    let reg = store.load(&s.actor)?;
+    let rep = report(&reg, args.source.as_deref(), s, store)?;
+    let (checked, findings, errors) = (rep.sources, rep.findings, rep.errors);
     match format {
         "json" => println!(
             "{}",

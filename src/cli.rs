@@ -58,6 +58,9 @@ pub enum Command {
     Provenance(ProvenanceArgs),
     /// Registry, index, vectors (coverage, model) and audit chain at a glance.
     Status(HealthArgs),
+    /// Run the HTTP API: the watcher-driven indexer and the retriever in
+    /// one process, bearer-token auth, steward operations, metrics.
+    Serve(crate::serve::ServeArgs),
     /// Redact secrets from standard input to standard output; findings
     /// (rule, line, column, never the value) go to standard error.
     Redact(RedactArgs),

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,7 @@ pub fn index(args: IndexArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
 
 /// The model and the vector store, loaded once per process.
 pub(crate) struct Dense {
-    pub embedder: indexer::embed::Embedder,
+    pub embedder: Arc<indexer::embed::Embedder>,
     pub store: Box<dyn indexer::vector::VectorStore>,
 }
 
@@ -79,9 +80,21 @@ impl Dense {
     /// lexically). Readers (`writable: false`) never change the store: an
     /// indexer may be appending to it.
     pub(crate) fn open(s: &Settings, data_dir: &Path, writable: bool) -> Result<Dense, String> {
-        use indexer::vector::embedded::EmbeddedStore;
         let dir = indexer::embed::find_model_dir(s.model_dir.as_deref()).map_err(|e| e.to_string())?;
-        let embedder = indexer::embed::Embedder::load(&dir, s.embed_threads).map_err(|e| e.to_string())?;
+        let embedder =
+            Arc::new(indexer::embed::Embedder::load(&dir, s.embed_threads).map_err(|e| e.to_string())?);
+        Dense::with_embedder(s, data_dir, writable, embedder)
+    }
+
+    /// The same model (onnxruntime allows one environment per process)
+    /// with another handle on the vector store.
+    pub(crate) fn with_embedder(
+        s: &Settings,
+        data_dir: &Path,
+        writable: bool,
+        embedder: Arc<indexer::embed::Embedder>,
+    ) -> Result<Dense, String> {
+        use indexer::vector::embedded::EmbeddedStore;
         let vectors = Indexer::vectors_dir(data_dir);
         let store: Box<dyn indexer::vector::VectorStore> = match &s.vectors {
             crate::config::VectorBackend::Embedded if writable => {
@@ -111,7 +124,7 @@ impl Dense {
 }
 
 /// Vectors for every chunk, under the data-dir lock; audited.
-fn sync_vectors(
+pub(crate) fn sync_vectors(
     indexer: &Indexer,
     dense: &mut Result<Dense, String>,
     s: &Settings,
@@ -194,7 +207,7 @@ fn print_vectors(v: &serde_json::Value) {
 
 /// One pass under the data-dir lock (released before auditing, which takes
 /// it itself).
-fn run_pass(
+pub(crate) fn run_pass(
     indexer: &Indexer,
     reg: &Registry,
     store: &RegistryStore,
@@ -233,7 +246,7 @@ fn run_pass(
     Ok((report, started.elapsed()))
 }
 
-fn audit_pass(
+pub(crate) fn audit_pass(
     s: &Settings,
     store: &RegistryStore,
     reg: &Registry,
@@ -322,7 +335,7 @@ fn roots(reg: &Registry) -> BTreeMap<String, PathBuf> {
 /// indexed within the debounce window plus one incremental pass over that
 /// source; a change to the registry file re-reads it and passes over
 /// everything (approvals, revocations, new rules).
-struct Watching {
+pub(crate) struct Watching {
     debouncer: notify_debouncer_full::Debouncer<notify_debouncer_full::notify::RecommendedWatcher, NoCache>,
     events: mpsc::Receiver<DebounceEventResult>,
     registry_path: PathBuf,
@@ -331,7 +344,7 @@ struct Watching {
 }
 
 impl Watching {
-    fn start(reg: &Registry, store: &RegistryStore, debounce_ms: u64) -> anyhow::Result<Watching> {
+    pub(crate) fn start(reg: &Registry, store: &RegistryStore, debounce_ms: u64) -> anyhow::Result<Watching> {
         let (tx, events) = mpsc::channel::<DebounceEventResult>();
         let mut debouncer = new_debouncer_opt::<_, notify_debouncer_full::notify::RecommendedWatcher, _>(
             Duration::from_millis(debounce_ms.clamp(10, 60_000)),
@@ -366,7 +379,7 @@ impl Watching {
     }
 
     /// Watches exactly the approved sources of `reg`.
-    fn follow(&mut self, reg: &Registry) {
+    pub(crate) fn follow(&mut self, reg: &Registry) {
         let now = roots(reg);
         for (id, root) in &self.watched {
             if now.get(id) != Some(root) {
@@ -387,6 +400,20 @@ impl Watching {
     /// registry file changed; `None` when the watcher has stopped.
     fn next_burst(&self) -> Option<(BTreeSet<String>, bool)> {
         let first = self.events.recv().ok()?;
+        Some(self.burst(first))
+    }
+
+    /// Like `next_burst`, waiting at most `wait`: `Ok(None)` when nothing
+    /// happened, `Err` when the watcher has stopped.
+    pub(crate) fn next_burst_within(&self, wait: Duration) -> Result<Option<(BTreeSet<String>, bool)>, ()> {
+        match self.events.recv_timeout(wait) {
+            Ok(first) => Ok(Some(self.burst(first))),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
+        }
+    }
+
+    fn burst(&self, first: DebounceEventResult) -> (BTreeSet<String>, bool) {
         let mut touched = BTreeSet::new();
         let mut registry_changed = false;
         for batch in std::iter::once(first).chain(self.events.try_iter()) {
@@ -421,7 +448,7 @@ impl Watching {
                 }
             }
         }
-        Some((touched, registry_changed))
+        (touched, registry_changed)
     }
 
     fn run(

@@ -6,7 +6,9 @@ mod cli;
 mod commands;
 mod config;
 mod indexing;
+mod openapi;
 mod querying;
+mod serve;
 mod topics;
 mod views;
 
@@ -56,6 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => checking::check(args, &settings, &store),
         Command::Freshness(args) => indexing::freshness(args, &settings, &store),
         Command::Packages(cmd) => topics::packages(cmd, &settings, &store),
+        Command::Serve(args) => serve::serve(args, &settings, store),
         Command::Query(args) => querying::query(args, &settings, &store),
         Command::Provenance(args) => querying::provenance(args, &settings, &store),
         Command::Status(args) => querying::status(args, &settings, &store),

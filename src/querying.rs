@@ -3,7 +3,6 @@
 use std::io::BufRead;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use registry::audit::Event;
@@ -18,7 +17,7 @@ use crate::indexing::Dense;
 
 /// The retriever with the model and vectors when they are there.
 pub(crate) fn open_retriever(s: &Settings, data_dir: &Path) -> anyhow::Result<Retriever> {
-    let dense = Dense::open(s, data_dir, false).map(|d| (Arc::new(d.embedder), d.store));
+    let dense = Dense::open(s, data_dir, false).map(|d| (d.embedder, d.store));
     Ok(Retriever::open(data_dir, dense)?.with_topics(&s.topics_dir, s.topic_grace_days))
 }
 

@@ -155,7 +155,7 @@ type CachedDeps = (Arc<SourceManifest>, Arc<packages::lockfile::DependencyMap>);
 
 struct Dense {
     embedder: Arc<Embedder>,
-    store: Box<dyn VectorStore>,
+    store: std::sync::RwLock<Box<dyn VectorStore>>,
 }
 
 pub struct Retriever {
@@ -192,7 +192,13 @@ impl Retriever {
         }
         let lexical = Lexical::open(&dir)?;
         let (dense, dense_reason) = match dense {
-            Ok((embedder, store)) if !store.is_empty() => (Some(Dense { embedder, store }), None),
+            Ok((embedder, store)) if !store.is_empty() => (
+                Some(Dense {
+                    embedder,
+                    store: std::sync::RwLock::new(store),
+                }),
+                None,
+            ),
             Ok(_) => (None, Some("no vectors yet; run `ctxplane index`".to_string())),
             Err(reason) => (None, Some(reason)),
         };
@@ -228,7 +234,11 @@ impl Retriever {
         let chunks = self.lexical.total_chunks();
         match &self.dense {
             Some(d) => {
-                let vectors = d.store.len();
+                let vectors = d
+                    .store
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len();
                 DenseStatus {
                     available: true,
                     model_id: Some(d.embedder.model_id().to_string()),
@@ -253,9 +263,16 @@ impl Retriever {
         }
     }
 
-    /// Picks up commits made by an indexer since the last call.
+    /// Picks up commits made by an indexer since the last call: the
+    /// lexical index and the vectors.
     pub fn refresh(&self) -> Result<()> {
         self.lexical.reload()?;
+        if let Some(d) = &self.dense {
+            d.store
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .refresh()?;
+        }
         Ok(())
     }
 
@@ -333,6 +350,8 @@ impl Retriever {
             };
             let ids: Vec<String> = d
                 .store
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .search(v, &filter, candidates)?
                 .into_iter()
                 .map(|(id, _)| id)

@@ -407,6 +407,10 @@ impl Ord for Scored {
 }
 
 impl VectorStore for EmbeddedStore {
+    fn refresh(&mut self) -> Result<()> {
+        EmbeddedStore::refresh(self)
+    }
+
     fn kind(&self) -> &'static str {
         "embedded"
     }

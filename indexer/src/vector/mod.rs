@@ -48,6 +48,12 @@ pub type FileChunks = BTreeMap<(String, String), BTreeSet<String>>;
 pub trait VectorStore: Send + Sync + std::fmt::Debug {
     /// Which backend, for status output (`embedded`, `qdrant`).
     fn kind(&self) -> &'static str;
+    /// Picks up what another process committed since this store was
+    /// opened (a reader following a writer). A no-op where the backend is
+    /// shared already.
+    fn refresh(&mut self) -> Result<()> {
+        Ok(())
+    }
     fn upsert(&mut self, points: Vec<Point>) -> Result<()>;
     fn delete_file(&mut self, source: &str, path: &str) -> Result<()>;
     fn delete_source(&mut self, source: &str) -> Result<()>;
