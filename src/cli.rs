@@ -61,6 +61,10 @@ pub enum Command {
     /// Run the HTTP API: the watcher-driven indexer and the retriever in
     /// one process, bearer-token auth, steward operations, metrics.
     Serve(crate::serve::ServeArgs),
+    /// A Model Context Protocol server on stdio acting as one principal
+    /// (token in $CTXPLANE_TOKEN): get_context, explain_provenance,
+    /// list_sources, freshness_report.
+    Mcp(crate::mcp::McpArgs),
     /// Redact secrets from standard input to standard output; findings
     /// (rule, line, column, never the value) go to standard error.
     Redact(RedactArgs),

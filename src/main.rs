@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod config;
 mod indexing;
+mod mcp;
 mod openapi;
 mod querying;
 mod serve;
@@ -58,6 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => checking::check(args, &settings, &store),
         Command::Freshness(args) => indexing::freshness(args, &settings, &store),
         Command::Packages(cmd) => topics::packages(cmd, &settings, &store),
+        Command::Mcp(args) => mcp::mcp(args, &settings, store),
         Command::Serve(args) => serve::serve(args, &settings, store),
         Command::Query(args) => querying::query(args, &settings, &store),
         Command::Provenance(args) => querying::provenance(args, &settings, &store),

@@ -94,7 +94,14 @@ pub(crate) struct App {
 type Shared = Arc<App>;
 
 /// An API error: status and a body that says no more than it must.
-pub(crate) struct ApiError(StatusCode, Value);
+pub struct ApiError(StatusCode, Value);
+
+impl ApiError {
+    /// The error text, for callers that are not HTTP (MCP).
+    pub(crate) fn message(&self) -> String {
+        self.1["error"].as_str().unwrap_or("error").to_string()
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -1141,14 +1148,7 @@ pub(crate) fn serve_app(
     args: ServeArgs,
     ready: Option<Box<dyn FnOnce(SocketAddr) + Send>>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let watcher = if args.no_watch {
-        None
-    } else {
-        let reg = app.registry()?;
-        let w = Watching::start(&reg, &app.store, 100)?;
-        let a = app.clone();
-        Some(std::thread::spawn(move || watch_loop(a, w)))
-    };
+    let watcher = start_watcher(&app, args.no_watch)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1168,13 +1168,29 @@ pub(crate) fn serve_app(
             .await
             .context("serving")
     });
+    stop_watcher(&app, watcher);
+    result?;
+    eprintln!("ctxplane stopped");
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Starts the indexing thread that follows the sources (unless `off`).
+pub(crate) fn start_watcher(app: &Shared, off: bool) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+    if off {
+        return Ok(None);
+    }
+    let reg = app.registry()?;
+    let w = Watching::start(&reg, &app.store, 100)?;
+    let a = app.clone();
+    Ok(Some(std::thread::spawn(move || watch_loop(a, w))))
+}
+
+/// Stops the indexing thread after its current pass.
+pub(crate) fn stop_watcher(app: &Shared, watcher: Option<std::thread::JoinHandle<()>>) {
     app.shutdown.store(true, Ordering::Relaxed);
     if let Some(h) = watcher {
         let _ = h.join();
     }
-    result?;
-    eprintln!("ctxplane stopped");
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

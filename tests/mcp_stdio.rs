@@ -1,0 +1,182 @@
+//! `ctxplane mcp` spoken to over stdio with JSON-RPC, as an MCP client
+//! would: initialize, list the tools, call them; the principal's scope
+//! and tier ceiling hold for every tool.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+
+use common::{command, example_org_today};
+use serde_json::{Value, json};
+
+struct Session {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    next: u64,
+}
+
+impl Session {
+    fn start(org: &std::path::Path, token: &str) -> Session {
+        let mut child = command(org, &["mcp", "--no-watch"])
+            .env("CTXPLANE_TOKEN", token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut s = Session {
+            child,
+            stdin,
+            stdout,
+            next: 1,
+        };
+        let init = s.request(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}),
+        );
+        assert_eq!(init["result"]["serverInfo"]["name"], "ctxplane", "{init:#}");
+        s.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        s
+    }
+
+    fn send(&mut self, m: Value) {
+        writeln!(self.stdin, "{m}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next;
+        self.next += 1;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.stdout.read_line(&mut line).unwrap() > 0,
+                "server closed stdout"
+            );
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v["id"] == id {
+                return v;
+            }
+        }
+    }
+
+    /// A tool call: (is_error, parsed JSON or the text).
+    fn call(&mut self, tool: &str, args: Value) -> (bool, Value) {
+        let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
+        let result = &r["result"];
+        let text = result["content"][0]["text"].as_str().unwrap_or("").to_string();
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (result["isError"] == true, v)
+    }
+
+    fn close(mut self) {
+        drop(self.stdin);
+        let status = self.child.wait().unwrap();
+        assert!(status.success());
+    }
+}
+
+fn sources_in(a: &Value) -> Vec<String> {
+    let mut out: Vec<String> = a["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["provenance"]["source"].as_str().unwrap().to_string())
+        .collect();
+    for c in a["package"]["provenance"]["citations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        out.push(c["source"].as_str().unwrap().to_string());
+    }
+    out
+}
+
+#[test]
+fn tools_answer_within_the_principals_scope() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+
+    let mut coding = Session::start(org, "demo-agent-platform-token");
+    let tools = coding.request("tools/list", json!({}));
+    let mut names: Vec<&str> = tools["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "explain_provenance",
+            "freshness_report",
+            "get_context",
+            "list_sources"
+        ]
+    );
+    let (err, a) = coding.call(
+        "get_context",
+        json!({"query": "Is retrying a capture safe, or could it charge twice?"}),
+    );
+    assert!(!err);
+    assert_eq!(a["served_by"], "topic_package", "{a:#}");
+    let (err, p) = coding.call(
+        "explain_provenance",
+        json!({"result_id": "topic:capture-idempotency"}),
+    );
+    assert!(!err, "{p:#}");
+    assert_eq!(p["package"]["owner"], "team-payments");
+    let chunk = p["package"]["citations"][0]["chunk_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (err, f) = coding.call("freshness_report", json!({"source": "payments-api"}));
+    assert!(!err);
+    assert_eq!(f["sources"][0]["source"], "payments-api");
+    let (err, bad) = coding.call("get_context", json!({"query": ""}));
+    assert!(err, "{bad}");
+    coding.close();
+
+    // Tier 1 principal on platform-docs only.
+    let mut support = Session::start(org, "demo-agent-support-token");
+    for q in [
+        "Is retrying a capture safe?",
+        "refund window",
+        "ledger reconciliation",
+        "failover",
+    ] {
+        let (err, a) = support.call("get_context", json!({"query": q, "max_tokens": 2000}));
+        assert!(!err);
+        for s in sources_in(&a) {
+            assert_eq!(s, "platform-docs", "{q}: {a:#}");
+        }
+    }
+    let (err, hidden) = support.call("explain_provenance", json!({"result_id": chunk}));
+    assert!(err);
+    assert_eq!(hidden, Value::String("no such result".into()));
+    let (err, _) = support.call(
+        "explain_provenance",
+        json!({"result_id": "topic:capture-idempotency"}),
+    );
+    assert!(err);
+    let (_, srcs) = support.call("list_sources", json!({}));
+    assert_eq!(srcs["sources"].as_array().unwrap().len(), 1);
+    let (_, f) = support.call("freshness_report", json!({}));
+    assert_eq!(f["sources"].as_array().unwrap().len(), 1);
+    support.close();
+
+    // An unknown token never starts a session.
+    let out = command(org, &["mcp"])
+        .env("CTXPLANE_TOKEN", "nope")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
