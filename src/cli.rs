@@ -61,6 +61,10 @@ pub enum Command {
     /// Run the HTTP API: the watcher-driven indexer and the retriever in
     /// one process, bearer-token auth, steward operations, metrics.
     Serve(crate::serve::ServeArgs),
+    /// The main job on the example organisation: index it, answer agent
+    /// questions from both tiers with provenance, show freshness, drift,
+    /// the CI check and the audit chain, then serve on loopback.
+    Demo(crate::demo::DemoArgs),
     /// A Model Context Protocol server on stdio acting as one principal
     /// (token in $CTXPLANE_TOKEN): get_context, explain_provenance,
     /// list_sources, freshness_report.

@@ -183,7 +183,7 @@ pub(crate) fn sync_vectors(
     }))
 }
 
-fn print_vectors(v: &serde_json::Value) {
+pub(crate) fn print_vectors(v: &serde_json::Value) {
     if v["status"] == "ready" {
         println!(
             "vectors ({}, {}): {}/{} chunks ({:.1}%); {} embedded, {} from cache, {} files' vectors removed ({} ms)",
@@ -279,7 +279,7 @@ pub(crate) fn audit_pass(
     Ok(entries.first().map(|e| e.seq))
 }
 
-fn print_summary(report: &PassReport, elapsed: Duration) {
+pub(crate) fn print_summary(report: &PassReport, elapsed: Duration) {
     for sr in &report.sources {
         let denied: u64 = sr.denied.values().map(|t| t.count).sum();
         let skipped: u64 = sr.skipped.values().map(|t| t.count).sum();

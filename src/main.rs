@@ -5,6 +5,7 @@ mod checking;
 mod cli;
 mod commands;
 mod config;
+mod demo;
 mod indexing;
 mod mcp;
 mod openapi;
@@ -59,6 +60,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => checking::check(args, &settings, &store),
         Command::Freshness(args) => indexing::freshness(args, &settings, &store),
         Command::Packages(cmd) => topics::packages(cmd, &settings, &store),
+        Command::Demo(args) => demo::demo(args, &settings, store),
         Command::Mcp(args) => mcp::mcp(args, &settings, store),
         Command::Serve(args) => serve::serve(args, &settings, store),
         Command::Query(args) => querying::query(args, &settings, &store),

@@ -189,7 +189,7 @@ pub fn mcp(
         }
     };
     drop(reg);
-    let app = Arc::new(App::open(s.clone(), store, true)?);
+    let app = Arc::new(App::open(s.clone(), store, true, false)?);
     let watcher = crate::serve::start_watcher(&app, args.no_watch)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

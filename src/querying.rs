@@ -61,7 +61,7 @@ fn audit_event(s: &Settings, principal: Option<&str>, a: &Answer) -> Event {
         .detail("tokens", a.tokens)
 }
 
-fn print_answer(a: &Answer) {
+pub(crate) fn print_answer(a: &Answer) {
     if let Some(p) = &a.package {
         let v = &p.provenance;
         println!(

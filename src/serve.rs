@@ -145,7 +145,7 @@ fn stop_file(s: &Settings) -> PathBuf {
 }
 
 impl App {
-    pub(crate) fn open(s: Settings, store: RegistryStore, embed: bool) -> anyhow::Result<App> {
+    pub(crate) fn open(s: Settings, store: RegistryStore, embed: bool, verbose: bool) -> anyhow::Result<App> {
         let rules = crate::commands::load_rules(
             std::env::var_os("CTXPLANE_REDACTION_RULES")
                 .filter(|v| !v.is_empty())
@@ -172,11 +172,16 @@ impl App {
         };
         let metrics = Metrics::default();
         if stopped.is_none() {
-            let (report, _) = run_pass(&indexer, &reg, &store, None, false)?;
+            let bars = verbose && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let (report, elapsed) = run_pass(&indexer, &reg, &store, None, bars)?;
             audit_pass(&s, &store, &reg, &report, "index.pass")?;
             record_pass(&metrics, &report);
-            if dense.is_ok() {
-                sync_vectors(&indexer, &mut dense, &s, &store, false)?;
+            if verbose {
+                crate::indexing::print_summary(&report, elapsed);
+            }
+            let vectors = sync_vectors(&indexer, &mut dense, &s, &store, bars)?;
+            if verbose {
+                crate::indexing::print_vectors(&vectors);
             }
         }
         let read_dense = match &dense {
@@ -1137,7 +1142,7 @@ fn watch_loop(app: Shared, mut w: Watching) {
 }
 
 pub fn serve(args: ServeArgs, s: &Settings, store: RegistryStore) -> anyhow::Result<std::process::ExitCode> {
-    let app = Arc::new(App::open(s.clone(), store, !args.no_embed)?);
+    let app = Arc::new(App::open(s.clone(), store, !args.no_embed, false)?);
     serve_app(app, args, None)
 }
 

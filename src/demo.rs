@@ -1,0 +1,185 @@
+//! `ctxplane demo`: the main job on the example organisation. Indexes it,
+//! answers a few agent questions from each tier with provenance, shows
+//! freshness and drift, the CI check and the audit chain, then serves the
+//! HTTP API on loopback with the demo tokens printed.
+
+use std::sync::Arc;
+
+use registry::RegistryStore;
+use retriever::{Caller, Options};
+
+use crate::cli::{AuditCmd, FreshnessArgs, Json};
+use crate::config::Settings;
+use crate::serve::{App, ServeArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Where the API listens afterwards.
+    #[arg(long, default_value = "127.0.0.1:7411")]
+    pub listen: std::net::SocketAddr,
+    /// Stop after the tour instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+fn heading(text: &str) {
+    println!("\n\x1b[1m== {text}\x1b[0m\n");
+}
+
+/// `| name | role | ceiling | `token` |` rows of the example's TOKENS.md.
+fn demo_tokens(s: &Settings) -> Vec<(String, String, String)> {
+    let path = s
+        .registry
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("TOKENS.md");
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let token = cells.get(4)?.strip_prefix('`')?.strip_suffix('`')?;
+            Some((cells[1].to_string(), cells[2].to_string(), token.to_string()))
+        })
+        .collect()
+}
+
+pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Result<std::process::ExitCode> {
+    heading("The registry: sources, tiers, owners, principals");
+    crate::commands::registry(crate::cli::RegistryCmd::List(Json { json: false }), s, &store)?;
+    crate::commands::registry(
+        crate::cli::RegistryCmd::Principal(crate::cli::PrincipalCmd::List(Json { json: false })),
+        s,
+        &store,
+    )?;
+
+    heading("Indexing: policy on every file, secrets redacted, tree-sitter chunks, embeddings");
+    let app = Arc::new(App::open(s.clone(), store, true, true)?);
+    let reg = app.registry()?;
+    let policy = reg.policy(app.store.clock());
+    let asks = [
+        (
+            "coding-agent",
+            "Is it safe to retry a capture?",
+            "tier 1: a curated topic package, every citation verified",
+        ),
+        (
+            "support-agent",
+            "Is it safe to retry a capture?",
+            "the same question from a tier-1 agent: that package cites a tier-2 source, so search within platform-docs",
+        ),
+        (
+            "coding-agent",
+            "How long after capture can we refund?",
+            "tier 1 again",
+        ),
+        (
+            "coding-agent",
+            "Are reconciliation mismatches corrected automatically?",
+            "a stale package (its cited code changed after review): served flagged, within the grace period",
+        ),
+        (
+            "coding-agent",
+            "Where are full card numbers kept?",
+            "a package past its max age and grace: falls through to search",
+        ),
+        (
+            "coding-agent",
+            "DATABASE_URL and STRIPE_API_KEY in the env template",
+            "tier 2: hybrid search; config/.env is never ingested, the template's secrets are redacted",
+        ),
+    ];
+    for (who, q, why) in asks {
+        heading(&format!("{who} asks: {q:?}  ({why})"));
+        let p = reg
+            .principal(who)
+            .ok_or_else(|| anyhow::anyhow!("the demo needs principal {who} (examples/acme/registry.toml)"))?;
+        let caller = Caller {
+            registry: &reg,
+            scope: policy.scope_for(p),
+        };
+        let a = app.retriever.query(
+            &caller,
+            q,
+            &Options {
+                limit: 3,
+                max_tokens: 1_500,
+                ..Default::default()
+            },
+        )?;
+        crate::querying::print_answer(&a);
+        if let Some(h) = a.results.first() {
+            let pv = &h.provenance;
+            println!(
+                "  provenance of {}: {}:{}#L{}-L{} owner {} tier {} commit {} file blake3 {}… ingested {} decision {} redactions {}",
+                h.id,
+                pv.source,
+                pv.path,
+                pv.start_line,
+                pv.end_line,
+                pv.owner.as_deref().unwrap_or("-"),
+                pv.tier,
+                pv.commit.as_deref().unwrap_or("-"),
+                &pv.file_hash[..12],
+                pv.ingested_at.map(|t| t.to_string()).unwrap_or_default(),
+                pv.decision_id.as_deref().unwrap_or("-"),
+                pv.redactions
+            );
+        }
+    }
+
+    heading("Freshness and version drift");
+    crate::indexing::freshness(
+        FreshnessArgs {
+            check: false,
+            out: Json { json: false },
+        },
+        s,
+        &app.store,
+    )?;
+
+    heading(
+        "The CI check (the example plants drift, an incomplete context package and two stale topic packages)",
+    );
+    crate::checking::check(
+        crate::cli::CheckArgs {
+            source: None,
+            format: "text".into(),
+        },
+        s,
+        &app.store,
+    )?;
+
+    heading("The audit chain");
+    crate::commands::audit(AuditCmd::Verify(Json { json: false }), &app.store)?;
+
+    if args.no_serve {
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let tokens = demo_tokens(s);
+    let ready: Box<dyn FnOnce(std::net::SocketAddr) + Send> = Box::new(move |addr| {
+        heading(&format!("Serving on http://{addr} (Ctrl-C to stop)"));
+        for (name, role, token) in &tokens {
+            println!("  {name:<14} {role:<10} {token}");
+        }
+        let token = tokens
+            .iter()
+            .find(|t| t.0 == "coding-agent")
+            .map_or("TOKEN", |t| t.2.as_str());
+        println!(
+            "\nTry:\n  curl -s http://{addr}/v1/context -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"query\": \"Is it safe to retry a capture?\"}}'"
+        );
+        println!("  curl -s http://{addr}/v1/openapi.json");
+        println!("  curl -s http://{addr}/metrics");
+    });
+    crate::serve::serve_app(
+        app,
+        ServeArgs {
+            listen: args.listen,
+            no_watch: false,
+            no_embed: false,
+        },
+        Some(ready),
+    )
+}
