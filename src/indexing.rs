@@ -80,9 +80,21 @@ impl Dense {
     /// lexically). Readers (`writable: false`) never change the store: an
     /// indexer may be appending to it.
     pub(crate) fn open(s: &Settings, data_dir: &Path, writable: bool) -> Result<Dense, String> {
+        Dense::open_threads(s, data_dir, writable, s.embed_threads)
+    }
+
+    /// With `bulk_threads` for indexing (queries keep `embed_threads`).
+    pub(crate) fn open_threads(
+        s: &Settings,
+        data_dir: &Path,
+        writable: bool,
+        bulk_threads: usize,
+    ) -> Result<Dense, String> {
         let dir = indexer::embed::find_model_dir(s.model_dir.as_deref()).map_err(|e| e.to_string())?;
-        let embedder =
-            Arc::new(indexer::embed::Embedder::load(&dir, s.embed_threads).map_err(|e| e.to_string())?);
+        let embedder = Arc::new(
+            indexer::embed::Embedder::load_with(&dir, bulk_threads, s.embed_threads)
+                .map_err(|e| e.to_string())?,
+        );
         Dense::with_embedder(s, data_dir, writable, embedder)
     }
 

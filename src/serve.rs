@@ -165,8 +165,9 @@ impl App {
             .ok()
             .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
             .map(|v| v["reason"].as_str().unwrap_or("stopped").to_string());
+        // Indexing embeds on one thread while serving, so queries keep a core.
         let mut dense = if embed {
-            Dense::open(&s, store.data_dir(), true)
+            Dense::open_threads(&s, store.data_dir(), true, 1)
         } else {
             Err("embedding disabled (--no-embed)".into())
         };

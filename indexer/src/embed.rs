@@ -71,6 +71,7 @@ pub fn find_model_dir(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
 
 pub struct Embedder {
     model: Mutex<TextEmbedding>,
+    interactive: Mutex<TextEmbedding>,
     id: String,
     dir: PathBuf,
 }
@@ -88,6 +89,13 @@ impl Embedder {
     /// Loads the model in `dir` (see [`find_model_dir`]) with `threads`
     /// onnxruntime threads.
     pub fn load(dir: &Path, threads: usize) -> Result<Embedder, EmbedError> {
+        Self::load_with(dir, threads, threads)
+    }
+
+    /// Loads with separate thread counts for the bulk (indexing) and the
+    /// interactive (query) session; a server gives indexing fewer threads
+    /// so queries keep a core while it embeds.
+    pub fn load_with(dir: &Path, bulk_threads: usize, query_threads: usize) -> Result<Embedder, EmbedError> {
         let err = |message: String| EmbedError::Load {
             dir: dir.to_path_buf(),
             message,
@@ -107,17 +115,24 @@ impl Embedder {
             special_tokens_map_file: read("special_tokens_map.json")?,
             tokenizer_config_file: read("tokenizer_config.json")?,
         };
-        let model = UserDefinedEmbeddingModel::new(onnx, files).with_pooling(Pooling::Mean);
-        let options = InitOptionsUserDefined::new()
-            .with_environment(environment)
-            .with_max_length(MAX_TOKENS)
-            .with_intra_threads(threads.max(1))
-            .with_session_config("session.intra_op.allow_spinning", "0")
-            .with_session_config("session.inter_op.allow_spinning", "0");
-        let model =
-            TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| err(e.to_string()))?;
+        // Two sessions on one environment: bulk embedding for the indexer,
+        // and one for queries, so a query never waits behind a batch.
+        let session = |threads: usize| {
+            let model =
+                UserDefinedEmbeddingModel::new(onnx.clone(), files.clone()).with_pooling(Pooling::Mean);
+            let options = InitOptionsUserDefined::new()
+                .with_environment(environment.clone())
+                .with_max_length(MAX_TOKENS)
+                .with_intra_threads(threads.max(1))
+                .with_session_config("session.intra_op.allow_spinning", "0")
+                .with_session_config("session.inter_op.allow_spinning", "0");
+            TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| err(e.to_string()))
+        };
+        let model = session(bulk_threads)?;
+        let interactive = session(query_threads)?;
         Ok(Embedder {
             model: Mutex::new(model),
+            interactive: Mutex::new(interactive),
             id,
             dir: dir.to_path_buf(),
         })
@@ -132,15 +147,23 @@ impl Embedder {
         &self.dir
     }
 
-    /// Unit-length vectors for `texts`, in order.
+    /// Unit-length vectors for `texts`, in order (the bulk session, for
+    /// indexing).
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Self::run(&self.model, texts)
+    }
+
+    /// The same, on the session kept for queries and other short,
+    /// latency-bound texts, which indexing never holds.
+    pub fn embed_interactive(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Self::run(&self.interactive, texts)
+    }
+
+    fn run(session: &Mutex<TextEmbedding>, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let mut model = self
-            .model
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut model = session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = model
             .embed(texts, Some(BATCH))
             .map_err(|e| EmbedError::Run(e.to_string()))?;

@@ -295,7 +295,7 @@ impl Retriever {
                 let t = Instant::now();
                 let v = d
                     .embedder
-                    .embed(&[text])
+                    .embed_interactive(&[text])
                     .map_err(|e| RetrieveError::Embed(e.to_string()))?
                     .pop()
                     .unwrap_or_default();

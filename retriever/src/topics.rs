@@ -265,7 +265,7 @@ impl Topics {
         if !missing.is_empty() {
             let texts: Vec<&str> = missing.iter().map(|(_, t)| *t).collect();
             let vecs = embedder
-                .embed(&texts)
+                .embed_interactive(&texts)
                 .map_err(|err| crate::RetrieveError::Embed(err.to_string()))?;
             let mut cache = self
                 .vectors
