@@ -258,15 +258,29 @@ impl App {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Ingest { indexer, dense } = &mut *ingest;
+        let started = std::time::Instant::now();
         let (report, _) = run_pass(indexer, reg, &self.store, only, false)?;
         if report.committed || !report.purged.is_empty() {
             audit_pass(&self.s, &self.store, reg, &report, "index.update")?;
         }
         record_pass(&self.metrics, &report);
+        let pass_ms = started.elapsed().as_millis();
+        let mut vectors = Value::Null;
         if report.committed && dense.is_ok() {
-            sync_vectors(indexer, dense, &self.s, &self.store, false)?;
+            vectors = sync_vectors(indexer, dense, &self.s, &self.store, false)?;
         }
+        let vectors_ms = started.elapsed().as_millis() - pass_ms;
         self.retriever.refresh()?;
+        if report.committed || !report.purged.is_empty() {
+            let files: u64 = report.sources.iter().map(|s| s.indexed + s.removed).sum();
+            let added: u64 = report.sources.iter().map(|s| s.chunks_added).sum();
+            eprintln!(
+                "indexed: {files} file(s) changed, {added} chunks added ({} in all), {} embedded; pass {pass_ms} ms, vectors {vectors_ms} ms, total {} ms",
+                report.total_chunks,
+                vectors["embedded"].as_u64().unwrap_or(0),
+                started.elapsed().as_millis()
+            );
+        }
         Ok(report)
     }
 

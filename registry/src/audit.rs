@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{RegistryError, Result};
-use crate::fsutil::{fsync_dir, write_atomic};
+use crate::fsutil::{DirLock, fsync_dir, write_atomic};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const DOMAIN: &[u8] = b"ctxplane-audit-v1\n";
@@ -203,12 +203,22 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Appends events in order, fsyncs, then moves the head. The caller must
-    /// hold the data directory lock. Returns the written entries.
+    /// The log's own lock (`audit/lock`): appends exclude each other across
+    /// threads and processes without waiting for whoever holds the data
+    /// directory lock (an indexing pass, say). Callers that must order an
+    /// entry with a registry change take the data directory lock first;
+    /// nothing takes them the other way round.
+    fn lock(&self) -> Result<DirLock> {
+        DirLock::acquire(&self.dir)
+    }
+
+    /// Appends events in order, fsyncs, then moves the head, under the
+    /// log's own lock. Returns the written entries.
     pub fn append(&self, now: Timestamp, events: Vec<Event>) -> Result<Vec<Entry>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        let _lock = self.lock()?;
         self.ensure_created()?;
         let path = self.log_path();
         let mut file = OpenOptions::new()
@@ -364,21 +374,25 @@ impl AuditLog {
             first_bad: None,
             notes: Vec::new(),
         };
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                report.notes.push("no audit log yet".into());
-                return Ok(report);
-            }
-            Err(e) => return Err(RegistryError::io(&path, e)),
+        if !path.exists() {
+            report.notes.push("no audit log yet".into());
+            return Ok(report);
+        }
+        // A consistent snapshot: the head and the log's length read together
+        // under the lock; entries appended meanwhile are not part of this check.
+        let (file, head, len) = {
+            let _lock = self.lock()?;
+            let file = File::open(&path).map_err(|e| RegistryError::io(&path, e))?;
+            let head = match self.read_head() {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(report.fail(0, "head.json is missing")),
+                Err(RegistryError::Audit { message, .. }) => return Ok(report.fail(0, &message)),
+                Err(e) => return Err(e),
+            };
+            let len = file.metadata().map_err(|e| RegistryError::io(&path, e))?.len();
+            (file, head, len)
         };
-        let head = match self.read_head() {
-            Ok(Some(h)) => h,
-            Ok(None) => return Ok(report.fail(0, "head.json is missing")),
-            Err(RegistryError::Audit { message, .. }) => return Ok(report.fail(0, &message)),
-            Err(e) => return Err(e),
-        };
-        let mut reader = BufReader::new(file);
+        let mut reader = BufReader::new(file.take(len));
         let mut prev = GENESIS.to_string();
         let mut head_seen = head.seq == 0 && head.hash == GENESIS;
         let mut line_no = 0u64;

@@ -152,3 +152,62 @@ fn cutting_acknowledged_entries_from_the_end_is_detected() {
     assert!(r.first_bad.unwrap().reason.contains("removed"));
     assert!(log.append(now(), vec![Event::new("a", "b", "c")]).is_err());
 }
+
+#[test]
+fn concurrent_appends_and_verifies_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let log = AuditLog::open(root.join("audit"));
+                for i in 0..40 {
+                    log.append(now(), vec![Event::new("agent", "query", &format!("t{t}-{i}"))])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    // Verifying while others append sees a consistent prefix every time.
+    let log = AuditLog::open(root.join("audit"));
+    for _ in 0..20 {
+        let r = log.verify().unwrap();
+        assert!(r.intact, "{r:?}");
+        assert!(r.notes.iter().all(|n| n == "no audit log yet"), "{r:?}");
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    let r = log.verify().unwrap();
+    assert!(r.intact, "{r:?}");
+    assert_eq!(r.entries, 160);
+    assert!(r.notes.is_empty(), "{r:?}");
+}
+
+#[test]
+fn recorded_events_do_not_wait_for_the_data_directory_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // An indexing pass (say) holds the data directory.
+    let held = registry::fsutil::DirLock::acquire(&data).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let store = registry::RegistryStore::new(
+        dir.path().join("registry.toml"),
+        &data,
+        std::sync::Arc::new(registry::FixedClock(now())),
+    );
+    std::thread::spawn(move || {
+        tx.send(
+            store
+                .record(vec![Event::new("agent", "query", "q")])
+                .map(|e| e.len()),
+        )
+        .unwrap();
+    });
+    let recorded = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("recording a query waited for the data directory lock");
+    assert_eq!(recorded.unwrap(), 1);
+    drop(held);
+}
