@@ -1,0 +1,343 @@
+//! Load on `ctxplane serve` from a second process on loopback.
+//!
+//! The server (the release binary) serves Django 5.1.4's `docs/topics` and
+//! `docs/howto` (a copy, ~1,900 chunks) with the 14 topic packages of
+//! `benches/data/topics-django`; clients send the 124 labelled queries of
+//! that set round robin (so a mix of tier-1 and tier-2 answers), each
+//! client one request at a time on its own connection. For 1, 8 and 32
+//! clients, without and then with a concurrent re-index (five docs edited
+//! every second, which the server's watcher re-indexes and re-embeds), it
+//! reports sustained queries/s, p50/p99 latency as the client sees it,
+//! errors, and the server's resident memory (max sampled).
+//!
+//! ```text
+//! bash scripts/bench-serve.sh        # fetches Django, builds, runs this
+//! target/release/serve_load --django DIR [--seconds 15] [--soak 0]
+//! ```
+//!
+//! `--soak SECS` adds a final phase (8 clients, re-index running) that
+//! prints the server's RSS over time, to show memory levels off.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("serve_load: {e}");
+        std::process::exit(1);
+    }
+}
+
+type Res<T> = Result<T, String>;
+
+const TOKEN: &str = "bench-load-agent-token";
+
+fn copy_tree(from: &Path, to: &Path) -> Res<()> {
+    std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(from).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), dest).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// One request on a fresh connection: status code.
+fn post(addr: &str, body: &str) -> Res<u16> {
+    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let req = format!(
+        "POST /v1/context HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| "no status line".to_string())
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[i.clamp(1, sorted.len()) - 1]
+}
+
+struct Phase {
+    qps: f64,
+    p50: f64,
+    p99: f64,
+    requests: usize,
+    errors: u64,
+    rss_max: f64,
+    /// (seconds into the phase, RSS MB), sampled every 250 ms.
+    rss: Vec<(f64, f64)>,
+    edits: u64,
+}
+
+fn phase(
+    addr: &str,
+    pid: u32,
+    queries: &Arc<Vec<String>>,
+    clients: usize,
+    secs: u64,
+    docs: Option<&Path>,
+) -> Res<Phase> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let edits = Arc::new(AtomicU64::new(0));
+    let editor = docs.map(|dir| {
+        let dir = dir.to_path_buf();
+        let stop = stop.clone();
+        let edits = edits.clone();
+        std::thread::spawn(move || {
+            let files: Vec<PathBuf> = [
+                "cache.txt",
+                "signals.txt",
+                "email.txt",
+                "migrations.txt",
+                "pagination.txt",
+            ]
+            .iter()
+            .map(|f| dir.join("topics").join(f))
+            .collect();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for f in &files {
+                    if let Ok(mut h) = std::fs::OpenOptions::new().append(true).open(f) {
+                        let _ = writeln!(h, "\nLoad test edit {n}: the quokka{n} setting.");
+                        n += 1;
+                        edits.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    });
+    let started = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let addr = addr.to_string();
+            let stop = stop.clone();
+            let errors = errors.clone();
+            let queries = queries.clone();
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                let mut i = c * 7;
+                while !stop.load(Ordering::Relaxed) {
+                    let q = &queries[i % queries.len()];
+                    i += 1;
+                    let body = serde_json::json!({"query": q, "max_tokens": 2000}).to_string();
+                    let t = Instant::now();
+                    match post(&addr, &body) {
+                        Ok(200) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut rss = Vec::new();
+    while started.elapsed() < Duration::from_secs(secs) {
+        rss.push((started.elapsed().as_secs_f64(), rss_mb(pid)));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let rss_max = rss.iter().map(|r| r.1).fold(0.0, f64::max);
+    stop.store(true, Ordering::Relaxed);
+    let mut lat: Vec<f64> = Vec::new();
+    for h in handles {
+        lat.extend(h.join().map_err(|_| "client panicked")?);
+    }
+    if let Some(e) = editor {
+        let _ = e.join();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    Ok(Phase {
+        qps: lat.len() as f64 / elapsed,
+        p50: pct(&lat, 50.0),
+        p99: pct(&lat, 99.0),
+        requests: lat.len(),
+        errors: errors.load(Ordering::Relaxed),
+        rss_max,
+        rss,
+        edits: edits.load(Ordering::Relaxed),
+    })
+}
+
+fn run() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let django = arg("--django").map_or_else(|| root.join("vendor/bench/Django-5.1.4"), PathBuf::from);
+    let secs: u64 = arg("--seconds").map_or(Ok(15), |s| s.parse().map_err(|_| "--seconds needs a number"))?;
+    let soak: u64 = arg("--soak").map_or(Ok(0), |s| s.parse().map_err(|_| "--soak needs a number"))?;
+    if !django.join("docs/topics").is_dir() {
+        return Err(format!(
+            "no Django docs at {}; run scripts/bench-serve.sh",
+            django.display()
+        ));
+    }
+    let bin = root.join("target/release/ctxplane");
+    if !bin.exists() {
+        return Err("build the release binary first: cargo build --release -p ctxplane".into());
+    }
+    let work = root.join("target/eval-data/serve");
+    let docs = work.join("docs");
+    // A fresh copy of the docs each run (the edits change it); the data dir
+    // (index, vectors, embedding cache) is kept, so reruns do not re-embed.
+    let _ = std::fs::remove_dir_all(&docs);
+    copy_tree(&django.join("docs/topics"), &docs.join("topics"))?;
+    copy_tree(&django.join("docs/howto"), &docs.join("howto"))?;
+    let topics = root.join("benches/data/topics-django");
+    let hash = blake3::hash(TOKEN.as_bytes()).to_hex().to_string();
+    // The packages cite `django:docs/...`: the source root is the parent of docs/.
+    std::fs::write(
+        work.join("registry.toml"),
+        format!(
+            "version = 1\n\n[[sources]]\nid = \"django\"\nkind = \"dir\"\nlocation = \".\"\nowner = \"django-docs\"\ntier = 1\nstatus = \"approved\"\ninclude = [\"docs/topics/**\", \"docs/howto/**\"]\n\n[[principals]]\nname = \"load-agent\"\nrole = \"agent\"\ntoken_hash = \"{hash}\"\ntier_ceiling = 1\nsources = [\"*\"]\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let queries: Vec<String> = std::fs::read_to_string(topics.join("queries.jsonl"))
+        .map_err(|e| e.to_string())?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["query"].as_str().map(str::to_string))
+        .collect();
+    let queries = Arc::new(queries);
+
+    let t = Instant::now();
+    let mut child = Command::new(&bin)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(&work)
+        .env("CTXPLANE_REGISTRY", work.join("registry.toml"))
+        .env("CTXPLANE_DATA_DIR", work.join("data"))
+        .env("CTXPLANE_TOPICS_DIR", &topics)
+        .env("CTXPLANE_ACTOR", "bench")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let addr = loop {
+        let line = lines
+            .next()
+            .ok_or("the server exited before listening")?
+            .map_err(|e| e.to_string())?;
+        if let Some(rest) = line.strip_prefix("ctxplane serving on http://") {
+            break rest.split_whitespace().next().unwrap_or_default().to_string();
+        }
+    };
+    // The server's log (one line per indexing pass) is kept for reading.
+    let log_path = work.join("server.log");
+    let mut log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = writeln!(log, "{line}");
+        }
+    });
+    let pid = child.id();
+    println!(
+        "server up on {addr} in {:.1} s (index + vectors); {} queries in rotation; {secs} s per phase",
+        t.elapsed().as_secs_f64(),
+        queries.len()
+    );
+    // Warm up: first queries embed the packages' texts.
+    for q in queries.iter().take(20) {
+        post(&addr, &serde_json::json!({"query": q}).to_string())?;
+    }
+    println!(
+        "\n{:>7}  {:>9}  {:>8}  {:>7}  {:>7}  {:>8}  {:>6}  {:>8}  {:>5}",
+        "clients", "re-index", "queries", "q/s", "p50 ms", "p99 ms", "errors", "RSS MB", "edits"
+    );
+    let mut result = Ok(());
+    for reindex in [false, true] {
+        for clients in [1usize, 8, 32] {
+            let docs_dir = reindex.then_some(docs.as_path());
+            match phase(&addr, pid, &queries, clients, secs, docs_dir) {
+                Ok(p) => println!(
+                    "{:>7}  {:>9}  {:>8}  {:>7.1}  {:>7.1}  {:>8.1}  {:>6}  {:>8.0}  {:>5}",
+                    clients,
+                    if reindex { "yes" } else { "no" },
+                    p.requests,
+                    p.qps,
+                    p.p50,
+                    p.p99,
+                    p.errors,
+                    p.rss_max,
+                    p.edits
+                ),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    if result.is_ok() && soak > 0 {
+        // Memory under a long re-index: RSS should level off, not climb
+        // with every re-embedded edit.
+        match phase(&addr, pid, &queries, 8, soak, Some(docs.as_path())) {
+            Ok(p) => {
+                println!(
+                    "\nsoak: 8 clients with re-index for {soak} s: {} queries, {:.1} q/s, p50 {:.1} ms, p99 {:.1} ms, {} errors, {} edits",
+                    p.requests, p.qps, p.p50, p.p99, p.errors, p.edits
+                );
+                let mut line = String::from("RSS MB over time:");
+                let step = (soak as f64 / 8.0).max(1.0);
+                let mut next = 0.0;
+                for (t, mb) in &p.rss {
+                    if *t >= next {
+                        line.push_str(&format!(" {t:.0}s={mb:.0}"));
+                        next += step;
+                    }
+                }
+                if let Some((t, mb)) = p.rss.last() {
+                    line.push_str(&format!(" {t:.0}s={mb:.0}"));
+                }
+                println!("{line}");
+            }
+            Err(e) => result = Err(e),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("server log: {}", log_path.display());
+    result
+}
