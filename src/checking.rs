@@ -35,9 +35,14 @@ pub(crate) struct Finding {
     severity: &'static str,
 }
 
+/// The check over every approved source and topic package, or only what
+/// `scope` may read (a source in scope; a topic package whose cited
+/// sources all are; unparseable packages are for stewards). `None` is the
+/// whole registry: the CLI and stewards.
 pub(crate) fn report(
     reg: &registry::Registry,
     only: Option<&str>,
+    scope: Option<&registry::Scope>,
     s: &Settings,
     store: &RegistryStore,
 ) -> anyhow::Result<CheckReport> {
@@ -61,7 +66,18 @@ pub(crate) fn report(
     let today = policy.now().to_zoned(jiff::tz::TimeZone::UTC).date();
     let mut findings: Vec<Finding> = Vec::new();
     let mut checked = Vec::new();
-    for source in reg.sources.values().filter(|x| x.status == Status::Approved) {
+    let visible = |id: &str| {
+        scope.is_none_or(|sc| {
+            reg.sources
+                .values()
+                .any(|x| x.id.as_str() == id && sc.permits(&x.id, x.tier))
+        })
+    };
+    for source in reg
+        .sources
+        .values()
+        .filter(|x| x.status == Status::Approved && visible(x.id.as_str()))
+    {
         let id = source.id.as_str();
         if args.source.as_deref().is_some_and(|want| want != id) {
             continue;
@@ -162,7 +178,11 @@ pub(crate) fn report(
             }
         }
     }
-    check_topics(&args, s, reg, &policy, today, &mut checked, &mut findings)?;
+    let view = Visibility {
+        source: &visible,
+        unparsed: scope.is_none(),
+    };
+    check_topics(&args, s, reg, &policy, &view, &mut checked, &mut findings)?;
     let errors = findings.iter().filter(|f| f.severity == "error").count();
     Ok(CheckReport {
         ok: errors == 0,
@@ -190,7 +210,7 @@ pub fn check(args: CheckArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
         .into());
     }
     let reg = store.load(&s.actor)?;
-    let rep = report(&reg, args.source.as_deref(), s, store)?;
+    let rep = report(&reg, args.source.as_deref(), None, s, store)?;
     let (checked, findings, errors) = (rep.sources, rep.findings, rep.errors);
     match format {
         "json" => println!(
@@ -237,15 +257,24 @@ pub fn check(args: CheckArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
 
 /// Topic packages: parse, owner, every citation against the checkout,
 /// max age. With `--source`, only packages citing that source.
+/// What a caller may see of the topic packages.
+struct Visibility<'a> {
+    /// Whether a source is in the caller's scope.
+    source: &'a dyn Fn(&str) -> bool,
+    /// Packages that do not parse (their citations are unknown).
+    unparsed: bool,
+}
+
 fn check_topics(
     args: &CheckArgs,
     s: &Settings,
     reg: &registry::Registry,
     policy: &registry::Policy<'_>,
-    today: jiff::civil::Date,
+    view: &Visibility<'_>,
     checked: &mut Vec<String>,
     findings: &mut Vec<Finding>,
 ) -> anyhow::Result<()> {
+    let today = policy.now().to_zoned(jiff::tz::TimeZone::UTC).date();
     let loaded = topics::load_dir(&s.topics_dir)?;
     if loaded.is_empty() {
         return Ok(());
@@ -265,7 +294,7 @@ fn check_topics(
         };
         match &l.parsed {
             Err(problems) => {
-                if args.source.is_some() {
+                if args.source.is_some() || !view.unparsed {
                     continue;
                 }
                 if !checked.iter().any(|c| c == "topics") {
@@ -279,6 +308,9 @@ fn check_topics(
                 if let Some(want) = &args.source
                     && !p.citations.iter().any(|c| &c.source == want)
                 {
+                    continue;
+                }
+                if !p.citations.iter().all(|c| (view.source)(&c.source)) {
                     continue;
                 }
                 let label = format!("topic:{}", p.id);

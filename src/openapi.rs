@@ -92,7 +92,7 @@ pub fn document() -> Value {
             "/v1/audit/verify": {"get": op("Verify the audit hash chain.", "steward", None, vec![])},
             "/v1/freshness": {"get": op("Freshness and drift per source (scope-filtered for non-stewards).", "all", None,
                 vec![query_param("source", "one source", "string")])},
-            "/v1/check": {"get": op("The `ctxplane check` report: context packages, topic packages, drift.", "ci, developer, steward", None,
+            "/v1/check": {"get": op("The `ctxplane check` report: context packages, topic packages, drift. Stewards see every source; CI and developers only the sources in their scope and the topic packages citing only those.", "ci, developer, steward", None,
                 vec![query_param("source", "one source", "string")])},
             "/v1/admin/stop": {"post": op("Emergency stop: every /v1 endpoint but /v1/admin answers 503 with the reason, and ingestion pauses, until resumed (survives restarts).",
                 "steward", Some(json!({"type": "object", "required": ["reason"], "properties": {"reason": {"type": "string"}}})), vec![])},

@@ -876,14 +876,20 @@ async fn get_check(
     headers: HeaderMap,
     Query(q): Query<SourceQuery>,
 ) -> ApiResult<Json<Value>> {
-    let (reg, _) = app.auth(&headers, CHECKERS)?;
+    let (reg, p) = app.auth(&headers, CHECKERS)?;
     blocking(move || {
+        // Stewards see the whole registry; CI and developers what their
+        // scope covers, and a source outside it is the same 404 as none.
+        let scope = (p.role != Role::Steward).then(|| reg.policy(app.store.clock()).scope_for(&p));
         if let Some(id) = &q.source
-            && !reg.sources.keys().any(|k| k.as_str() == id)
+            && !reg
+                .sources
+                .values()
+                .any(|x| x.id.as_str() == id && scope.as_ref().is_none_or(|sc| sc.permits(&x.id, x.tier)))
         {
             return Err(err(StatusCode::NOT_FOUND, "no such source"));
         }
-        let rep = crate::checking::report(&reg, q.source.as_deref(), &app.s, &app.store)?;
+        let rep = crate::checking::report(&reg, q.source.as_deref(), scope.as_ref(), &app.s, &app.store)?;
         Ok(Json(serde_json::to_value(&rep).map_err(anyhow::Error::from)?))
     })
     .await

@@ -16,6 +16,7 @@ const CODING: &str = "demo-agent-platform-token";
 const SUPPORT: &str = "demo-agent-support-token";
 const STEWARD: &str = "demo-steward-token";
 const CI: &str = "demo-ci-token";
+const DEV: &str = "demo-dev-token";
 
 fn context(addr: &str, token: &str, body: Value) -> (u16, Value) {
     let (code, text) = http(addr, "POST", "/v1/context", Some(token), Some(&body.to_string()));
@@ -188,6 +189,35 @@ fn the_api_end_to_end() {
     assert_eq!(code, 200);
     assert_eq!(c["ok"], false);
     assert_eq!(c["errors"], 8, "{c:#}");
+    // A developer's check covers only their scope (payments-api and
+    // platform-docs): nothing about ledger-worker, nor the topic package
+    // citing it, and asking for it is the same 404 as an unknown source.
+    let (code, d) = get(addr, "/v1/check", Some(DEV));
+    assert_eq!(code, 200);
+    let text = d.to_string();
+    assert!(!text.contains("ledger"), "{d:#}");
+    assert!(
+        d["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["source"] == "payments-api"),
+        "{d:#}"
+    );
+    assert!(
+        d["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "platform-docs"),
+        "{d:#}"
+    );
+    let unknown = get(addr, "/v1/check?source=no-such-source", Some(DEV));
+    assert_eq!(unknown.0, 404);
+    assert_eq!(get(addr, "/v1/check?source=ledger-worker", Some(DEV)), unknown);
+    assert_eq!(get(addr, "/v1/check?source=ledger-worker", Some(STEWARD)).0, 200);
+    let (_, st) = get(addr, "/v1/check", Some(STEWARD));
+    assert_eq!(st["errors"], 8, "{st:#}");
 
     // The watcher: an edit is searchable within seconds.
     std::fs::write(
