@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 
-use common::{command, example_org_today};
+use common::{command, example_org_today, sources_in};
 use serde_json::{Value, json};
 
 struct Session {
@@ -80,23 +80,6 @@ impl Session {
         let status = self.child.wait().unwrap();
         assert!(status.success());
     }
-}
-
-fn sources_in(a: &Value) -> Vec<String> {
-    let mut out: Vec<String> = a["results"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| r["provenance"]["source"].as_str().unwrap().to_string())
-        .collect();
-    for c in a["package"]["provenance"]["citations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        out.push(c["source"].as_str().unwrap().to_string());
-    }
-    out
 }
 
 #[test]

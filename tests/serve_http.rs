@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{example_org_today, http, run, start_server};
+use common::{example_org_today, http, run, sources_in, start_server};
 use serde_json::{Value, json};
 
 const CODING: &str = "demo-agent-platform-token";
@@ -26,24 +26,6 @@ fn context(addr: &str, token: &str, body: Value) -> (u16, Value) {
 fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     let (code, text) = http(addr, "GET", path, token, None);
     (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-/// Every source named anywhere in an answer.
-fn sources_in(a: &Value) -> Vec<String> {
-    let mut out: Vec<String> = a["results"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| r["provenance"]["source"].as_str().unwrap().to_string())
-        .collect();
-    for c in a["package"]["provenance"]["citations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        out.push(c["source"].as_str().unwrap().to_string());
-    }
-    out
 }
 
 #[test]

@@ -205,3 +205,22 @@ pub fn start_server(dir: &Path, extra: &[&str]) -> (std::process::Child, String)
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
 }
+
+/// Every source named anywhere in a context answer: results and a
+/// topic package's citations.
+pub fn sources_in(a: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = a["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["provenance"]["source"].as_str().unwrap().to_string())
+        .collect();
+    for c in a["package"]["provenance"]["citations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        out.push(c["source"].as_str().unwrap().to_string());
+    }
+    out
+}
