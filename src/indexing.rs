@@ -48,7 +48,14 @@ pub fn index(args: IndexArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
     } else {
         Dense::open(s, store.data_dir(), true)
     };
-    let vectors = sync_vectors(&indexer, &mut dense, s, store, show_progress)?;
+    let vectors = sync_vectors(
+        &indexer,
+        &mut dense,
+        s,
+        store,
+        show_progress,
+        !report.purged.is_empty(),
+    )?;
     if args.out.json && args.watch {
         println!("{}", json!({"event": "vectors", "vectors": vectors}));
     } else if args.out.json {
@@ -142,6 +149,7 @@ pub(crate) fn sync_vectors(
     s: &Settings,
     store: &RegistryStore,
     show_progress: bool,
+    purged: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let d = match dense {
         Ok(d) => d,
@@ -174,8 +182,14 @@ pub(crate) fn sync_vectors(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    // After a purge, the removed vectors leave the store's files too.
+    let expunged = match (&report, purged) {
+        (Ok(_), true) => d.store.expunge(),
+        _ => Ok(()),
+    };
     drop(lock);
     let report = report?;
+    expunged?;
     if report.embedded > 0 || report.files_removed > 0 {
         store.record(vec![
             Event::new(&s.actor, "index.vectors", d.store.kind())
@@ -525,7 +539,7 @@ impl Watching {
             }
             // Lexical results are already searchable; vectors catch up now.
             if report.committed && dense.is_ok() {
-                match sync_vectors(indexer, dense, s, store, false) {
+                match sync_vectors(indexer, dense, s, store, false, !report.purged.is_empty()) {
                     Ok(v) if json => println!("{}", json!({"event": "vectors", "vectors": v})),
                     Ok(_) => {}
                     Err(e) => eprintln!("error: vectors not updated (the next change retries): {e:#}"),

@@ -180,7 +180,7 @@ impl App {
             if verbose {
                 crate::indexing::print_summary(&report, elapsed);
             }
-            let vectors = sync_vectors(&indexer, &mut dense, &s, &store, bars)?;
+            let vectors = sync_vectors(&indexer, &mut dense, &s, &store, bars, !report.purged.is_empty())?;
             if verbose {
                 crate::indexing::print_vectors(&vectors);
             }
@@ -266,8 +266,15 @@ impl App {
         record_pass(&self.metrics, &report);
         let pass_ms = started.elapsed().as_millis();
         let mut vectors = Value::Null;
-        if report.committed && dense.is_ok() {
-            vectors = sync_vectors(indexer, dense, &self.s, &self.store, false)?;
+        if (report.committed || !report.purged.is_empty()) && dense.is_ok() {
+            vectors = sync_vectors(
+                indexer,
+                dense,
+                &self.s,
+                &self.store,
+                false,
+                !report.purged.is_empty(),
+            )?;
         }
         let vectors_ms = started.elapsed().as_millis() - pass_ms;
         self.retriever.refresh()?;
@@ -648,7 +655,11 @@ pub(crate) fn set_status(
     }
     if status == Status::Revoked {
         let remaining = remaining(app, id)?;
-        let clean = remaining["chunks"] == 0 && remaining["vectors"] == 0 && remaining["manifest"] == false;
+        let clean = remaining["chunks"] == 0
+            && remaining["vectors"] == 0
+            && remaining["manifest"] == false
+            && remaining["deleted_in_index"] == 0
+            && remaining["dead_vectors"] == 0;
         app.record(vec![
             Event::new(actor, "source.purge_verified", id)
                 .detail("clean", clean)
@@ -685,7 +696,17 @@ fn remaining(app: &App, id: &str) -> ApiResult<Value> {
         Err(_) => 0,
     };
     let manifest = ingest.indexer.manifests().path_of(id).exists();
-    Ok(json!({"chunks": chunks, "vectors": vectors, "manifest": manifest}))
+    // Deleted but still on disk: the purge expunges both to zero.
+    let deleted_in_index = ingest
+        .indexer
+        .lexical()
+        .deleted_docs()
+        .map_err(|e| ApiError::from(anyhow::Error::from(e)))?;
+    let dead_vectors = ingest.dense.as_ref().map_or(0, |d| d.store.dead_records());
+    Ok(json!({
+        "chunks": chunks, "vectors": vectors, "manifest": manifest,
+        "deleted_in_index": deleted_in_index, "dead_vectors": dead_vectors,
+    }))
 }
 
 async fn post_status(

@@ -7,9 +7,10 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{example_org_today, http, run, sources_in, start_server};
+use common::{example_org_today, files_under, http, run, sources_in, start_server};
 use serde_json::{Value, json};
 
 const CODING: &str = "demo-agent-platform-token";
@@ -26,6 +27,23 @@ fn context(addr: &str, token: &str, body: Value) -> (u16, Value) {
 fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     let (code, text) = http(addr, "GET", path, token, None);
     (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Files under `dirs` whose bytes contain `needle`.
+fn files_containing(dirs: &[PathBuf], needle: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for d in dirs {
+        files_under(d, &mut files);
+    }
+    files
+        .into_iter()
+        .filter(|f| {
+            std::fs::read(f)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        })
+        .collect()
 }
 
 #[test]
@@ -253,13 +271,17 @@ fn the_api_end_to_end() {
         .0,
         403
     );
-    assert_eq!(
-        http(addr, "POST", "/v1/admin/resume", Some(STEWARD), Some("")).0,
-        200
-    );
-    assert_eq!(context(addr, CODING, json!({"query": "capture"})).0, 200);
-
-    // Revoke with purge: nothing of the source remains anywhere.
+    // On disk, the source's chunks and vectors are there before the purge.
+    let stores = [
+        org.join(".ctxplane/index/lexical"),
+        org.join(".ctxplane/vectors/embedded"),
+    ];
+    let needle = "ledger_worker/reconcile.py";
+    assert_eq!(files_containing(&stores, needle).len(), 2, "{needle} not on disk");
+    // Other steward work waits for the resume too.
+    assert_eq!(get(addr, "/v1/sources", Some(STEWARD)).0, 503);
+    // Revocation does not: a leak is purged during the stop, with nothing
+    // of the source left in any store.
     let (code, r) = {
         let (c, t) = http(
             addr,
@@ -274,8 +296,15 @@ fn the_api_end_to_end() {
     assert_eq!(r["purge_verified"], true);
     assert_eq!(
         r["remaining"],
-        json!({"chunks": 0, "vectors": 0, "manifest": false})
+        json!({"chunks": 0, "vectors": 0, "manifest": false, "deleted_in_index": 0, "dead_vectors": 0})
     );
+    // Not only out of results: gone from every file of both stores.
+    assert_eq!(files_containing(&stores, needle), Vec::<PathBuf>::new());
+    assert_eq!(
+        http(addr, "POST", "/v1/admin/resume", Some(STEWARD), Some("")).0,
+        200
+    );
+    assert_eq!(context(addr, CODING, json!({"query": "capture"})).0, 200);
     for qtext in ["reconcile ledger processor mismatch", "psycopg"] {
         let (_, a) = context(addr, CODING, json!({"query": qtext}));
         assert!(!sources_in(&a).contains(&"ledger-worker".to_string()), "{a:#}");

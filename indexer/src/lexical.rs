@@ -217,6 +217,38 @@ impl Lexical {
         Ok(())
     }
 
+    /// Deleted documents still stored in segment files (deletes are
+    /// logical until their segment is merged).
+    pub fn deleted_docs(&self) -> Result<u64> {
+        let metas = self
+            .index
+            .searchable_segment_metas()
+            .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
+        Ok(metas.iter().map(|m| u64::from(m.num_deleted_docs())).sum())
+    }
+
+    /// Rewrites every segment that holds deleted documents without them
+    /// and removes the files no longer in use, so deleted text is gone
+    /// from disk, not only from results. Needs the writer (no pass running).
+    pub fn expunge_deletes(&self) -> Result<()> {
+        let lexical_err = |e| IndexError::lexical(Path::new("lexical"), e);
+        let ids: Vec<tantivy::index::SegmentId> = self
+            .index
+            .searchable_segment_metas()
+            .map_err(lexical_err)?
+            .iter()
+            .filter(|m| m.has_deletes())
+            .map(|m| m.id())
+            .collect();
+        let mut w = self.writer()?;
+        if !ids.is_empty() {
+            w.merge(&ids).wait().map_err(lexical_err)?;
+        }
+        w.garbage_collect_files().wait().map_err(lexical_err)?;
+        w.wait_merging_threads().map_err(lexical_err)?;
+        self.reload()
+    }
+
     /// Makes commits by other writers (another process) visible.
     pub fn reload(&self) -> Result<()> {
         self.reader

@@ -123,6 +123,10 @@ impl Indexer {
             touched: Default::default(),
         };
         let (report, redactions) = pass.run(registry, policy, progress)?;
+        if !report.purged.is_empty() {
+            // A purged source's text must leave the segment files too.
+            self.lexical.expunge_deletes()?;
+        }
         pass::append_redactions(&self.data_dir.join("index/redactions.jsonl"), &redactions)?;
         let mut passes = self.passes()?;
         for s in report.sources.iter().filter(|s| s.error.is_none()) {

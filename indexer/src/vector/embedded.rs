@@ -471,6 +471,18 @@ impl VectorStore for EmbeddedStore {
         Ok(())
     }
 
+    fn expunge(&mut self) -> Result<()> {
+        self.commit()?;
+        if self.rows.len() > self.alive {
+            self.rewrite()?;
+        }
+        Ok(())
+    }
+
+    fn dead_records(&self) -> usize {
+        self.rows.len() - self.alive
+    }
+
     fn search(&self, vector: &[f32], filter: &VectorFilter, k: usize) -> Result<Vec<(String, f32)>> {
         if k == 0 || filter.sources.is_empty() || vector.len() != DIM {
             return Ok(Vec::new());
@@ -630,6 +642,34 @@ mod tests {
         let w2 = EmbeddedStore::open(tmp.path(), "m").unwrap();
         assert_eq!(w2.len(), 3);
         assert_eq!(std::fs::metadata(&log).unwrap().len(), good);
+    }
+
+    #[test]
+    fn expunge_leaves_no_byte_of_a_deleted_source() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = EmbeddedStore::open(tmp.path(), "m").unwrap();
+        s.upsert(vec![
+            point(1, "keep", "a.md", 1),
+            point(2, "gone-source", "secret-plan.md", 1),
+        ])
+        .unwrap();
+        s.commit().unwrap();
+        s.delete_source("gone-source").unwrap();
+        s.commit().unwrap();
+        let log = || std::fs::read(tmp.path().join(LOG)).unwrap();
+        let has = |b: &[u8], n: &str| b.windows(n.len()).any(|w| w == n.as_bytes());
+        // Deleted, but still in the log until expunged.
+        assert_eq!(s.dead_records(), 1);
+        assert!(has(&log(), "secret-plan.md"));
+        s.expunge().unwrap();
+        assert_eq!(s.dead_records(), 0);
+        assert!(!has(&log(), "secret-plan.md") && !has(&log(), "gone-source"));
+        let r = EmbeddedStore::open(tmp.path(), "m").unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            r.search(&vec_for(1), &filter(&["keep"], 1), 1).unwrap()[0].0,
+            "c-1"
+        );
     }
 
     #[test]

@@ -58,6 +58,15 @@ pub trait VectorStore: Send + Sync + std::fmt::Debug {
     fn delete_file(&mut self, source: &str, path: &str) -> Result<()>;
     fn delete_source(&mut self, source: &str) -> Result<()>;
     fn commit(&mut self) -> Result<()>;
+    /// Commits, then physically drops deleted records where the backend
+    /// keeps them until compaction (the embedded log is rewritten).
+    fn expunge(&mut self) -> Result<()> {
+        self.commit()
+    }
+    /// Deleted records still stored (0 once expunged).
+    fn dead_records(&self) -> usize {
+        0
+    }
     /// The best `k` chunks by cosine similarity among those `filter` admits.
     fn search(&self, vector: &[f32], filter: &VectorFilter, k: usize) -> Result<Vec<(String, f32)>>;
     fn len(&self) -> usize;
