@@ -52,7 +52,7 @@ pub(crate) fn report(
     };
     let policy = reg.policy(store.clock());
     if let Some(id) = &args.source
-        && !reg.sources.keys().any(|k| k.as_str() == id)
+        && !source_visible(reg, scope, id)
     {
         return Err(ConfigError(format!("no source {id:?} in the registry")).into());
     }
@@ -66,17 +66,10 @@ pub(crate) fn report(
     let today = policy.now().to_zoned(jiff::tz::TimeZone::UTC).date();
     let mut findings: Vec<Finding> = Vec::new();
     let mut checked = Vec::new();
-    let visible = |id: &str| {
-        scope.is_none_or(|sc| {
-            reg.sources
-                .values()
-                .any(|x| x.id.as_str() == id && sc.permits(&x.id, x.tier))
-        })
-    };
     for source in reg
         .sources
         .values()
-        .filter(|x| x.status == Status::Approved && visible(x.id.as_str()))
+        .filter(|x| x.status == Status::Approved && scope.is_none_or(|sc| sc.permits(&x.id, x.tier)))
     {
         let id = source.id.as_str();
         if args.source.as_deref().is_some_and(|want| want != id) {
@@ -178,11 +171,7 @@ pub(crate) fn report(
             }
         }
     }
-    let view = Visibility {
-        source: &visible,
-        unparsed: scope.is_none(),
-    };
-    check_topics(&args, s, reg, &policy, &view, &mut checked, &mut findings)?;
+    check_topics(&args, s, reg, &policy, scope, &mut checked, &mut findings)?;
     let errors = findings.iter().filter(|f| f.severity == "error").count();
     Ok(CheckReport {
         ok: errors == 0,
@@ -257,12 +246,12 @@ pub fn check(args: CheckArgs, s: &Settings, store: &RegistryStore) -> anyhow::Re
 
 /// Topic packages: parse, owner, every citation against the checkout,
 /// max age. With `--source`, only packages citing that source.
-/// What a caller may see of the topic packages.
-struct Visibility<'a> {
-    /// Whether a source is in the caller's scope.
-    source: &'a dyn Fn(&str) -> bool,
-    /// Packages that do not parse (their citations are unknown).
-    unparsed: bool,
+/// Whether `id` names a registered source that `scope` may read (`None`:
+/// any registered source).
+pub(crate) fn source_visible(reg: &registry::Registry, scope: Option<&registry::Scope>, id: &str) -> bool {
+    reg.sources
+        .values()
+        .any(|x| x.id.as_str() == id && scope.is_none_or(|sc| sc.permits(&x.id, x.tier)))
 }
 
 fn check_topics(
@@ -270,7 +259,7 @@ fn check_topics(
     s: &Settings,
     reg: &registry::Registry,
     policy: &registry::Policy<'_>,
-    view: &Visibility<'_>,
+    scope: Option<&registry::Scope>,
     checked: &mut Vec<String>,
     findings: &mut Vec<Finding>,
 ) -> anyhow::Result<()> {
@@ -294,7 +283,8 @@ fn check_topics(
         };
         match &l.parsed {
             Err(problems) => {
-                if args.source.is_some() || !view.unparsed {
+                // Unparsed packages cite nothing known: stewards only.
+                if args.source.is_some() || scope.is_some() {
                     continue;
                 }
                 if !checked.iter().any(|c| c == "topics") {
@@ -310,7 +300,7 @@ fn check_topics(
                 {
                     continue;
                 }
-                if !p.citations.iter().all(|c| (view.source)(&c.source)) {
+                if scope.is_some_and(|sc| retriever::readable_by(reg, sc, p).is_none()) {
                     continue;
                 }
                 let label = format!("topic:{}", p.id);

@@ -606,7 +606,7 @@ fn package_provenance(
     policy: &registry::Policy<'_>,
     retriever: &Retriever,
 ) -> anyhow::Result<ExitCode> {
-    let Some((prov, content)) = retriever.package_lookup(reg, id) else {
+    let Some((prov, content)) = retriever.package_lookup(reg, None, id) else {
         bail!(
             "no topic package {id:?} in {} (or it does not parse: see `ctxplane packages list`)",
             s.topics_dir.display()

@@ -493,15 +493,11 @@ pub(crate) fn provenance(app: &App, reg: &Registry, p: &registry::Principal, id:
         scope: scope.clone(),
     };
     let out = if let Some(pkg) = id.strip_prefix("topic:") {
-        let (prov, content) = app.retriever.package_lookup(reg, pkg).ok_or_else(not_found)?;
-        let readable = prov.citations.iter().all(|c| {
-            SourceId::new(c.source.clone()).is_ok_and(|sid| {
-                caller.scope.sources.contains(&sid)
-                    && c.tier <= caller.scope.tier_ceiling.get()
-                    && c.tier >= 1
-            })
-        });
-        if !readable || prov.status == "draft" {
+        let (prov, content) = app
+            .retriever
+            .package_lookup(reg, Some(&caller.scope), pkg)
+            .ok_or_else(not_found)?;
+        if prov.status == "draft" {
             return Err(not_found());
         }
         json!({"result_id": id, "package": prov, "content": content})
@@ -903,10 +899,7 @@ async fn get_check(
         // scope covers, and a source outside it is the same 404 as none.
         let scope = (p.role != Role::Steward).then(|| reg.policy(app.store.clock()).scope_for(&p));
         if let Some(id) = &q.source
-            && !reg
-                .sources
-                .values()
-                .any(|x| x.id.as_str() == id && scope.as_ref().is_none_or(|sc| sc.permits(&x.id, x.tier)))
+            && !crate::checking::source_visible(&reg, scope.as_ref(), id)
         {
             return Err(err(StatusCode::NOT_FOUND, "no such source"));
         }

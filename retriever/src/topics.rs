@@ -23,7 +23,7 @@ use indexer::embed::Embedder;
 use indexer::redact::{Redactor, RuleSet};
 use jiff::Timestamp;
 use packages::topic::{Cited, PackageStatus, TopicPackage, Verification, parse, verify};
-use registry::{Registry, SourceId};
+use registry::{Registry, Scope, SourceId};
 use serde::Serialize;
 
 use crate::{Caller, Result, Retriever, estimate_tokens};
@@ -454,24 +454,28 @@ pub(crate) struct Tier1 {
     pub decision: TopicDecision,
 }
 
-impl Retriever {
-    /// Whether every source `pkg` cites is readable by `caller`, and the
-    /// highest tier among them.
-    fn visible(caller: &Caller<'_>, pkg: &TopicPackage) -> Option<u8> {
-        let mut tier = 1;
-        for c in &pkg.citations {
-            let id = SourceId::new(c.source.clone()).ok()?;
-            if !caller.scope.sources.contains(&id) {
-                return None;
-            }
-            let src = caller.registry.source(&id)?;
-            let t = src.tier.get();
-            if t > caller.scope.tier_ceiling.get() {
-                return None;
-            }
-            tier = tier.max(t);
+/// The one rule for topic packages and scope, wherever a package is
+/// served, shown or checked: `pkg` is readable within `scope` only if every
+/// source it cites is a registered source the scope permits at its tier.
+/// Returns the highest cited tier (1 when it cites nothing).
+pub fn readable_by(registry: &Registry, scope: &Scope, pkg: &TopicPackage) -> Option<u8> {
+    let mut tier = 1;
+    for c in &pkg.citations {
+        let id = SourceId::new(c.source.clone()).ok()?;
+        let src = registry.source(&id)?;
+        if !scope.permits(&id, src.tier) {
+            return None;
         }
-        (!pkg.citations.is_empty() && !pkg.draft).then_some(tier)
+        tier = tier.max(src.tier.get());
+    }
+    Some(tier)
+}
+
+impl Retriever {
+    /// Whether tier 1 may serve `pkg` to `caller` (readable, cited, not a
+    /// draft), and the highest tier it cites.
+    fn visible(caller: &Caller<'_>, pkg: &TopicPackage) -> Option<u8> {
+        readable_by(caller.registry, &caller.scope, pkg).filter(|_| !pkg.citations.is_empty() && !pkg.draft)
     }
 
     /// Verifies a package's citations against the index (cached while the
@@ -637,9 +641,19 @@ impl Retriever {
 
     /// A package's provenance as it would be served now (verified against
     /// the index), looked up by id for the operator; with its content.
-    pub fn package_lookup(&self, registry: &Registry, id: &str) -> Option<(PackageProvenance, String)> {
+    /// A package by id, drafts included, with its provenance and text;
+    /// with a `scope`, only if [`readable_by`] it (`None`: the operator).
+    pub fn package_lookup(
+        &self,
+        registry: &Registry,
+        scope: Option<&Scope>,
+        id: &str,
+    ) -> Option<(PackageProvenance, String)> {
         let topics = self.topics.as_ref()?;
         let e = topics.entries().into_iter().find(|e| e.pkg.id == id)?;
+        if let Some(sc) = scope {
+            readable_by(registry, sc, &e.pkg)?;
+        }
         let v = self.verify_package(topics, registry, &e);
         let tier = e
             .pkg
