@@ -266,7 +266,7 @@ impl App {
         record_pass(&self.metrics, &report);
         let pass_ms = started.elapsed().as_millis();
         let mut vectors = Value::Null;
-        if (report.committed || !report.purged.is_empty()) && dense.is_ok() {
+        if report.committed && dense.is_ok() {
             vectors = sync_vectors(
                 indexer,
                 dense,
