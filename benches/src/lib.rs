@@ -2,7 +2,7 @@
 
 pub mod secrets_eval;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use registry::Registry;
 
@@ -41,4 +41,27 @@ pub fn paths(n: usize) -> Vec<String> {
     (0..n)
         .map(|i| shapes[i % shapes.len()].replace("{i}", &i.to_string()))
         .collect()
+}
+
+/// Copies the directory tree `from` into `to` (regular files only; symlinks
+/// are not followed) and returns the paths of the copies.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<Vec<PathBuf>> {
+    fn walk(from: &Path, to: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)? {
+            let e = e?;
+            let ty = e.file_type()?;
+            let dest = to.join(e.file_name());
+            if ty.is_dir() {
+                walk(&e.path(), &dest, files)?;
+            } else if ty.is_file() {
+                std::fs::copy(e.path(), &dest)?;
+                files.push(dest);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(from, to, &mut files)?;
+    Ok(files)
 }

@@ -72,22 +72,6 @@ fn binary() -> Result<PathBuf, String> {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for e in std::fs::read_dir(from)? {
-        let e = e?;
-        let ty = e.file_type()?;
-        let dest = to.join(e.file_name());
-        if ty.is_dir() {
-            copy_tree(&e.path(), &dest, files)?;
-        } else if ty.is_file() {
-            std::fs::copy(e.path(), &dest)?;
-            files.push(dest);
-        }
-    }
-    Ok(())
-}
-
 fn ctxplane(bin: &Path, work: &Path, args: &[&str]) -> Result<(serde_json::Value, Duration), String> {
     let start = Instant::now();
     let out = Command::new(bin)
@@ -126,8 +110,8 @@ fn run() -> Result<(), String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let work = tmp.path();
     let repo = work.join("repo");
-    let mut files = Vec::new();
-    copy_tree(&args.repo, &repo, &mut files).map_err(|e| format!("copying {}: {e}", args.repo.display()))?;
+    let files =
+        benches::copy_tree(&args.repo, &repo).map_err(|e| format!("copying {}: {e}", args.repo.display()))?;
     let bytes: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
@@ -197,8 +181,8 @@ fn run() -> Result<(), String> {
     );
 
     let mut leaked = Vec::new();
-    let mut stored = Vec::new();
-    copy_tree(&work.join(".ctxplane"), &work.join("data-copy"), &mut stored).map_err(|e| e.to_string())?;
+    let stored =
+        benches::copy_tree(&work.join(".ctxplane"), &work.join("data-copy")).map_err(|e| e.to_string())?;
     for f in &stored {
         let bytes = std::fs::read(f).map_err(|e| e.to_string())?;
         for (_, value) in &planted {

@@ -52,20 +52,6 @@ struct Dataset {
     qrels: HashMap<String, HashMap<String, u32>>,
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Res<()> {
-    std::fs::create_dir_all(to).map_err(e)?;
-    for entry in std::fs::read_dir(from).map_err(e)? {
-        let entry = entry.map_err(e)?;
-        let dest = to.join(entry.file_name());
-        if entry.file_type().map_err(e)?.is_dir() {
-            copy_tree(&entry.path(), &dest)?;
-        } else {
-            std::fs::copy(entry.path(), dest).map_err(e)?;
-        }
-    }
-    Ok(())
-}
-
 fn eval_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/eval");
     if root.exists() {
@@ -453,7 +439,7 @@ fn run() -> Res<()> {
             for set in ["scifact", "cosqa"] {
                 let dest = big.join(format!("{set}-{c}"));
                 if !dest.join(".complete").exists() {
-                    copy_tree(&work.join(set).join("corpus"), &dest)?;
+                    benches::copy_tree(&work.join(set).join("corpus"), &dest).map_err(e)?;
                 }
                 reg_text.push_str(&format!(
                     "[[sources]]\nid = \"{set}-{c}\"\nkind = \"dir\"\nlocation = \"{set}-{c}\"\nowner = \"eval\"\ntier = 1\nstatus = \"approved\"\n"

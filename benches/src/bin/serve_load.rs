@@ -36,20 +36,6 @@ type Res<T> = Result<T, String>;
 
 const TOKEN: &str = "bench-load-agent-token";
 
-fn copy_tree(from: &Path, to: &Path) -> Res<()> {
-    std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
-    for entry in std::fs::read_dir(from).map_err(|e| e.to_string())? {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let dest = to.join(entry.file_name());
-        if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
-            copy_tree(&entry.path(), &dest)?;
-        } else {
-            std::fs::copy(entry.path(), dest).map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
-}
-
 /// One request on a fresh connection: status code.
 fn post(addr: &str, body: &str) -> Res<u16> {
     let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
@@ -221,8 +207,9 @@ fn run() -> Res<()> {
     // A fresh copy of the docs each run (the edits change it); the data dir
     // (index, vectors, embedding cache) is kept, so reruns do not re-embed.
     let _ = std::fs::remove_dir_all(&docs);
-    copy_tree(&django.join("docs/topics"), &docs.join("topics"))?;
-    copy_tree(&django.join("docs/howto"), &docs.join("howto"))?;
+    for dir in ["topics", "howto"] {
+        benches::copy_tree(&django.join("docs").join(dir), &docs.join(dir)).map_err(|e| e.to_string())?;
+    }
     let topics = root.join("benches/data/topics-django");
     let hash = blake3::hash(TOKEN.as_bytes()).to_hex().to_string();
     // The packages cite `django:docs/...`: the source root is the parent of docs/.
