@@ -12,4 +12,4 @@ cargo build --release --locked --bin ctxplane
 data=target/demo-data
 rm -rf "$data"
 export CTXPLANE_REGISTRY=examples/acme/registry.toml CTXPLANE_DATA_DIR="$data" CTXPLANE_ACTOR=demo
-exec target/release/ctxplane demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/ctxplane" demo "$@"
