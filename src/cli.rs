@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "ctxplane",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CTXPLANE_COMMIT"), ")"),
     about = "What AI agents may know about your code and docs, kept fresh, with provenance."
 )]
 pub struct Cli {
@@ -23,6 +23,16 @@ pub struct Cli {
     /// Who is acting, for the audit log [default: $USER].
     #[arg(long, global = true, env = "CTXPLANE_ACTOR", value_name = "NAME")]
     pub actor: Option<String>,
+    /// Log format on standard error: text or json (levels from RUST_LOG,
+    /// default info).
+    #[arg(
+        long,
+        global = true,
+        env = "CTXPLANE_LOG_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub log_format: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -60,18 +70,51 @@ pub enum Command {
     Status(HealthArgs),
     /// Run the HTTP API: the watcher-driven indexer and the retriever in
     /// one process, bearer-token auth, steward operations, metrics.
-    Serve(crate::serve::ServeArgs),
+    Serve(ServeArgs),
     /// The main job on the example organisation: index it, answer agent
     /// questions from both tiers with provenance, show freshness, drift,
     /// the CI check and the audit chain, then serve on loopback.
-    Demo(crate::demo::DemoArgs),
+    Demo(DemoArgs),
     /// A Model Context Protocol server on stdio acting as one principal
     /// (token in $CTXPLANE_TOKEN): get_context, explain_provenance,
-    /// list_sources, freshness_report.
-    Mcp(crate::mcp::McpArgs),
+    /// list_sources, freshness_report. `serve` also speaks MCP over
+    /// streamable HTTP at /mcp with the same tokens.
+    Mcp(McpArgs),
     /// Redact secrets from standard input to standard output; findings
     /// (rule, line, column, never the value) go to standard error.
     Redact(RedactArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) for ctxplane.
+    Manpage,
+}
+
+impl Command {
+    /// Whether the command was asked for JSON output (errors are then JSON too).
+    pub fn wants_json(&self) -> bool {
+        match self {
+            Command::Registry(c) => c.wants_json(),
+            Command::Audit(AuditCmd::Tail { out, .. } | AuditCmd::Verify(out)) => out.json,
+            Command::Policy(PolicyCmd::Decide { out, .. } | PolicyCmd::Scope { out, .. }) => out.json,
+            Command::Index(a) => a.out.json,
+            Command::Freshness(a) => a.out.json,
+            Command::Check(a) => a.json || a.format == "json",
+            Command::Packages(c) => match c {
+                PackagesCmd::List(out)
+                | PackagesCmd::Verify { out, .. }
+                | PackagesCmd::Rehash { out, .. } => out.json,
+                PackagesCmd::Draft(_) => false,
+            },
+            Command::Query(a) => a.out.json || a.batch.is_some(),
+            Command::Provenance(a) => a.out.json,
+            Command::Status(a) => a.out.json,
+            Command::Redact(a) => a.json,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +163,21 @@ pub enum RegistryCmd {
     /// Principals: agents, stewards, CI and developers with tokens.
     #[command(subcommand)]
     Principal(PrincipalCmd),
+}
+
+impl RegistryCmd {
+    fn wants_json(&self) -> bool {
+        match self {
+            RegistryCmd::Init(o) | RegistryCmd::List(o) | RegistryCmd::Validate(o) => o.json,
+            RegistryCmd::Add(a) => a.out.json,
+            RegistryCmd::Approve(a) | RegistryCmd::Deny(a) | RegistryCmd::Revoke(a) => a.out.json,
+            RegistryCmd::Exception(ExceptionCmd::Grant(g)) => g.out.json,
+            RegistryCmd::Exception(ExceptionCmd::List(o)) | RegistryCmd::Principal(PrincipalCmd::List(o)) => {
+                o.json
+            }
+            RegistryCmd::Principal(PrincipalCmd::Add(a)) => a.out.json,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -307,6 +365,9 @@ pub struct CheckArgs {
     /// text, json, junit or github (workflow annotations).
     #[arg(long, default_value = "text")]
     pub format: String,
+    /// The same as --format json.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -414,4 +475,41 @@ pub struct ProvenanceArgs {
 pub struct HealthArgs {
     #[command(flatten)]
     pub out: Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7411", env = "CTXPLANE_LISTEN")]
+    pub listen: std::net::SocketAddr,
+    /// Do not watch sources (serve what is indexed; index on start only).
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Skip embedding (lexical search only).
+    #[arg(long)]
+    pub no_embed: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the API listens afterwards.
+    #[arg(long, default_value = "127.0.0.1:7411")]
+    pub listen: std::net::SocketAddr,
+    /// Stop after the tour instead of serving.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct McpArgs {
+    /// Environment variable holding the principal's token.
+    #[arg(long, default_value = "CTXPLANE_TOKEN", value_name = "VAR")]
+    pub token_env: String,
+    /// Act as this principal without a token (for an operator who already
+    /// holds the registry and data dir); the token wins when both are set.
+    #[arg(long = "as", value_name = "PRINCIPAL")]
+    pub principal: Option<String>,
+    /// Do not watch sources for changes.
+    #[arg(long)]
+    pub no_watch: bool,
 }

@@ -1,49 +1,84 @@
-//! The ctxplane binary: CLI today; HTTP and MCP servers later. Thin: it
-//! parses, calls the library crates, and prints.
+//! The ctxplane binary: adapters only. It parses the command line (`cli`),
+//! runs one command per file (`cmd/`), serves HTTP (`http/`) and MCP
+//! (`mcp`), follows file changes (`watch`); every decision is the plane's.
 
-mod checking;
 mod cli;
-mod commands;
-mod config;
-mod demo;
-mod indexing;
+mod cmd;
+mod http;
 mod mcp;
-mod openapi;
-mod querying;
-mod serve;
-mod topics;
-mod views;
+mod print;
+mod watch;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use registry::{RegistryError, RegistryStore, SystemClock};
+use plane::{Overrides, Settings};
+use registry::{RegistryStore, SystemClock};
 
 use crate::cli::{Cli, Command};
-use crate::config::{Overrides, Settings};
 
 /// Exit codes: 0 success, 1 a check failed or an operation was refused,
 /// 2 bad usage or configuration (clap uses 2 for usage errors too).
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    let json = cli.command.wants_json();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let plane_err = e.downcast_ref::<plane::Error>();
+            // Input past a limit is bad usage at the CLI.
             let config_error = matches!(
-                e.downcast_ref::<RegistryError>(),
-                Some(RegistryError::Invalid { .. } | RegistryError::NotFound { .. })
-            ) || e.downcast_ref::<config::ConfigError>().is_some();
+                plane_err,
+                Some(plane::Error::Config(_) | plane::Error::TooLarge(_))
+            ) || e.downcast_ref::<plane::ConfigError>().is_some()
+                || matches!(
+                    e.downcast_ref::<registry::RegistryError>(),
+                    Some(registry::RegistryError::Invalid { .. } | registry::RegistryError::NotFound { .. })
+                );
+            if json {
+                let kind =
+                    plane_err.map_or(if config_error { "config" } else { "error" }, plane::Error::kind);
+                println!("{}", serde_json::json!({"error": format!("{e:#}"), "kind": kind}));
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::from(if config_error { 2 } else { 1 })
         }
     }
 }
 
+/// Logs go to standard error (standard output carries results and, for
+/// `mcp`, the protocol): levels from RUST_LOG (default info; warn for the
+/// one-shot commands), text or JSON lines.
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Redact(args) = &cli.command {
-        // Needs no registry or data directory.
-        return commands::redact(args);
+    if !matches!(cli.log_format.as_str(), "text" | "json") {
+        return Err(plane::ConfigError(format!(
+            "--log-format must be text or json, not {:?}",
+            cli.log_format
+        ))
+        .into());
+    }
+    match &cli.command {
+        Command::Redact(args) => return cmd::registry::redact(args),
+        Command::Completions { shell } => return cmd::docs::completions(*shell),
+        Command::Manpage => return cmd::docs::manpage(),
+        _ => {}
     }
     let settings = Settings::resolve(Overrides {
         config: cli.config,
@@ -53,19 +88,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     })?;
     let store = RegistryStore::new(&settings.registry, &settings.data_dir, Arc::new(SystemClock));
     match cli.command {
-        Command::Registry(cmd) => commands::registry(cmd, &settings, &store),
-        Command::Audit(cmd) => commands::audit(cmd, &store),
-        Command::Policy(cmd) => commands::policy(cmd, &settings, &store),
-        Command::Index(args) => indexing::index(args, &settings, &store),
-        Command::Check(args) => checking::check(args, &settings, &store),
-        Command::Freshness(args) => indexing::freshness(args, &settings, &store),
-        Command::Packages(cmd) => topics::packages(cmd, &settings, &store),
-        Command::Demo(args) => demo::demo(args, &settings, store),
+        Command::Registry(c) => cmd::registry::registry(c, &settings, &store),
+        Command::Audit(c) => cmd::registry::audit(c, &store),
+        Command::Policy(c) => cmd::registry::policy(c, &settings, &store),
+        Command::Index(args) => cmd::index::index(args, settings, store),
+        Command::Check(args) => cmd::check::check(args, &cmd::query::reader(settings, store, false)?),
+        Command::Freshness(args) => cmd::index::freshness(args, &cmd::query::reader(settings, store, false)?),
+        Command::Packages(c) => cmd::packages::packages(c, &cmd::query::reader(settings, store, true)?),
+        Command::Demo(args) => cmd::demo::demo(args, &settings, store),
         Command::Mcp(args) => mcp::mcp(args, &settings, store),
-        Command::Serve(args) => serve::serve(args, &settings, store),
-        Command::Query(args) => querying::query(args, &settings, &store),
-        Command::Provenance(args) => querying::provenance(args, &settings, &store),
-        Command::Status(args) => querying::status(args, &settings, &store),
-        Command::Redact(_) => unreachable!("handled before settings are resolved"),
+        Command::Serve(args) => cmd::serve::serve(args, &settings, store),
+        Command::Query(args) => {
+            let model = args.mode != "lexical";
+            cmd::query::query(args, &cmd::query::reader(settings, store, model)?)
+        }
+        Command::Provenance(args) => {
+            cmd::query::provenance(args, &cmd::query::reader(settings, store, false)?)
+        }
+        Command::Status(args) => cmd::query::status(args, &cmd::query::reader(settings, store, true)?),
+        Command::Redact(_) | Command::Completions { .. } | Command::Manpage => {
+            unreachable!("handled before settings are resolved")
+        }
     }
 }

@@ -1,99 +1,159 @@
-//! `ctxplane mcp`: a Model Context Protocol server on stdio (rmcp), acting
-//! as one configured principal. Its tools are the agent endpoints of the
-//! HTTP API with the same scope, tier ceiling, audit and emergency stop;
-//! the principal is looked up again on every call, so a revoked grant or
-//! a lowered ceiling applies at once.
+//! The MCP adapter (rmcp): the agent operations as tools, on stdio (`ctxplane
+//! mcp`, one principal per process) and over streamable HTTP (`serve` at
+//! `/mcp`, the principal from each request's bearer token). Each call is
+//! admitted by the plane exactly as its HTTP twin (role, stop, scope), and
+//! returns `structuredContent` matching the tool's declared output schema
+//! plus a one-line text rendering.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, Content, Implementation, ServerCapabilities, ServerInfo};
-use rmcp::{ErrorData, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+use rmcp::model::{
+    CallToolResult, ContentBlock, DiscoverRequestMethod, DiscoverResult, Implementation, ProtocolVersion,
+    ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
-use crate::config::{ConfigError, Settings};
-use crate::serve::{App, ContextRequestArgs};
+use plane::query::{Asker, ContextRequest, SearchMode, Via};
+use plane::{Operation, Plane, Profile, Settings};
 
-#[derive(Debug, clap::Args)]
-pub struct McpArgs {
-    /// Environment variable holding the principal's token.
-    #[arg(long, default_value = "CTXPLANE_TOKEN", value_name = "VAR")]
-    pub token_env: String,
-    /// Act as this principal without a token (for an operator who already
-    /// holds the registry and data dir); the token wins when both are set.
-    #[arg(long = "as", value_name = "PRINCIPAL")]
-    pub principal: Option<String>,
-    /// Do not watch sources for changes.
-    #[arg(long)]
-    pub no_watch: bool,
+/// Who the tools act for.
+#[derive(Clone, Debug)]
+enum Identity {
+    /// The token given at start (stdio): authenticated again on every call.
+    Token(String),
+    /// A principal named by the operator (`mcp --as`).
+    Named(String),
+    /// HTTP: the bearer token of each request.
+    PerRequest,
 }
 
 #[derive(Clone)]
 pub struct Mcp {
-    app: Arc<App>,
-    principal: String,
+    plane: Arc<Plane>,
+    identity: Identity,
     tool_router: ToolRouter<Self>,
 }
 
-#[derive(Deserialize, JsonSchema)]
+/// `get_context` arguments: the same options as `POST /v1/context`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct GetContext {
-    /// The question or search text.
+    /// The question or search text (1 to 8192 bytes).
     pub query: String,
-    /// Token budget for the answer (default 4000).
-    pub max_tokens: Option<usize>,
+    /// Token budget for everything returned, provenance included: 1 to
+    /// 200000 (default 4000).
+    #[serde(default)]
+    #[schemars(with = "u32", range(min = 1, max = 200000))]
+    pub max_tokens: Option<u32>,
+    /// Most results: 1 to 100 (default 10).
+    #[serde(default)]
+    #[schemars(with = "u32", range(min = 1, max = 100))]
+    pub limit: Option<u32>,
+    /// Only these source ids (narrowing this principal's scope).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub sources: Option<Vec<String>>,
+    /// hybrid (default), lexical or dense.
+    #[serde(default)]
+    #[schemars(with = "SearchMode")]
+    pub mode: Option<SearchMode>,
+    /// Try curated topic packages first (default true).
+    #[serde(default)]
+    #[schemars(with = "bool")]
+    pub packages: Option<bool>,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Explain {
     /// A result id from get_context (`c-…` or `topic:<id>`).
     pub result_id: String,
 }
 
-#[derive(Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FreshnessQuery {
     /// Only this source.
+    #[serde(default)]
+    #[schemars(with = "String")]
     pub source: Option<String>,
 }
 
-fn fail(message: String) -> CallToolResult {
-    CallToolResult::error(vec![Content::text(message)])
+/// No arguments (anything given is refused).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// A JSON object of the plane's making (provenance chains, source lists).
+type Object = Map<String, Value>;
+
+fn tool_error(e: &plane::Error) -> CallToolResult {
+    let text = match e {
+        plane::Error::Internal(err) => {
+            tracing::error!(error = format!("{err:#}"), "internal error in an MCP tool");
+            "internal error; see the server log".to_string()
+        }
+        plane::Error::Config(m) => {
+            tracing::error!(error = %m, "configuration problem in an MCP tool");
+            "internal error; see the server log".to_string()
+        }
+        other => other.to_string(),
+    };
+    CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+fn structured(v: Value, summary: String) -> CallToolResult {
+    let mut r = CallToolResult::structured(v);
+    r.content = vec![ContentBlock::text(summary)];
+    r
+}
+
+fn bearer_of(ctx: &RequestContext<RoleServer>) -> Option<String> {
+    let parts = ctx.extensions.get::<http::request::Parts>()?;
+    crate::http::bearer(&parts.headers)
 }
 
 impl Mcp {
-    /// Runs `f` as the principal, off the async runtime; every refusal or
-    /// error is a tool error the agent can read.
+    /// Admits the caller for `op` and runs `f` off the async runtime; every
+    /// refusal or failure is a tool error the agent can read.
     async fn call(
         &self,
-        f: impl FnOnce(
-            &App,
-            &registry::Registry,
-            &registry::Principal,
-        ) -> Result<serde_json::Value, crate::serve::ApiError>
-        + Send
-        + 'static,
+        op: Operation,
+        ctx: &RequestContext<RoleServer>,
+        f: impl FnOnce(&Plane, plane::Who) -> plane::Result<(Value, String)> + Send + 'static,
     ) -> Result<CallToolResult, ErrorData> {
-        let app = self.app.clone();
-        let name = self.principal.clone();
+        let plane = self.plane.clone();
+        let identity = self.identity.clone();
+        let token = bearer_of(ctx);
+        let span = tracing::info_span!("mcp_call", tool = op.name(), principal = tracing::field::Empty);
         let out = tokio::task::spawn_blocking(move || {
-            if let Some(reason) = app.stopped() {
-                return Err(format!("ctxplane is stopped: {reason}"));
+            let _g = span.enter();
+            let who = match identity {
+                Identity::Token(t) => plane.admit(Some(&t), op),
+                Identity::Named(n) => plane.admit_named(&n, op),
+                Identity::PerRequest => plane.admit(token.as_deref(), op),
+            }?;
+            span.record("principal", who.name());
+            let r = f(&plane, who);
+            match &r {
+                Ok(_) => tracing::info!("done"),
+                Err(e) => tracing::info!(error = e.kind(), "refused"),
             }
-            let reg = app.registry().map_err(|e| format!("{e:#}"))?;
-            let p = reg
-                .principal(&name)
-                .cloned()
-                .ok_or_else(|| "this principal no longer exists".to_string())?;
-            f(&app, &reg, &p).map_err(|e| e.message())
+            r
         })
         .await
         .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         Ok(match out {
-            Ok(v) => CallToolResult::success(vec![Content::text(
-                serde_json::to_string_pretty(&v).unwrap_or_default(),
-            )]),
-            Err(m) => fail(m),
+            Ok((v, summary)) => structured(v, summary),
+            Err(e) => tool_error(&e),
         })
     }
 }
@@ -101,114 +161,223 @@ impl Mcp {
 #[tool_router]
 impl Mcp {
     #[tool(
-        description = "Grounded context for a question about the organisation's code and docs: a curated topic package when one answers it, otherwise search results; every item carries provenance (source, path, lines, commit, hashes, freshness). Only what this principal may read."
+        description = "Grounded context for a question about the organisation's code and docs: a curated topic package when one answers it, otherwise search results; every item carries provenance (source, path, lines, commit, hashes, freshness). Only what this principal may read; max_tokens bounds everything returned.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<plane::query::Delivered>()
     )]
-    async fn get_context(&self, Parameters(p): Parameters<GetContext>) -> Result<CallToolResult, ErrorData> {
-        self.call(move |app, reg, who| {
-            crate::serve::context(
-                app,
-                reg,
-                who,
-                ContextRequestArgs {
-                    query: p.query,
-                    max_tokens: p.max_tokens,
-                    limit: None,
-                    sources: None,
-                    mode: None,
-                    packages: None,
-                    via: "mcp",
-                },
-            )
+    async fn get_context(
+        &self,
+        Parameters(p): Parameters<GetContext>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let req = ContextRequest {
+            query: p.query,
+            max_tokens: p.max_tokens,
+            limit: p.limit,
+            sources: p.sources,
+            mode: p.mode,
+            packages: p.packages,
+        };
+        self.call(Operation::Context, &ctx, move |plane, who| {
+            let d = plane.context(&Asker::Principal(who), req, Via::Mcp)?;
+            let summary = match &d.answer.package {
+                Some(p) => format!(
+                    "topic package {} answers it (~{} tokens)",
+                    p.id, d.delivered_tokens
+                ),
+                None => format!(
+                    "{} result(s) served by {} (~{} tokens)",
+                    d.answer.results.len(),
+                    d.answer.served_by,
+                    d.delivered_tokens
+                ),
+            };
+            Ok((serde_json::to_value(&d)?, summary))
         })
         .await
     }
 
     #[tool(
-        description = "Where a result came from: its source, owner, path, lines, commit, content hashes, when it was ingested and under which policy decision, and whether it is still fresh."
+        description = "Where a result came from: its source, owner, path, lines, commit, content hashes, when it was ingested and under which policy decision, and whether it is still fresh.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<Object>()
     )]
     async fn explain_provenance(
         &self,
         Parameters(p): Parameters<Explain>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.call(move |app, reg, who| crate::serve::provenance(app, reg, who, &p.result_id))
-            .await
-    }
-
-    #[tool(description = "The sources this principal may read: id, owner, tier, description.")]
-    async fn list_sources(&self) -> Result<CallToolResult, ErrorData> {
-        self.call(|app, reg, who| Ok(crate::serve::sources(app, reg, who)))
-            .await
+        self.call(Operation::Provenance, &ctx, move |plane, who| {
+            let v = plane.provenance(&Asker::Principal(who), &p.result_id)?;
+            Ok((v, format!("provenance of {}", p.result_id)))
+        })
+        .await
     }
 
     #[tool(
-        description = "How fresh each readable source is: last indexing pass, files changed since, content past its max age, and version drift between docs and lockfiles."
+        description = "The sources this principal may read: id, owner, tier, description.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<Object>()
+    )]
+    async fn list_sources(
+        &self,
+        Parameters(_): Parameters<NoArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        self.call(Operation::ListSources, &ctx, |plane, who| {
+            let v = plane.sources(&who);
+            let n = v["sources"].as_array().map_or(0, Vec::len);
+            Ok((v, format!("{n} source(s)")))
+        })
+        .await
+    }
+
+    #[tool(
+        description = "How fresh each readable source is: last indexing pass, files changed since, content past its max age, and version drift between docs and lockfiles.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false),
+        output_schema = schema_for_output::<plane::lookup::FreshnessReport>()
     )]
     async fn freshness_report(
         &self,
         Parameters(p): Parameters<FreshnessQuery>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.call(move |app, reg, who| crate::serve::freshness(app, reg, who, p.source.as_deref()))
-            .await
+        self.call(Operation::Freshness, &ctx, move |plane, who| {
+            let r = plane.freshness(Some(&who), p.source.as_deref())?;
+            let summary = format!(
+                "{} source(s), {} need attention",
+                r.sources.len(),
+                r.needs_attention
+            );
+            Ok((serde_json::to_value(&r)?, summary))
+        })
+        .await
     }
 }
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Mcp {
-    fn get_info(&self) -> ServerInfo {
-        ServerInfo::new(ServerCapabilities::builder().enable_tools().build())
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("ctxplane", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "ctxplane answers questions about this organisation's code and docs with provenance. \
                  Call get_context first; cite results by their provenance; use explain_provenance to check one.",
             )
     }
+
+    /// The handshake-era versions: a client that probes with
+    /// `server/discover` for the 2026-07-28 lifecycle is told so at once
+    /// and falls back to `initialize`.
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        std::borrow::Cow::Borrowed(ProtocolVersion::known_up_to(
+            &ProtocolVersion::LATEST_WITH_INITIALIZE,
+        ))
+    }
+
+    async fn discover(&self, _ctx: RequestContext<RoleServer>) -> Result<DiscoverResult, ErrorData> {
+        Err(ErrorData::method_not_found::<DiscoverRequestMethod>())
+    }
 }
 
+impl Mcp {
+    fn new(plane: Arc<Plane>, identity: Identity) -> Mcp {
+        Mcp {
+            plane,
+            identity,
+            tool_router: Mcp::tool_router(),
+        }
+    }
+}
+
+/// `ctxplane mcp`: MCP on stdio as one principal.
 pub fn mcp(
-    args: McpArgs,
+    args: crate::cli::McpArgs,
     s: &Settings,
     store: registry::RegistryStore,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let reg = store.load(&s.actor)?;
     let token = std::env::var(&args.token_env).ok().filter(|t| !t.is_empty());
-    let principal = match (&token, &args.principal) {
-        (Some(t), _) => reg
-            .authenticate(t)
-            .map(|p| p.name.clone())
-            .ok_or_else(|| ConfigError(format!("the token in {} matches no principal", args.token_env)))?,
-        (None, Some(name)) => reg
-            .principal(name)
-            .map(|p| p.name.clone())
-            .ok_or_else(|| ConfigError(format!("no principal {name:?} in the registry")))?,
+    let plane = Arc::new(Plane::open(s.clone(), store, Profile::server(true))?);
+    let identity = match (token, &args.principal) {
+        (Some(t), _) => {
+            plane.authenticate(Some(&t)).map_err(|_| {
+                plane::ConfigError(format!("the token in {} matches no principal", args.token_env))
+            })?;
+            Identity::Token(t)
+        }
+        (None, Some(name)) => {
+            plane.principal_named(name)?;
+            Identity::Named(name.clone())
+        }
         (None, None) => {
-            return Err(ConfigError(format!(
+            return Err(plane::ConfigError(format!(
                 "set {} to the principal's token (or pass --as PRINCIPAL)",
                 args.token_env
             ))
             .into());
         }
     };
-    drop(reg);
-    let app = Arc::new(App::open(s.clone(), store, true, false)?);
-    let watcher = crate::serve::start_watcher(&app, args.no_watch)?;
+    if let Err(e) = plane.update(None, plane::PassKind::Full, &mut plane::Quiet) {
+        tracing::error!(error = %e, "initial pass failed; serving what is indexed");
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = crate::watch::spawn(&plane, args.no_watch, &stop)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let result = rt.block_on(async {
-        let server = Mcp {
-            app: app.clone(),
-            principal,
-            tool_router: Mcp::tool_router(),
-        };
-        let running = server
-            .serve(rmcp::transport::io::stdio())
+        let running = Mcp::new(plane.clone(), identity)
+            .serve(rmcp::transport::stdio())
             .await
             .map_err(|e| anyhow::anyhow!("starting the MCP session: {e}"))?;
         running.waiting().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         anyhow::Ok(())
     });
-    crate::serve::stop_watcher(&app, watcher);
+    crate::watch::stop(&stop, watcher);
     result?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// MCP over streamable HTTP for `serve`, at `/mcp`: the same tools, each
+/// call admitted with the request's bearer token (a request without a
+/// valid token is a 401 before any MCP message is read).
+pub fn http_service(plane: Arc<Plane>, addr: SocketAddr) -> axum::Router {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+    let host = addr.ip().to_string();
+    let hosts = [
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        format!("{host}:{}", addr.port()),
+        host,
+    ];
+    let p = plane.clone();
+    let service = StreamableHttpService::new(
+        move || Ok(Mcp::new(p.clone(), Identity::PerRequest)),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_allowed_hosts(hosts),
+    );
+    axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(plane, require_token))
+}
+
+/// 401 with `WWW-Authenticate` for a request to `/mcp` without a valid token.
+async fn require_token(
+    axum::extract::State(plane): axum::extract::State<Arc<Plane>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let token = crate::http::bearer(req.headers());
+    let ok = tokio::task::spawn_blocking(move || plane.authenticate(token.as_deref()).is_ok())
+        .await
+        .unwrap_or(false);
+    if ok {
+        next.run(req).await
+    } else {
+        crate::http::error::ApiError(plane::Error::Unauthorized).into_response()
+    }
 }

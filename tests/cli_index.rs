@@ -112,10 +112,15 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
             .all(|r| r["provenance"]["source"] == "platform-docs")
     );
 
-    // Revoking the source purges all of its content.
-    run(org, &["registry", "revoke", "payments-api", "--reason", "test"]);
-    let purged: serde_json::Value = serde_json::from_str(&run(org, &["index", "--json"])).unwrap();
-    assert_eq!(purged["report"]["purged"][0], "payments-api");
+    // Revoking the source purges all of its content at once, and proves it.
+    let revoked: serde_json::Value = serde_json::from_str(&run(
+        org,
+        &["registry", "revoke", "payments-api", "--reason", "test", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(revoked["purged"][0], "payments-api", "{revoked}");
+    assert_eq!(revoked["purge_verified"], true, "{revoked}");
+    assert_eq!(revoked["remaining"]["chunks"], 0, "{revoked}");
     let after: serde_json::Value =
         serde_json::from_str(&run(org, &["search", "ledger capture pay", "--json"])).unwrap();
     assert!(

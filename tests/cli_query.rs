@@ -80,8 +80,19 @@ fn query_provenance_status_and_the_lexical_fallback() {
     for r in s["results"].as_array().unwrap() {
         assert_eq!(r["provenance"]["source"], "platform-docs");
     }
-    let nobody = run_json(org, &["query", "database", "--as", "nobody-such", "--json"]);
-    assert!(nobody["results"].as_array().unwrap().is_empty());
+    // An unknown principal is an error, not an empty answer.
+    let nobody = command(org, &["query", "database", "--as", "nobody-such", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(nobody.status.code(), Some(2));
+    let err: serde_json::Value = serde_json::from_slice(&nobody.stdout).unwrap();
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("no principal \"nobody-such\""),
+        "{err}"
+    );
 
     // Provenance of a result, then of the same result after its file changed.
     let id = results[0]["id"].as_str().unwrap().to_string();

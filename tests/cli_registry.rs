@@ -143,10 +143,12 @@ fn a_steward_walks_a_source_through_its_life() {
             "source.add",
             "source.deny",
             "source.approve",
-            "source.revoke"
+            "source.revoke",
+            // The CLI revocation purges and proves it, exactly as HTTP's.
+            "source.purge_verified"
         ]
     );
-    assert!(org.ok(&["audit", "verify"]).contains("intact: 5 entries"));
+    assert!(org.ok(&["audit", "verify"]).contains("intact: 6 entries"));
     let text = std::fs::read_to_string(org.registry()).unwrap();
     assert!(
         text.starts_with("# Acme's source registry"),
@@ -162,7 +164,7 @@ fn refused_edits_leave_the_registry_and_log_as_they_were() {
     let before = std::fs::read(org.registry()).unwrap();
     assert!(
         org.fails(&["registry", "revoke", "payments-api"], 1)
-            .contains("--reason is required")
+            .contains("a reason is required to revoke")
     );
     assert!(
         org.fails(&["registry", "deny", "payments-api", "--reason", "x"], 1)
@@ -362,15 +364,32 @@ fn audit_verify_names_the_first_tampered_entry() {
     org.ok(&["registry", "revoke", "people-ops", "--reason", "not needed"]);
     let log_path = org.dir.path().join(".ctxplane/audit/log.jsonl");
     let log = std::fs::read_to_string(&log_path).unwrap();
-    std::fs::write(&log_path, log.replacen("not needed", "not Needed", 1)).unwrap();
+    // The revocation's purge proof is the last entry: tamper with it.
+    let last = log.lines().count();
+    assert!(
+        log.lines().last().unwrap().contains("source.purge_verified"),
+        "{log}"
+    );
+    let tampered: Vec<String> = log
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i + 1 == last {
+                l.replacen("\"clean\":true", "\"clean\":false", 1)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&log_path, tampered.join("\n") + "\n").unwrap();
     let out = org.run(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("log.jsonl:3:"), "{err}");
+    assert!(err.contains(&format!("log.jsonl:{last}:")), "{err}");
     let report = org.run(&["audit", "verify", "--json"]);
     let v: Value = serde_json::from_slice(&report.stdout).unwrap();
     assert_eq!(v["intact"], false);
-    assert_eq!(v["first_bad"]["line"], 3);
+    assert_eq!(v["first_bad"]["line"], last);
     // Appends refuse to extend a chain whose tail no longer checks out.
     assert_eq!(
         org.run(&["registry", "approve", "people-ops", "--reason", "x"])

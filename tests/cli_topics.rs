@@ -84,9 +84,20 @@ fn packages_answer_first_and_go_stale_when_a_cited_file_changes() {
     let s = ask(org, "The database primary is down, what now?", "support-agent");
     assert_eq!(s["package"]["id"], "topic:postgres-failover", "{s:#}");
     assert_eq!(s["topic"]["packages_in_scope"], 1);
-    // An unknown principal has no packages at all.
-    let u = ask(org, "The database primary is down, what now?", "nobody");
-    assert_eq!(u["topic"]["outcome"], "no_packages");
+    // An unknown principal is refused outright (bad usage, exit 2).
+    let u = common::command(
+        org,
+        &[
+            "query",
+            "The database primary is down, what now?",
+            "--as",
+            "nobody",
+            "--json",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(u.status.code(), Some(2));
 
     // An off-topic question is not answered by a package.
     let off = ask(

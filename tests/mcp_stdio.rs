@@ -71,7 +71,10 @@ impl Session {
         let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
         let result = &r["result"];
         let text = result["content"][0]["text"].as_str().unwrap_or("").to_string();
-        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let v = match &result["structuredContent"] {
+            Value::Null => Value::String(text),
+            structured => structured.clone(),
+        };
         (result["isError"] == true, v)
     }
 

@@ -42,7 +42,7 @@ pub fn is_doc(language: &str) -> bool {
 }
 
 /// A drifting claim, flattened for reports.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct DriftNote {
     pub file: String,
     pub line: usize,

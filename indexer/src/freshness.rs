@@ -12,7 +12,7 @@ use crate::manifest::Manifests;
 use crate::pass::Tally;
 use crate::walk;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FreshnessStatus {
     /// Everything on disk is indexed and no content is past its max age.
@@ -50,7 +50,7 @@ impl FreshnessStatus {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct SourceFreshness {
     pub source: String,
     pub tier: u8,

@@ -175,15 +175,7 @@ impl Indexer {
 
     /// When each source was last walked by a pass.
     pub fn passes(&self) -> Result<BTreeMap<String, Timestamp>> {
-        let path = self.passes_path();
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| IndexError::Layout {
-                path,
-                message: format!("unreadable ({e}); delete it, the next pass rewrites it"),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(IndexError::io(path, e)),
-        }
+        read_passes(self.passes_path())
     }
 
     /// Per source: what changed on disk since the last pass, and which
@@ -232,4 +224,31 @@ fn redaction_key(dir: &Path) -> Result<[u8; 32]> {
         }
         Err(e) => Err(IndexError::io(path, e)),
     }
+}
+
+/// When each source was last walked by a pass, read from `path`.
+fn read_passes(path: PathBuf) -> Result<BTreeMap<String, Timestamp>> {
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| IndexError::Layout {
+            path,
+            message: format!("unreadable ({e}); delete it, the next pass rewrites it"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(IndexError::io(path, e)),
+    }
+}
+
+/// Freshness from a read-only view of the index under `data_dir` (a
+/// reader's `lexical`): what `Indexer::freshness` reports, without the
+/// indexer, so that asking never waits for a pass.
+pub fn freshness_of(
+    data_dir: &Path,
+    lexical: &Lexical,
+    registry: &Registry,
+    policy: &Policy<'_>,
+    now: Timestamp,
+) -> Result<Vec<freshness::SourceFreshness>> {
+    let manifests = Manifests::new(data_dir.join("index/manifests"));
+    let passes = read_passes(data_dir.join("index/passes.json"))?;
+    freshness::report(lexical, &manifests, &passes, registry, policy, now)
 }

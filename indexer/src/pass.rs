@@ -44,7 +44,7 @@ impl Default for PassOptions {
 }
 
 /// Counts with a few example paths.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Tally {
     pub count: u64,
     pub examples: Vec<String>,

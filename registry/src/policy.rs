@@ -128,8 +128,23 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Whether this scope may read content of `source` at `tier`.
     pub fn permits(&self, source: &SourceId, tier: Tier) -> bool {
         tier <= self.tier_ceiling && self.sources.contains(source)
+    }
+
+    /// The one rule for oversight: stewards see the whole registry (every
+    /// source whatever its status, in source lists, freshness and the CI
+    /// check); everyone else sees only what `permits`. Reading content is
+    /// always `permits`, stewards included.
+    pub fn oversees_registry(&self) -> bool {
+        self.role == Role::Steward
+    }
+
+    /// Whether `source` at `tier` is visible to this scope as registry
+    /// metadata (listing, freshness, check).
+    pub fn may_oversee(&self, source: &SourceId, tier: Tier) -> bool {
+        self.oversees_registry() || self.permits(source, tier)
     }
 }
 

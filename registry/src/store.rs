@@ -64,6 +64,11 @@ impl RegistryStore {
         self.clock.as_ref()
     }
 
+    /// The clock itself, for components that keep it.
+    pub fn clock_handle(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     pub fn audit(&self) -> AuditLog {
         AuditLog::open(audit_dir(&self.data_dir))
     }

@@ -101,7 +101,7 @@ impl<'a> Caller<'a> {
 }
 
 /// One result.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Hit {
     /// The result id: the chunk id, stable while the content is unchanged.
     pub id: String,
@@ -113,7 +113,7 @@ pub struct Hit {
 }
 
 /// The dense side's state, reported with every answer.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct DenseStatus {
     pub available: bool,
     pub model_id: Option<String>,
@@ -125,7 +125,7 @@ pub struct DenseStatus {
     pub reason: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Answer {
     pub query: String,
     /// `topic_package` (tier 1: the answer is `package`), or `hybrid`,
@@ -168,6 +168,8 @@ pub struct Retriever {
     topics: Option<Topics>,
     pub fusion: Fusion,
     pub topic_match: TopicMatch,
+    /// Every reading of "now" (freshness, topic staleness) comes from here.
+    clock: Arc<dyn registry::Clock>,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -212,6 +214,7 @@ impl Retriever {
             topics: None,
             fusion: Fusion::default(),
             topic_match: TopicMatch::default(),
+            clock: Arc::new(registry::SystemClock),
         })
     }
 
@@ -220,6 +223,16 @@ impl Retriever {
     pub fn with_topics(mut self, dir: &Path, grace_days: u32) -> Retriever {
         self.topics = Some(Topics::new(dir, grace_days));
         self
+    }
+
+    /// Reads "now" from `clock` (the service's injectable clock).
+    pub fn with_clock(mut self, clock: Arc<dyn registry::Clock>) -> Retriever {
+        self.clock = clock;
+        self
+    }
+
+    pub(crate) fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
     }
 
     pub fn topics(&self) -> Option<&Topics> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::Retriever;
 use indexer::lexical::ChunkDoc;
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Freshness {
     /// `fresh`; `modified_on_disk` or `deleted_on_disk` (the index is behind);
     /// `superseded` (the file was re-indexed and this chunk is going);
@@ -22,7 +22,7 @@ pub struct Freshness {
     pub checked_at: Timestamp,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Provenance {
     pub result_id: String,
     pub source: String,
@@ -77,7 +77,7 @@ impl Retriever {
             .and_then(|id| registry.source(&id).cloned());
         let manifest = self.manifest(&doc.source);
         let entry = manifest.as_ref().and_then(|m| m.files.get(&doc.path));
-        let now = Timestamp::now();
+        let now = self.now();
         let max_age_days = source.as_ref().map(|s| registry.freshness.max_age_days(s));
         let status = match (&source, entry) {
             (Some(s), Some(e)) => {

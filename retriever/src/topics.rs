@@ -363,7 +363,7 @@ pub fn default_max_age(registry: &Registry, pkg: &TopicPackage) -> u32 {
 }
 
 /// How the best package scored.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct MatchScore {
     pub score: f32,
     pub dense: Option<f32>,
@@ -371,7 +371,7 @@ pub struct MatchScore {
 }
 
 /// What tier 1 decided for a query.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TopicDecision {
     /// `served`, `served_stale`, `below_threshold`, `stale_past_grace`,
     /// `over_budget`, or `no_packages` (none in the caller's scope).
@@ -385,7 +385,7 @@ pub struct TopicDecision {
 }
 
 /// One cited span, as served.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct CitationProvenance {
     /// The marker number in the body, `[n]`.
     pub n: usize,
@@ -410,7 +410,7 @@ pub struct CitationProvenance {
     pub chunk_ids: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct PackageProvenance {
     pub package_id: String,
     pub title: String,
@@ -438,7 +438,7 @@ pub struct PackageProvenance {
 }
 
 /// A package served as the answer.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct PackageHit {
     /// `topic:<package id>`.
     pub id: String,
@@ -486,7 +486,7 @@ impl Retriever {
         registry: &Registry,
         e: &Entry,
     ) -> Arc<Verification> {
-        let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        let today = self.now().to_zoned(jiff::tz::TimeZone::UTC).date();
         let key: Vec<Option<String>> = e
             .pkg
             .citations
@@ -613,7 +613,7 @@ impl Retriever {
             let grace = jiff::SignedDuration::from_hours(24 * i64::from(topics.grace_days));
             let within = v
                 .stale_since
-                .is_some_and(|since| Timestamp::now().duration_since(since) <= grace);
+                .is_some_and(|since| self.now().duration_since(since) <= grace);
             if !within {
                 decision.outcome = "stale_past_grace".into();
                 return Ok(Tier1 { hit: None, decision });

@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
 /// A problem with configuration, reported with exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
-use serde::Deserialize;
 
 /// The config file's shape. Relative paths are relative to the file.
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +64,9 @@ pub struct Settings {
     /// `topics/` beside the registry.
     pub topics_dir: PathBuf,
     pub topic_grace_days: u32,
+    /// Extra redaction rules (gitleaks TOML) on top of the built-in ones:
+    /// `CTXPLANE_REDACTION_RULES`, or `index --rules`.
+    pub redaction_rules: Option<PathBuf>,
 }
 
 /// What the command line and environment said (flags override env).
@@ -77,7 +81,7 @@ pub struct Overrides {
 pub const DEFAULT_CONFIG: &str = "ctxplane.toml";
 
 impl Settings {
-    pub fn resolve(o: Overrides) -> anyhow::Result<Settings> {
+    pub fn resolve(o: Overrides) -> Result<Settings, ConfigError> {
         let (file, file_dir) = match &o.config {
             Some(path) => (read_config(path)?, parent(path)),
             None if Path::new(DEFAULT_CONFIG).is_file() => {
@@ -102,12 +106,11 @@ impl Settings {
         if actor.is_empty() || actor.len() > 128 || actor.chars().any(char::is_control) {
             return Err(ConfigError(
                 "--actor must be a non-empty name of at most 128 printable characters".into(),
-            )
-            .into());
+            ));
         }
         let max_file_bytes = file.max_file_bytes.unwrap_or(1 << 20);
         if max_file_bytes == 0 {
-            return Err(ConfigError("max_file_bytes must be at least 1".into()).into());
+            return Err(ConfigError("max_file_bytes must be at least 1".into()));
         }
         let model_dir = std::env::var_os("CTXPLANE_MODEL_DIR")
             .filter(|v| !v.is_empty())
@@ -115,7 +118,7 @@ impl Settings {
             .or_else(|| file.model_dir.map(|p| file_dir.join(p)));
         let embed_threads = file.embed_threads.unwrap_or(2);
         if !(1..=64).contains(&embed_threads) {
-            return Err(ConfigError("embed_threads must be between 1 and 64".into()).into());
+            return Err(ConfigError("embed_threads must be between 1 and 64".into()));
         }
         let vectors = match file.vector_store.as_deref().unwrap_or("embedded") {
             "embedded" => VectorBackend::Embedded,
@@ -139,8 +142,7 @@ impl Settings {
             other => {
                 return Err(ConfigError(format!(
                     "vector_store must be \"embedded\" or \"qdrant\", not {other:?}"
-                ))
-                .into());
+                )));
             }
         };
         let topics_dir = std::env::var_os("CTXPLANE_TOPICS_DIR")
@@ -150,9 +152,13 @@ impl Settings {
             .unwrap_or_else(|| parent(&registry).join("topics"));
         let topic_grace_days = file.topic_grace_days.unwrap_or(7);
         if topic_grace_days > 365 {
-            return Err(ConfigError("topic_grace_days is at most 365".into()).into());
+            return Err(ConfigError("topic_grace_days is at most 365".into()));
         }
+        let redaction_rules = std::env::var_os("CTXPLANE_REDACTION_RULES")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         Ok(Settings {
+            redaction_rules,
             topics_dir,
             topic_grace_days,
             registry,
@@ -173,7 +179,7 @@ fn parent(p: &Path) -> PathBuf {
     }
 }
 
-fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
+fn read_config(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("reading config {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| {
@@ -181,6 +187,6 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
             .span()
             .map(|s| registry::model::line_col(&text, s.start))
             .unwrap_or((1, 1));
-        ConfigError(format!("{}:{line}:{col}: {}", path.display(), e.message().trim())).into()
+        ConfigError(format!("{}:{line}:{col}: {}", path.display(), e.message().trim()))
     })
 }

@@ -1,11 +1,11 @@
-//! JSON shapes the CLI prints. Wire types live here, in the binary, not in
-//! the library crates.
+//! Views of registry entries as the service shows them (CLI, HTTP, MCP):
+//! sources, exceptions and principals, never a token or its full hash.
 
 use jiff::Timestamp;
 use registry::model::{Exception, Principal, Source, SourceGrant, Window};
 use serde::Serialize;
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct SourceView<'a> {
     pub id: &'a str,
     pub kind: &'a str,
@@ -42,7 +42,7 @@ impl<'a> SourceView<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct ExceptionView<'a> {
     pub id: &'a str,
     pub source: &'a str,
@@ -71,7 +71,7 @@ impl<'a> ExceptionView<'a> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize)]
 pub struct PrincipalView<'a> {
     pub name: &'a str,
     pub role: &'a str,
@@ -97,32 +97,4 @@ impl<'a> PrincipalView<'a> {
             description: p.description.as_deref(),
         }
     }
-}
-
-/// Prints rows as aligned columns under a header.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<&str>| {
-        let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(cell);
-            } else {
-                l.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-    out
 }

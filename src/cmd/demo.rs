@@ -5,22 +5,11 @@
 
 use std::sync::Arc;
 
+use plane::query::{Asker, ContextRequest, Via};
+use plane::{PassKind, Plane, Profile, Settings};
 use registry::RegistryStore;
-use retriever::{Caller, Options};
 
-use crate::cli::{AuditCmd, FreshnessArgs, Json};
-use crate::config::Settings;
-use crate::serve::{App, ServeArgs};
-
-#[derive(Debug, clap::Args)]
-pub struct DemoArgs {
-    /// Where the API listens afterwards.
-    #[arg(long, default_value = "127.0.0.1:7411")]
-    pub listen: std::net::SocketAddr,
-    /// Stop after the tour instead of serving.
-    #[arg(long)]
-    pub no_serve: bool,
-}
+use crate::cli::{AuditCmd, DemoArgs, FreshnessArgs, Json, ServeArgs};
 
 fn heading(text: &str) {
     println!("\n\x1b[1m== {text}\x1b[0m\n");
@@ -47,17 +36,25 @@ fn demo_tokens(s: &Settings) -> Vec<(String, String, String)> {
 
 pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Result<std::process::ExitCode> {
     heading("The registry: sources, tiers, owners, principals");
-    crate::commands::registry(crate::cli::RegistryCmd::List(Json { json: false }), s, &store)?;
-    crate::commands::registry(
+    crate::cmd::registry::registry(crate::cli::RegistryCmd::List(Json { json: false }), s, &store)?;
+    crate::cmd::registry::registry(
         crate::cli::RegistryCmd::Principal(crate::cli::PrincipalCmd::List(Json { json: false })),
         s,
         &store,
     )?;
 
     heading("Indexing: policy on every file, secrets redacted, tree-sitter chunks, embeddings");
-    let app = Arc::new(App::open(s.clone(), store, true, true)?);
-    let reg = app.registry()?;
-    let policy = reg.policy(app.store.clock());
+    let plane = Arc::new(Plane::open(s.clone(), store, Profile::server(true))?);
+    let bars = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let outcome = if bars {
+        plane.update(None, PassKind::Full, &mut crate::cmd::index::Bars::default())?
+    } else {
+        plane.update(None, PassKind::Full, &mut plane::Quiet)?
+    };
+    if let Some(o) = &outcome {
+        crate::cmd::index::print_summary(&o.report, std::time::Duration::from_millis(o.elapsed_ms));
+        crate::cmd::index::print_vectors(&o.vectors);
+    }
     let asks = [
         (
             "coding-agent",
@@ -92,24 +89,21 @@ pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Resul
     ];
     for (who, q, why) in asks {
         heading(&format!("{who} asks: {q:?}  ({why})"));
-        let p = reg
-            .principal(who)
-            .ok_or_else(|| anyhow::anyhow!("the demo needs principal {who} (examples/acme/registry.toml)"))?;
-        let caller = Caller {
-            registry: &reg,
-            scope: policy.scope_for(p),
-        };
-        let a = app.retriever.query(
-            &caller,
-            q,
-            &Options {
-                limit: 3,
-                max_tokens: 1_500,
+        let p = plane
+            .principal_named(who)
+            .map_err(|_| anyhow::anyhow!("the demo needs principal {who} (examples/acme/registry.toml)"))?;
+        let d = plane.context(
+            &Asker::Principal(p),
+            ContextRequest {
+                query: q.to_string(),
+                limit: Some(3),
+                max_tokens: Some(2_500),
                 ..Default::default()
             },
+            Via::Cli,
         )?;
-        crate::querying::print_answer(&a);
-        if let Some(h) = a.results.first() {
+        crate::cmd::query::print_answer(&d);
+        if let Some(h) = d.answer.results.first() {
             let pv = &h.provenance;
             println!(
                 "  provenance of {}: {}:{}#L{}-L{} owner {} tier {} commit {} file blake3 {}… ingested {} decision {} redactions {}",
@@ -130,29 +124,28 @@ pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Resul
     }
 
     heading("Freshness and version drift");
-    crate::indexing::freshness(
+    crate::cmd::index::freshness(
         FreshnessArgs {
             check: false,
             out: Json { json: false },
         },
-        s,
-        &app.store,
+        &plane,
     )?;
 
     heading(
         "The CI check (the example plants drift, an incomplete context package and two stale topic packages)",
     );
-    crate::checking::check(
+    crate::cmd::check::check(
         crate::cli::CheckArgs {
             source: None,
             format: "text".into(),
+            json: false,
         },
-        s,
-        &app.store,
+        &plane,
     )?;
 
     heading("The audit chain");
-    crate::commands::audit(AuditCmd::Verify(Json { json: false }), &app.store)?;
+    crate::cmd::registry::audit(AuditCmd::Verify(Json { json: false }), plane.store())?;
 
     if args.no_serve {
         return Ok(std::process::ExitCode::SUCCESS);
@@ -173,8 +166,8 @@ pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Resul
         println!("  curl -s http://{addr}/v1/openapi.json");
         println!("  curl -s http://{addr}/metrics");
     });
-    crate::serve::serve_app(
-        app,
+    crate::cmd::serve::serve_plane(
+        plane,
         ServeArgs {
             listen: args.listen,
             no_watch: false,

@@ -1,60 +1,54 @@
-//! `ctxplane check`: the CI gate. Validates each source's repo context
-//! package and every topic package (citations hashed as recorded, within
-//! max age, owner known) and reports version drift (package expectations and docs against
-//! lockfiles), reading the checkout on disk through the same walk and
-//! policy as the indexer. Exit 0 when clean, 1 when anything fails, 2 for
-//! usage or configuration errors.
+//! The CI gate: each source's repo context package and every topic
+//! package (citations hashed as recorded, within max age, owner known)
+//! validated, and version drift (package expectations and docs against
+//! lockfiles) reported, reading the checkout on disk through the same walk
+//! and policy as the indexer. The CLI's `check`, HTTP's `/v1/check` and
+//! stewards' pages all run this.
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path};
-use std::process::ExitCode;
 
 use indexer::alignment::is_doc;
 use indexer::chunk::language_of;
 use packages::context::{Checks, FILE_NAME, validate};
 use packages::drift::doc_drift;
 use packages::lockfile::{DependencyMap, is_lockfile, parse};
-use registry::{RegistryStore, Status};
+use registry::Status;
+use schemars::JsonSchema;
 use serde::Serialize;
-use serde_json::json;
 
-use crate::cli::CheckArgs;
-use crate::config::{ConfigError, Settings};
-use crate::topics;
+use crate::error::{Error, Result};
+use crate::{Plane, Who, topics};
 
-#[derive(Debug, Serialize)]
-pub(crate) struct Finding {
-    source: String,
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Finding {
+    pub source: String,
     /// Path as given to annotations: relative to the working directory
     /// when possible.
-    file: String,
-    line: usize,
-    code: String,
-    message: String,
+    pub file: String,
+    pub line: usize,
+    pub code: String,
+    pub message: String,
     /// `error` fails the check; `warning` does not.
-    severity: &'static str,
+    pub severity: &'static str,
 }
 
 /// The check over every approved source and topic package, or only what
 /// `scope` may read (a source in scope; a topic package whose cited
 /// sources all are; unparseable packages are for stewards). `None` is the
 /// whole registry: the CLI and stewards.
-pub(crate) fn report(
+pub fn report(
+    plane: &Plane,
     reg: &registry::Registry,
     only: Option<&str>,
     scope: Option<&registry::Scope>,
-    s: &Settings,
-    store: &RegistryStore,
-) -> anyhow::Result<CheckReport> {
-    let args = CheckArgs {
-        source: only.map(str::to_string),
-        format: "json".into(),
-    };
-    let policy = reg.policy(store.clock());
-    if let Some(id) = &args.source
+) -> Result<CheckReport> {
+    let s = plane.settings();
+    let policy = reg.policy(plane.store().clock());
+    if let Some(id) = only
         && !source_visible(reg, scope, id)
     {
-        return Err(ConfigError(format!("no source {id:?} in the registry")).into());
+        return Err(Error::NotFound("no such source".into()));
     }
     let known_owners: BTreeSet<String> = reg
         .sources
@@ -72,7 +66,7 @@ pub(crate) fn report(
         .filter(|x| x.status == Status::Approved && scope.is_none_or(|sc| sc.permits(&x.id, x.tier)))
     {
         let id = source.id.as_str();
-        if args.source.as_deref().is_some_and(|want| want != id) {
+        if only.is_some_and(|want| want != id) {
             continue;
         }
         checked.push(id.to_string());
@@ -171,7 +165,7 @@ pub(crate) fn report(
             }
         }
     }
-    check_topics(&args, s, reg, &policy, scope, &mut checked, &mut findings)?;
+    check_topics(only, s, reg, &policy, scope, &mut checked, &mut findings)?;
     let errors = findings.iter().filter(|f| f.severity == "error").count();
     Ok(CheckReport {
         ok: errors == 0,
@@ -182,87 +176,33 @@ pub(crate) fn report(
 }
 
 /// What `check` found: the sources and packages checked, and the findings.
-#[derive(Debug, Serialize)]
-pub(crate) struct CheckReport {
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CheckReport {
     pub ok: bool,
     pub errors: usize,
     pub sources: Vec<String>,
     pub findings: Vec<Finding>,
 }
 
-pub fn check(args: CheckArgs, s: &Settings, store: &RegistryStore) -> anyhow::Result<ExitCode> {
-    let format = args.format.as_str();
-    if !matches!(format, "text" | "json" | "junit" | "github") {
-        return Err(ConfigError(format!(
-            "--format must be text, json, junit or github, not {format:?}"
-        ))
-        .into());
-    }
-    let reg = store.load(&s.actor)?;
-    let rep = report(&reg, args.source.as_deref(), None, s, store)?;
-    let (checked, findings, errors) = (rep.sources, rep.findings, rep.errors);
-    match format {
-        "json" => println!(
-            "{}",
-            serde_json::to_string_pretty(
-                &json!({"ok": errors == 0, "errors": errors, "sources": checked, "findings": findings})
-            )?
-        ),
-        "github" => {
-            for f in &findings {
-                println!(
-                    "::{} file={},line={},title={}::{}",
-                    f.severity,
-                    f.file,
-                    f.line,
-                    f.code,
-                    f.message
-                        .replace('%', "%25")
-                        .replace('\r', "%0D")
-                        .replace('\n', "%0A")
-                );
-            }
-        }
-        "junit" => print!("{}", junit(&checked, &findings)),
-        _ => {
-            for f in &findings {
-                println!("{}:{}: {} [{}] {}", f.file, f.line, f.severity, f.code, f.message);
-            }
-            let packages = checked.iter().filter(|c| c.starts_with("topic")).count();
-            println!(
-                "{} source(s) and {packages} topic package(s) checked: {} error(s), {} warning(s)",
-                checked.len() - packages,
-                errors,
-                findings.len() - errors
-            );
-        }
-    }
-    Ok(if errors > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
 /// Topic packages: parse, owner, every citation against the checkout,
 /// max age. With `--source`, only packages citing that source.
 /// Whether `id` names a registered source that `scope` may read (`None`:
 /// any registered source).
-pub(crate) fn source_visible(reg: &registry::Registry, scope: Option<&registry::Scope>, id: &str) -> bool {
+pub fn source_visible(reg: &registry::Registry, scope: Option<&registry::Scope>, id: &str) -> bool {
     reg.sources
         .values()
         .any(|x| x.id.as_str() == id && scope.is_none_or(|sc| sc.permits(&x.id, x.tier)))
 }
 
 fn check_topics(
-    args: &CheckArgs,
-    s: &Settings,
+    only: Option<&str>,
+    s: &crate::Settings,
     reg: &registry::Registry,
     policy: &registry::Policy<'_>,
     scope: Option<&registry::Scope>,
     checked: &mut Vec<String>,
     findings: &mut Vec<Finding>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let today = policy.now().to_zoned(jiff::tz::TimeZone::UTC).date();
     let loaded = topics::load_dir(&s.topics_dir)?;
     if loaded.is_empty() {
@@ -284,7 +224,7 @@ fn check_topics(
         match &l.parsed {
             Err(problems) => {
                 // Unparsed packages cite nothing known: stewards only.
-                if args.source.is_some() || scope.is_some() {
+                if only.is_some() || scope.is_some() {
                     continue;
                 }
                 if !checked.iter().any(|c| c == "topics") {
@@ -295,8 +235,8 @@ fn check_topics(
                 }
             }
             Ok(p) => {
-                if let Some(want) = &args.source
-                    && !p.citations.iter().any(|c| &c.source == want)
+                if let Some(want) = only
+                    && !p.citations.iter().any(|c| c.source == want)
                 {
                     continue;
                 }
@@ -341,39 +281,16 @@ fn check_topics(
     Ok(())
 }
 
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// One test suite, one test case per source; a failure per error.
-fn junit(sources: &[String], findings: &[Finding]) -> String {
-    let errors = findings.iter().filter(|f| f.severity == "error").count();
-    let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"ctxplane check\" tests=\"{}\" failures=\"{errors}\">\n",
-        sources.len()
-    );
-    for s in sources {
-        out.push_str(&format!(
-            "  <testcase classname=\"ctxplane\" name=\"{}\">\n",
-            xml(s)
-        ));
-        for f in findings
-            .iter()
-            .filter(|f| &f.source == s && f.severity == "error")
-        {
-            out.push_str(&format!(
-                "    <failure type=\"{}\" message=\"{}:{}: {}\"/>\n",
-                xml(&f.code),
-                xml(&f.file),
-                f.line,
-                xml(&f.message)
-            ));
-        }
-        out.push_str("  </testcase>\n");
+impl Plane {
+    /// The check as `who` may see it: stewards the whole registry; CI and
+    /// developers what their scope covers (a source outside it is the same
+    /// 404 as none). `None`: the operator at the CLI, the whole registry.
+    pub fn check(&self, who: Option<&Who>, only: Option<&str>) -> Result<CheckReport> {
+        let reg = match who {
+            Some(w) => w.registry.clone(),
+            None => self.registry()?,
+        };
+        let scope = who.map(|w| w.scope(self)).filter(|sc| !sc.oversees_registry());
+        report(self, &reg, only, scope.as_ref())
     }
-    out.push_str("</testsuite>\n");
-    out
 }

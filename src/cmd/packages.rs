@@ -1,183 +1,27 @@
 //! `ctxplane packages`: topic packages on disk: list, verify, rehash (the
-//! steward's re-review), draft. Verification here reads the cited files
-//! from the checkout, through the registry's policy and the redactor, so it
-//! sees what agents would; retrieval verifies against the index instead.
+//! steward's re-review), draft.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use indexer::redact::Redactor;
-use indexer::walk::Found;
-use packages::topic::{
-    Citation, Cited, PackageStatus, Problem, TopicPackage, Verification, parse, rehash, verify,
-};
+
+use packages::topic::{parse, rehash};
+use plane::Plane;
+use plane::query::Asker;
+use plane::topics::{DiskReader, Loaded, load_dir, owner_problem, shown, status_name, verify_on_disk};
 use registry::audit::Event;
-use registry::{Policy, Registry, RegistryStore, SourceId, Status};
+use registry::{Policy, Registry, SourceId};
 use serde_json::json;
 
 use crate::cli::{DraftArgs, PackagesCmd};
-use crate::commands::{load_rules, print_json};
-use crate::config::{ConfigError, Settings};
+use crate::print::print_json;
+use plane::ConfigError;
 
-/// Largest topic package file read.
-const MAX_PACKAGE_BYTES: u64 = 256 * 1024;
-
-/// A package file and what parsing made of it.
-pub(crate) struct Loaded {
-    pub file: PathBuf,
-    pub text: String,
-    pub parsed: Result<TopicPackage, Vec<Problem>>,
-}
-
-/// Every `*.md` in the topics directory except README.md. A missing
-/// directory holds no packages; one that is not a directory is an error.
-pub(crate) fn load_dir(dir: &Path) -> anyhow::Result<Vec<Loaded>> {
-    let files = packages::topic::list_dir(dir)
-        .map_err(|e| ConfigError(format!("topics directory {}: {e}", dir.display())))?;
-    let mut out = Vec::new();
-    let mut ids: HashMap<String, PathBuf> = HashMap::new();
-    for file in files {
-        let problem = |message: String| {
-            Err(vec![Problem {
-                line: 1,
-                code: "malformed",
-                message,
-            }])
-        };
-        let meta = std::fs::symlink_metadata(&file)?;
-        let (text, parsed) = if meta.file_type().is_symlink() {
-            (
-                String::new(),
-                problem("a symlink; topic packages must be regular files".into()),
-            )
-        } else if meta.len() > MAX_PACKAGE_BYTES {
-            (
-                String::new(),
-                problem(format!("larger than {MAX_PACKAGE_BYTES} bytes")),
-            )
-        } else {
-            match String::from_utf8(std::fs::read(&file)?) {
-                Ok(text) => {
-                    let parsed = parse(&text);
-                    (text, parsed)
-                }
-                Err(_) => (String::new(), problem("not valid UTF-8".into())),
-            }
-        };
-        let parsed = match parsed {
-            Ok(p) => match ids.get(&p.id) {
-                Some(other) => Err(vec![Problem {
-                    line: p.lines.id,
-                    code: "malformed",
-                    message: format!("id {:?} is already used by {}", p.id, other.display()),
-                }]),
-                None => {
-                    ids.insert(p.id.clone(), file.clone());
-                    Ok(p)
-                }
-            },
-            Err(e) => Err(e),
-        };
-        out.push(Loaded { file, text, parsed });
-    }
-    Ok(out)
-}
-
-/// Reads cited files from the checkout as the indexer would: only approved
-/// sources, only paths the policy lets in, no symlinks, redacted.
-pub(crate) struct DiskReader<'a> {
-    reg: &'a Registry,
-    policy: &'a Policy<'a>,
-    redactor: Redactor,
-    max_bytes: u64,
-    listings: HashMap<String, Result<HashMap<String, Found>, String>>,
-}
-
-impl<'a> DiskReader<'a> {
-    pub fn new(reg: &'a Registry, policy: &'a Policy<'a>, s: &Settings) -> anyhow::Result<Self> {
-        let rules_path = std::env::var_os("CTXPLANE_REDACTION_RULES")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        Ok(DiskReader {
-            reg,
-            policy,
-            redactor: Redactor::new(load_rules(rules_path.as_deref(), true)?, [0u8; 32]),
-            max_bytes: s.max_file_bytes,
-            listings: HashMap::new(),
-        })
-    }
-
-    pub fn read(&mut self, c: &Citation) -> Cited {
-        let Some(src) = SourceId::new(c.source.clone())
-            .ok()
-            .and_then(|id| self.reg.source(&id))
-        else {
-            return Cited::Denied(format!("no source {:?} in the registry", c.source));
-        };
-        if src.status != Status::Approved {
-            return Cited::Denied(format!("source {} is not approved", c.source));
-        }
-        let d = self.policy.decide_ingest(&c.source, &c.path);
-        if let Some(why) = d.deny_reason() {
-            return Cited::Denied(format!("the policy refuses this path: {why}"));
-        }
-        let root = src.root(&self.reg.base_dir);
-        let listing = self.listings.entry(c.source.clone()).or_insert_with(|| {
-            indexer::walk::list(&root)
-                .map(|v| v.into_iter().map(|f| (f.rel.clone(), f)).collect())
-                .map_err(|e| e.to_string())
-        });
-        let found = match listing {
-            Err(e) => return Cited::Missing(format!("cannot read the source: {e}")),
-            Ok(m) => match m.get(&c.path) {
-                Some(f) => f,
-                None => return Cited::Missing("no such file in the source".into()),
-            },
-        };
-        match indexer::walk::read_text(found, self.max_bytes) {
-            Ok((text, _)) => Cited::Text {
-                text: self.redactor.redact(&text, Some(&c.path)).text,
-                since: None,
-            },
-            Err(skip) => Cited::Missing(format!("not readable as text ({})", skip.code())),
-        }
-    }
-}
-
-/// Problems with who owns a package (the owner must be known).
-pub(crate) fn owner_problem(reg: &Registry, pkg: &TopicPackage) -> Option<Problem> {
-    let known = reg.sources.values().any(|s| s.owner == pkg.owner) || reg.principal(&pkg.owner).is_some();
-    (!known).then(|| Problem {
-        line: pkg.lines.owner,
-        code: "unknown_owner",
-        message: format!(
-            "owner {:?} is neither a source owner nor a principal in the registry",
-            pkg.owner
-        ),
-    })
-}
-
-pub(crate) fn verify_on_disk(
-    reg: &Registry,
-    reader: &mut DiskReader<'_>,
-    pkg: &TopicPackage,
-    today: jiff::civil::Date,
-) -> Verification {
-    verify(pkg, today, retriever::default_max_age(reg, pkg), &mut |c| {
-        reader.read(c)
-    })
-}
-
-/// A path as printed: relative to the working directory when possible.
-pub(crate) fn shown(p: &Path) -> String {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let p = p.strip_prefix(&cwd).unwrap_or(p);
-    p.strip_prefix(".").unwrap_or(p).display().to_string()
-}
-
-pub fn packages(cmd: PackagesCmd, s: &Settings, store: &RegistryStore) -> anyhow::Result<ExitCode> {
+pub fn packages(cmd: PackagesCmd, plane: &Plane) -> anyhow::Result<ExitCode> {
+    let s = plane.settings();
+    let store = plane.store();
     let reg = store.load(&s.actor)?;
     let policy = reg.policy(store.clock());
     let today = policy.now().to_zoned(jiff::tz::TimeZone::UTC).date();
@@ -384,17 +228,12 @@ pub fn packages(cmd: PackagesCmd, s: &Settings, store: &RegistryStore) -> anyhow
                 ExitCode::from(1)
             })
         }
-        PackagesCmd::Draft(args) => draft(args, s, store, &reg, &policy),
+        PackagesCmd::Draft(args) => draft(args, plane, &reg, &policy),
     }
 }
 
-fn draft(
-    args: DraftArgs,
-    s: &Settings,
-    store: &RegistryStore,
-    reg: &Registry,
-    policy: &Policy<'_>,
-) -> anyhow::Result<ExitCode> {
+fn draft(args: DraftArgs, plane: &Plane, reg: &Registry, _policy: &Policy<'_>) -> anyhow::Result<ExitCode> {
+    let s = plane.settings();
     let topic = args.topic.trim();
     if topic.is_empty() || topic.chars().count() > 300 {
         return Err(ConfigError("the topic is 1 to 300 characters".into()).into());
@@ -409,20 +248,12 @@ fn draft(
         ))
         .into());
     }
-    let retriever = crate::querying::open_retriever(s, store.data_dir())?;
-    let caller = crate::querying::caller(reg, args.principal.as_deref(), policy);
-    let answer = retriever.query(
-        &caller,
-        topic,
-        &retriever::Options {
-            limit: args.chunks.clamp(1, 50),
-            max_tokens: 1_000_000,
-            packages: false,
-            ..Default::default()
-        },
-    )?;
-    let chunks: Vec<packages::draft::DraftChunk> = answer
-        .results
+    let asker = match args.principal.as_deref() {
+        Some(name) => Asker::Principal(plane.principal_named(name)?),
+        None => Asker::Operator,
+    };
+    let hits = plane.search_for_draft(&asker, topic, args.chunks.clamp(1, 50))?;
+    let chunks: Vec<packages::draft::DraftChunk> = hits
         .iter()
         .map(|h| packages::draft::DraftChunk {
             source: h.provenance.source.clone(),
@@ -468,12 +299,18 @@ fn draft(
             registry::fsutil::write_atomic(path, text.as_bytes())?;
         }
     }
-    store.record(vec![
+    plane.store().record(vec![
         Event::new(&s.actor, "topic.draft", &id)
             .detail("topic_hash", registry::ContentHash::of(topic.as_bytes()).short())
             .detail("sentences", sentences.len())
             .detail("files", cited.iter().cloned().collect::<Vec<_>>())
-            .detail("scope", caller.scope.principal.clone()),
+            .detail(
+                "scope",
+                match &asker {
+                    Asker::Principal(w) => w.name().to_string(),
+                    Asker::Operator => "(operator)".to_string(),
+                },
+            ),
     ])?;
     if let Some(path) = &dest {
         eprintln!(
@@ -506,14 +343,6 @@ fn check_ids(loaded: &[Loaded], ids: &[String]) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-pub(crate) fn status_name(s: PackageStatus) -> &'static str {
-    match s {
-        PackageStatus::Fresh => "fresh",
-        PackageStatus::Stale => "stale",
-        PackageStatus::Draft => "draft",
-    }
 }
 
 fn ser<T: serde::Serialize>(v: &T) -> String {

@@ -11,14 +11,11 @@ use registry::edit::{Edit, NewException, NewPrincipal, NewSource, render};
 use registry::{ContentHash, Permit, Registry, RegistryStore, Role, SourceId, SourceKind, Status, Tier};
 use serde_json::json;
 
-use crate::cli::*;
-use crate::config::{self, Settings};
-use crate::views::{ExceptionView, PrincipalView, SourceView, table};
+use plane::Settings;
+use plane::views::{ExceptionView, PrincipalView, SourceView};
 
-pub(crate) fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
+use crate::cli::*;
+use crate::print::{print_json, table};
 
 fn registry_dir(store: &RegistryStore) -> &Path {
     match store.registry_path().parent() {
@@ -275,21 +272,34 @@ pub fn registry(cmd: RegistryCmd, s: &Settings, store: &RegistryStore) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
+/// Approve, deny or revoke through the plane: a revocation purges every
+/// store at once and proves it, exactly as over HTTP.
 fn set_status(store: &RegistryStore, s: &Settings, a: StatusArgs, status: Status) -> anyhow::Result<()> {
-    let reason = a.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
-    if reason.is_none() && matches!(status, Status::Denied | Status::Revoked) {
-        bail!(
-            "--reason is required to {}",
-            if status == Status::Denied {
-                "deny"
-            } else {
-                "revoke"
-            }
-        );
+    let embedding = if status == Status::Revoked {
+        plane::Embedding::On { bulk_threads: 1 }
+    } else {
+        plane::Embedding::Off("not needed".into())
+    };
+    let store = RegistryStore::new(store.registry_path(), store.data_dir(), store.clock_handle());
+    let plane = plane::Plane::open(s.clone(), store, plane::Profile::reader(embedding))?;
+    let out = plane.set_status(&s.actor, &a.id, status, a.reason)?;
+    if a.out.json {
+        print_json(&out)
+    } else {
+        println!("{} {} (audit #{})", out.source, out.status, out.audit_seq);
+        if let Some(r) = &out.remaining {
+            println!(
+                "purged: {} chunks, {} vectors, manifest {}, {} deleted documents and {} dead vector records remain; verified {}",
+                r.chunks,
+                r.vectors,
+                if r.manifest { "present" } else { "gone" },
+                r.deleted_in_index,
+                r.dead_vectors,
+                out.purge_verified.unwrap_or(false)
+            );
+        }
+        Ok(())
     }
-    let id = SourceId::new(a.id).map_err(anyhow::Error::msg)?;
-    let applied = store.apply(&s.actor, Edit::SetStatus { id, status, reason })?;
-    report_edit(&applied.entry, a.out.json, status.as_str())
 }
 
 fn report_edit(entry: &Entry, json: bool, verb: &str) -> anyhow::Result<()> {
@@ -490,20 +500,6 @@ pub fn redact(args: &RedactArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn load_rules(path: Option<&Path>, builtin: bool) -> anyhow::Result<indexer::redact::RuleSet> {
-    use indexer::redact::RuleSet;
-    Ok(match path {
-        None => RuleSet::builtin(),
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let user = RuleSet::from_toml(&text, &path.display().to_string())
-                .map_err(|e| config::ConfigError(e.to_string()))?;
-            if builtin {
-                RuleSet::builtin().merged(user)
-            } else {
-                user
-            }
-        }
-    })
+fn load_rules(path: Option<&Path>, builtin: bool) -> anyhow::Result<indexer::redact::RuleSet> {
+    Ok(plane::ingest::load_rules(path, builtin)?)
 }

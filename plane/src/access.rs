@@ -1,0 +1,247 @@
+//! Access: who the caller is, whether their role may use the operation,
+//! and whether the emergency stop lets it through. Every interface admits a
+//! caller here and nowhere else.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use registry::audit::Event;
+use registry::{Principal, Registry, Role};
+use serde_json::json;
+
+use crate::Plane;
+use crate::error::{Error, Result};
+
+/// Longest bearer token considered (longer ones match no principal).
+pub const MAX_TOKEN_BYTES: usize = 512;
+
+/// Everything a caller can ask of the plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Context,
+    Provenance,
+    ListSources,
+    Freshness,
+    Check,
+    ProposeSource,
+    Approve,
+    Deny,
+    Revoke,
+    ListExceptions,
+    GrantException,
+    ReadAudit,
+    VerifyAudit,
+    Stop,
+    Resume,
+}
+
+const READERS: &[Role] = &[Role::Agent, Role::Developer, Role::Steward];
+const EVERYONE: &[Role] = &[Role::Agent, Role::Developer, Role::Steward, Role::Ci];
+const STEWARDS: &[Role] = &[Role::Steward];
+const CHECKERS: &[Role] = &[Role::Ci, Role::Developer, Role::Steward];
+
+impl Operation {
+    /// The role matrix: which roles may use the operation.
+    pub fn roles(self) -> &'static [Role] {
+        use Operation::*;
+        match self {
+            Context | Provenance => READERS,
+            ListSources | Freshness => EVERYONE,
+            Check => CHECKERS,
+            ProposeSource | Approve | Deny | Revoke | ListExceptions | GrantException | ReadAudit
+            | VerifyAudit | Stop | Resume => STEWARDS,
+        }
+    }
+
+    /// Operations an emergency stop does not refuse: the stop itself, its
+    /// release, and revocation (a leak must still be purgeable).
+    pub fn even_when_stopped(self) -> bool {
+        matches!(self, Operation::Stop | Operation::Resume | Operation::Revoke)
+    }
+
+    pub fn name(self) -> &'static str {
+        use Operation::*;
+        match self {
+            Context => "context",
+            Provenance => "provenance",
+            ListSources => "list_sources",
+            Freshness => "freshness",
+            Check => "check",
+            ProposeSource => "propose_source",
+            Approve => "approve",
+            Deny => "deny",
+            Revoke => "revoke",
+            ListExceptions => "list_exceptions",
+            GrantException => "grant_exception",
+            ReadAudit => "read_audit",
+            VerifyAudit => "verify_audit",
+            Stop => "stop",
+            Resume => "resume",
+        }
+    }
+}
+
+/// An admitted caller: the registry in force when admitted and the
+/// principal it names.
+#[derive(Clone, Debug)]
+pub struct Who {
+    pub registry: Arc<Registry>,
+    pub principal: Principal,
+}
+
+impl Who {
+    pub fn name(&self) -> &str {
+        &self.principal.name
+    }
+
+    /// What this caller may read right now.
+    pub fn scope(&self, plane: &Plane) -> registry::Scope {
+        self.registry
+            .policy(plane.store().clock())
+            .scope_for(&self.principal)
+    }
+}
+
+/// The emergency stop: a reason while in force, persisted in the data dir
+/// so that it survives a restart. Checking it never changes it.
+#[derive(Debug)]
+pub(crate) struct StopGate {
+    file: PathBuf,
+    reason: RwLock<Option<String>>,
+}
+
+impl StopGate {
+    pub(crate) fn load(data_dir: &Path) -> StopGate {
+        let file = data_dir.join("stopped.json");
+        let reason =
+            std::fs::read(&file)
+                .ok()
+                .map(|b| match serde_json::from_slice::<serde_json::Value>(&b) {
+                    Ok(v) => v["reason"].as_str().unwrap_or("stopped").to_string(),
+                    // An unreadable flag still stops: failing open would be worse.
+                    Err(_) => "stopped (the stop file is unreadable)".to_string(),
+                });
+        StopGate {
+            file,
+            reason: RwLock::new(reason),
+        }
+    }
+
+    pub(crate) fn reason(&self) -> Option<String> {
+        self.reason.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+impl Plane {
+    /// The principal presenting `token`: 401 for none, an empty or
+    /// oversized one, or one that matches no principal.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Who> {
+        let token = token
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_BYTES);
+        let registry = self.registry()?;
+        let principal = token.and_then(|t| registry.authenticate(t).cloned());
+        match principal {
+            Some(principal) => Ok(Who { registry, principal }),
+            None => {
+                self.metrics.unauthorized();
+                Err(Error::Unauthorized)
+            }
+        }
+    }
+
+    /// The principal by name (an operator who holds the registry and data
+    /// dir acting as one principal): looked up again on every call.
+    pub fn principal_named(&self, name: &str) -> Result<Who> {
+        let registry = self.registry()?;
+        let principal = registry
+            .principal(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("no principal {name:?} in the registry")))?;
+        Ok(Who { registry, principal })
+    }
+
+    /// Whether `who` may use `op` now: the role first (403), then the
+    /// emergency stop (503) unless the operation is one the stop lets through.
+    pub fn authorize(&self, who: &Who, op: Operation) -> Result<()> {
+        if !op.roles().contains(&who.principal.role) {
+            self.metrics.forbidden();
+            return Err(Error::Forbidden);
+        }
+        if !op.even_when_stopped()
+            && let Some(reason) = self.stop.reason()
+        {
+            return Err(Error::Stopped { reason });
+        }
+        Ok(())
+    }
+
+    /// Authenticate, then authorize: the one admission for token callers.
+    pub fn admit(&self, token: Option<&str>, op: Operation) -> Result<Who> {
+        let who = self.authenticate(token)?;
+        self.authorize(&who, op)?;
+        Ok(who)
+    }
+
+    /// The same admission for a principal named by the operator (`mcp --as`).
+    pub fn admit_named(&self, name: &str, op: Operation) -> Result<Who> {
+        let who = self.principal_named(name)?;
+        self.authorize(&who, op)?;
+        Ok(who)
+    }
+
+    /// Emergency stop: audited and persisted before it is acknowledged;
+    /// ingestion pauses and every operation but stop, resume and revoke
+    /// is refused until resumed.
+    pub fn stop(&self, who: &Who, reason: &str) -> Result<StopState> {
+        let reason = reason.trim().to_string();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(Error::bad("reason is 1 to 500 characters"));
+        }
+        let mut flag = self.stop.reason.write().unwrap_or_else(PoisonError::into_inner);
+        self.record(vec![
+            Event::new(who.name(), "service.stop", "service").detail("reason", reason.clone()),
+        ])?;
+        registry::fsutil::write_atomic(
+            &self.stop.file,
+            json!({"reason": reason, "by": who.name(), "at": self.store().clock().now()})
+                .to_string()
+                .as_bytes(),
+        )?;
+        *flag = Some(reason.clone());
+        Ok(StopState {
+            stopped: true,
+            reason: Some(reason),
+        })
+    }
+
+    /// Lifts the emergency stop (audited first), then catches up on what
+    /// changed while stopped.
+    pub fn resume(&self, who: &Who) -> Result<StopState> {
+        {
+            let mut flag = self.stop.reason.write().unwrap_or_else(PoisonError::into_inner);
+            self.record(vec![Event::new(who.name(), "service.resume", "service")])?;
+            match std::fs::remove_file(&self.stop.file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            *flag = None;
+        }
+        if self.profile().ingest_on_approve {
+            self.update(None, crate::PassKind::Update, &mut crate::Quiet)?;
+        }
+        Ok(StopState {
+            stopped: false,
+            reason: None,
+        })
+    }
+}
+
+/// The emergency stop's state after a stop or resume.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct StopState {
+    pub stopped: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

@@ -1,0 +1,124 @@
+//! The service's one error type. Library errors are converted here, once;
+//! each interface turns a variant into its own form (an HTTP status, an
+//! MCP tool error, an exit code) in exactly one place.
+
+use registry::RegistryError;
+
+use crate::settings::ConfigError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No credentials, or credentials that match no principal.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The principal's role may not use the operation.
+    #[error("forbidden")]
+    Forbidden,
+    /// An emergency stop is in force.
+    #[error("ctxplane is stopped: {reason}")]
+    Stopped { reason: String },
+    /// Nothing by that id, or nothing the caller may see (the two look the same).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (a duplicate id, a
+    /// transition the source's status does not allow).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed or out of range; the message says what.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request is larger than a stated limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The configuration or a file the operator keeps (registry, config) is
+    /// unusable; the operator must fix it.
+    #[error("{0}")]
+    Config(String),
+    /// A revocation whose purge could not be verified: `detail` says what
+    /// remains in each store.
+    #[error("purge incomplete: {detail}")]
+    PurgeIncomplete { detail: serde_json::Value },
+    /// A fault of the service itself (I/O, an index error).
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn bad(msg: impl std::fmt::Display) -> Self {
+        Error::BadRequest(msg.to_string())
+    }
+
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        Error::Internal(e.into())
+    }
+
+    pub fn internal_msg(m: impl std::fmt::Display) -> Self {
+        Error::Internal(anyhow::anyhow!(m.to_string()))
+    }
+
+    /// A short, stable name for the kind of error (used in JSON bodies and logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Unauthorized => "unauthorized",
+            Error::Forbidden => "forbidden",
+            Error::Stopped { .. } => "stopped",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::BadRequest(_) => "bad_request",
+            Error::TooLarge(_) => "too_large",
+            Error::Config(_) => "config",
+            Error::PurgeIncomplete { .. } => "purge_incomplete",
+            Error::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<RegistryError> for Error {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::UnknownSource { .. } => Error::NotFound(e.to_string()),
+            RegistryError::DuplicateSource { .. }
+            | RegistryError::DuplicateException { .. }
+            | RegistryError::DuplicatePrincipal { .. }
+            | RegistryError::BadTransition { .. } => Error::Conflict(e.to_string()),
+            RegistryError::BadRequest(m) => Error::BadRequest(m),
+            RegistryError::NotFound { .. } | RegistryError::Invalid { .. } => Error::Config(e.to_string()),
+            RegistryError::Io { .. } | RegistryError::Audit { .. } => Error::Internal(e.into()),
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e.0)
+    }
+}
+
+impl From<indexer::IndexError> for Error {
+    fn from(e: indexer::IndexError) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<retriever::RetrieveError> for Error {
+    fn from(e: retriever::RetrieveError) -> Self {
+        match e {
+            retriever::RetrieveError::NoIndex(_) => Error::Config(e.to_string()),
+            other => Error::Internal(other.into()),
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}

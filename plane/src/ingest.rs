@@ -1,0 +1,321 @@
+//! Ingest: the unit of work every interface shares. One pass under the
+//! data-dir lock, its audit entry, the vectors caught up (and expunged
+//! after a purge), the retriever refreshed. Also the vector backend
+//! factory: which store holds the vectors, opened for reading or writing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indexer::embed::Embedder;
+use indexer::redact::RuleSet;
+use indexer::vector::VectorStore;
+use indexer::{Indexer, PassOptions, PassReport};
+use registry::audit::Event;
+use registry::{Registry, RegistryStore};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::settings::{ConfigError, Settings, VectorBackend};
+
+/// The model and a vector store.
+pub struct Dense {
+    pub embedder: Arc<Embedder>,
+    pub store: Box<dyn VectorStore>,
+}
+
+impl std::fmt::Debug for Dense {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dense")
+            .field("model_id", &self.embedder.model_id())
+            .field("store", &self.store.kind())
+            .finish()
+    }
+}
+
+/// Loads the model: `bulk_threads` for indexing, the settings'
+/// `embed_threads` for queries. `Err(reason)` when there is none (the
+/// service then works lexically and says so).
+pub fn load_model(s: &Settings, bulk_threads: usize) -> Result<Arc<Embedder>, String> {
+    let dir = indexer::embed::find_model_dir(s.model_dir.as_deref()).map_err(|e| e.to_string())?;
+    Embedder::load_with(&dir, bulk_threads, s.embed_threads)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// The vector store the settings choose, with `embedder`'s model.
+/// Readers (`writable: false`) never change the store: an indexer may be
+/// appending to it.
+pub fn open_vectors(
+    s: &Settings,
+    data_dir: &Path,
+    writable: bool,
+    embedder: Arc<Embedder>,
+) -> Result<Dense, String> {
+    use indexer::vector::embedded::EmbeddedStore;
+    let vectors = Indexer::vectors_dir(data_dir);
+    let store: Box<dyn VectorStore> = match &s.vectors {
+        VectorBackend::Embedded if writable => {
+            Box::new(EmbeddedStore::open(&vectors, embedder.model_id()).map_err(|e| e.to_string())?)
+        }
+        VectorBackend::Embedded => Box::new(
+            EmbeddedStore::open_read(&vectors, embedder.model_id())
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| {
+                    format!(
+                        "no vectors for model {} yet; run `ctxplane index`",
+                        embedder.model_id()
+                    )
+                })?,
+        ),
+        VectorBackend::Qdrant {
+            url,
+            api_key,
+            collection,
+        } => Box::new(
+            indexer::vector::qdrant::QdrantStore::connect(url, api_key.as_deref(), collection)
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    Ok(Dense { embedder, store })
+}
+
+/// The redaction rules in force: the built-in ones, plus the settings'
+/// extra rules file (unless `builtin` is off, for `ctxplane redact`).
+pub fn load_rules(path: Option<&Path>, builtin: bool) -> Result<RuleSet> {
+    Ok(match path {
+        None => RuleSet::builtin(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("reading {}: {e}", path.display())))?;
+            let user = RuleSet::from_toml(&text, &path.display().to_string())
+                .map_err(|e| ConfigError(e.to_string()))?;
+            if builtin {
+                RuleSet::builtin().merged(user)
+            } else {
+                user
+            }
+        }
+    })
+}
+
+/// The indexer and its (writable) vector store: used by one pass at a time.
+pub struct Ingest {
+    pub indexer: Indexer,
+    pub dense: Result<Dense, String>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("dense", &self.dense)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a long step reports progress (the CLI draws bars; servers ignore it).
+pub trait Progress {
+    /// Files of `source` done out of `total`.
+    fn files(&mut self, _source: &str, _done: u64, _total: u64) {}
+    /// Chunks embedded out of `total`.
+    fn chunks(&mut self, _done: u64, _total: u64) {}
+    /// The step is over (finish any bar).
+    fn finish(&mut self) {}
+}
+
+/// Progress nobody watches.
+#[derive(Debug, Default)]
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
+/// Which pass this is: a full pass (the CLI's `index`, a server's start,
+/// always audited as `index.pass`) or an update after changes (audited as
+/// `index.update` only when it changed something).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassKind {
+    Full,
+    Update,
+}
+
+/// What one unit of work did.
+#[derive(Debug, serde::Serialize)]
+pub struct PassOutcome {
+    pub report: PassReport,
+    pub elapsed_ms: u64,
+    pub audit_seq: Option<u64>,
+    /// The vectors' state after the pass (`status`: ready, unavailable,
+    /// not_run).
+    pub vectors: serde_json::Value,
+}
+
+/// One pass under the data-dir lock (released before auditing, which
+/// takes the audit log's own lock).
+pub(crate) fn run_pass(
+    indexer: &Indexer,
+    reg: &Registry,
+    store: &RegistryStore,
+    only: Option<&BTreeSet<String>>,
+    progress: &mut dyn Progress,
+) -> Result<(PassReport, Duration)> {
+    let lock = registry::fsutil::DirLock::acquire(store.data_dir())?;
+    let policy = reg.policy(store.clock());
+    let started = Instant::now();
+    let report = indexer.run_pass_over(reg, &policy, policy.now(), only, &mut |source, done, total| {
+        progress.files(source, done, total)
+    })?;
+    progress.finish();
+    drop(lock);
+    Ok((report, started.elapsed()))
+}
+
+/// The pass's audit entry: per source what was indexed, denied, skipped.
+pub(crate) fn audit_pass(
+    actor: &str,
+    store: &RegistryStore,
+    reg: &Registry,
+    report: &PassReport,
+    action: &str,
+) -> Result<Option<u64>> {
+    let mut ev = Event::new(actor, action, "all")
+        .detail("registry_version", reg.version.to_hex())
+        .detail("committed", report.committed)
+        .detail("purged", report.purged.clone())
+        .detail("total_chunks", report.total_chunks);
+    for sr in &report.sources {
+        let tallies = |m: &BTreeMap<String, indexer::Tally>| -> serde_json::Value {
+            m.iter()
+                .map(|(k, t)| (k.clone(), json!({"count": t.count, "examples": t.examples})))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        ev = ev.detail(
+            &format!("source:{}", sr.source),
+            json!({
+                "files": sr.files_seen, "indexed": sr.indexed, "unchanged": sr.unchanged, "removed": sr.removed,
+                "chunks_added": sr.chunks_added, "chunks_removed": sr.chunks_removed, "redactions": sr.redactions,
+                "denied": tallies(&sr.denied), "skipped": tallies(&sr.skipped),
+                "commit": sr.commit, "error": sr.error,
+            }),
+        );
+    }
+    let entries = store.record(vec![ev])?;
+    Ok(entries.first().map(|e| e.seq))
+}
+
+/// Vectors for every chunk, under the data-dir lock; audited.
+pub(crate) fn sync_vectors(
+    indexer: &Indexer,
+    dense: &mut Result<Dense, String>,
+    actor: &str,
+    store: &RegistryStore,
+    progress: &mut dyn Progress,
+    purged: bool,
+) -> Result<serde_json::Value> {
+    let d = match dense {
+        Ok(d) => d,
+        Err(reason) => {
+            return Ok(json!({
+                "status": "unavailable", "reason": reason, "served_by": "lexical",
+                "chunks": indexer.lexical().total_chunks(),
+            }));
+        }
+    };
+    let lock = registry::fsutil::DirLock::acquire(store.data_dir())?;
+    let started = Instant::now();
+    let report = indexer.sync_vectors(d.store.as_mut(), &d.embedder, &mut |done, total| {
+        progress.chunks(done, total)
+    });
+    progress.finish();
+    // After a purge, the removed vectors leave the store's files too.
+    let expunged = match (&report, purged) {
+        (Ok(_), true) => d.store.expunge(),
+        _ => Ok(()),
+    };
+    drop(lock);
+    let report = report?;
+    expunged?;
+    if report.embedded > 0 || report.files_removed > 0 {
+        store.record(vec![
+            Event::new(actor, "index.vectors", d.store.kind())
+                .detail("model_id", report.model_id.clone())
+                .detail("embedded", report.embedded)
+                .detail("from_cache", report.from_cache)
+                .detail("files_removed", report.files_removed)
+                .detail("vectors", report.vectors)
+                .detail("chunks", report.chunks),
+        ])?;
+    }
+    Ok(json!({
+        "status": "ready", "store": d.store.kind(), "model_id": report.model_id,
+        "chunks": report.chunks, "vectors": report.vectors, "coverage": report.coverage(),
+        "embedded": report.embedded, "from_cache": report.from_cache, "files_removed": report.files_removed,
+        "embed_ms": report.embed_ms, "elapsed_ms": started.elapsed().as_millis() as u64, "served_by": "hybrid",
+    }))
+}
+
+/// What of a source is left in every store (all zero after a verified purge).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Remaining {
+    pub chunks: u64,
+    pub vectors: u64,
+    pub manifest: bool,
+    /// Deleted documents still held by index segments (any source).
+    pub deleted_in_index: u64,
+    /// Dead records still in the vector log (any source).
+    pub dead_vectors: u64,
+}
+
+impl Remaining {
+    pub fn clean(&self) -> bool {
+        self.chunks == 0
+            && self.vectors == 0
+            && !self.manifest
+            && self.deleted_in_index == 0
+            && self.dead_vectors == 0
+    }
+}
+
+impl Ingest {
+    /// What remains, read under the data-dir lock (no pass of any process
+    /// is mid-way) from a freshly reloaded index reader (another process
+    /// may have committed since this one last looked).
+    pub(crate) fn remaining(&self, data_dir: &Path, id: &str) -> Result<Remaining> {
+        let _lock = registry::fsutil::DirLock::acquire(data_dir)?;
+        self.indexer.lexical().reload()?;
+        let chunks = self.indexer.lexical().count_source(id);
+        let vectors = match &self.dense {
+            Ok(d) => d
+                .store
+                .file_chunks()?
+                .iter()
+                .filter(|((s, _), _)| s == id)
+                .map(|(_, ids)| ids.len())
+                .sum::<usize>(),
+            Err(_) => 0,
+        };
+        let manifest = self.indexer.manifests().path_of(id).exists();
+        let deleted_in_index = self.indexer.lexical().deleted_docs()?;
+        let dead_vectors = self.dense.as_ref().map_or(0, |d| d.store.dead_records());
+        Ok(Remaining {
+            chunks,
+            vectors: vectors as u64,
+            manifest,
+            deleted_in_index,
+            dead_vectors: dead_vectors as u64,
+        })
+    }
+}
+
+/// Opens the indexer with the settings' rules and limits.
+pub(crate) fn open_indexer(s: &Settings, data_dir: &Path) -> Result<Indexer> {
+    let rules = load_rules(s.redaction_rules.as_deref(), true)?;
+    Ok(Indexer::open(
+        data_dir,
+        rules,
+        PassOptions {
+            max_file_bytes: s.max_file_bytes,
+        },
+    )?)
+}

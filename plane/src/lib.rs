@@ -1,0 +1,321 @@
+//! ctxplane as a service: the one door every interface goes through.
+//!
+//! [`Plane`] holds what a running context plane needs (settings, the
+//! registry in force, the retriever, the ingest state, the emergency stop,
+//! metrics) and offers the operations by use case: [`access`]
+//! (authentication, the role matrix, the stop gate), [`query`] (limits,
+//! validation, the one audit record), [`lookup`] (provenance chains,
+//! sources, freshness, status), [`ingest`] (the unit of work), stewardship
+//! (source transitions, revoke -> purge -> proof, exceptions, stop and
+//! resume), [`check`] (the CI gate) and [`metrics`]. The CLI, HTTP and MCP
+//! adapters convert their input, call these functions and convert the
+//! result; none of them decides policy, limits or audit records.
+//!
+//! It knows no HTTP, MCP or clap types.
+
+pub mod access;
+pub mod check;
+pub mod error;
+pub mod ingest;
+pub mod lookup;
+pub mod metrics;
+pub mod query;
+pub mod settings;
+pub mod stewardship;
+pub mod topics;
+pub mod views;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::SystemTime;
+
+use indexer::embed::Embedder;
+use registry::{Registry, RegistryStore};
+use retriever::Retriever;
+
+pub use access::{Operation, Who};
+pub use error::{Error, Result};
+pub use ingest::{PassKind, PassOutcome, Progress, Quiet};
+pub use metrics::Metrics;
+pub use settings::{ConfigError, Overrides, Settings, VectorBackend};
+
+/// How a process uses the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Embedding {
+    /// No model: lexical search only, no vectors built (the reason is
+    /// reported on every answer).
+    Off(String),
+    /// Load the model; indexing embeds on `bulk_threads` (queries keep the
+    /// settings' `embed_threads`).
+    On { bulk_threads: usize },
+}
+
+/// What a process needs of the plane.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub embedding: Embedding,
+    /// Approving a source ingests it at once (a serving process); the CLI
+    /// leaves that to `ctxplane index`. Revocation always purges at once.
+    pub ingest_on_approve: bool,
+}
+
+impl Profile {
+    /// A one-shot command that reads (queries, provenance, status).
+    pub fn reader(embedding: Embedding) -> Profile {
+        Profile {
+            embedding,
+            ingest_on_approve: false,
+        }
+    }
+
+    /// A long-running server: indexing embeds on one thread so queries keep a core.
+    pub fn server(embed: bool) -> Profile {
+        Profile {
+            embedding: if embed {
+                Embedding::On { bulk_threads: 1 }
+            } else {
+                Embedding::Off("embedding disabled (--no-embed)".into())
+            },
+            ingest_on_approve: true,
+        }
+    }
+}
+
+/// The context plane.
+pub struct Plane {
+    settings: Settings,
+    store: RegistryStore,
+    profile: Profile,
+    /// The registry in force and the modification time of its file when read.
+    registry: RwLock<(Option<SystemTime>, Arc<Registry>)>,
+    model: Mutex<Option<Result<Arc<Embedder>, String>>>,
+    retriever: Mutex<Option<Arc<Retriever>>>,
+    ingest: Mutex<Option<ingest::Ingest>>,
+    stop: access::StopGate,
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for Plane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plane")
+            .field("registry", &self.store.registry_path())
+            .field("data_dir", &self.store.data_dir())
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Plane {
+    /// Opens the plane over `store`: reads the registry (auditing changes
+    /// made outside ctxplane) and the emergency-stop flag. The retriever,
+    /// the model and the indexer are opened when first needed.
+    pub fn open(settings: Settings, store: RegistryStore, profile: Profile) -> Result<Plane> {
+        let reg = store.load(&settings.actor)?;
+        let mtime = registry_mtime(&store);
+        let stop = access::StopGate::load(&settings.data_dir);
+        Ok(Plane {
+            registry: RwLock::new((mtime, Arc::new(reg))),
+            model: Mutex::new(None),
+            retriever: Mutex::new(None),
+            ingest: Mutex::new(None),
+            stop,
+            metrics: Metrics::default(),
+            settings,
+            store,
+            profile,
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &RegistryStore {
+        &self.store
+    }
+
+    /// The registry in force, re-parsed when its file changed. Never takes
+    /// the data-dir lock (an indexing pass may hold it): changes made
+    /// outside ctxplane are audited by the next pass, which loads the
+    /// registry through the store.
+    pub fn registry(&self) -> Result<Arc<Registry>> {
+        let mtime = registry_mtime(&self.store);
+        {
+            let r = self.registry.read().unwrap_or_else(PoisonError::into_inner);
+            if r.0 == mtime {
+                return Ok(r.1.clone());
+            }
+        }
+        let reg = Arc::new(Registry::load(self.store.registry_path())?);
+        *self.registry.write().unwrap_or_else(PoisonError::into_inner) = (mtime, reg.clone());
+        Ok(reg)
+    }
+
+    /// The registry through the store (changes made outside ctxplane and
+    /// lapsed exceptions are audited), made the one in force.
+    pub fn reload_registry(&self) -> Result<Arc<Registry>> {
+        let reg = self.store.load(&self.settings.actor)?;
+        Ok(self.set_registry(reg))
+    }
+
+    pub(crate) fn set_registry(&self, reg: Registry) -> Arc<Registry> {
+        let reg = Arc::new(reg);
+        *self.registry.write().unwrap_or_else(PoisonError::into_inner) =
+            (registry_mtime(&self.store), reg.clone());
+        reg
+    }
+
+    /// The model, loaded once (onnxruntime allows one environment per
+    /// process, so indexing and queries share it).
+    pub fn model(&self) -> Result<Arc<Embedder>, String> {
+        let mut m = lock(&self.model);
+        m.get_or_insert_with(|| match &self.profile.embedding {
+            Embedding::Off(reason) => Err(reason.clone()),
+            Embedding::On { bulk_threads } => ingest::load_model(&self.settings, *bulk_threads),
+        })
+        .clone()
+    }
+
+    /// The retriever, opened on first use with a read handle on the vectors.
+    pub fn retriever(&self) -> Result<Arc<Retriever>> {
+        let mut r = lock(&self.retriever);
+        if let Some(r) = r.as_ref() {
+            return Ok(r.clone());
+        }
+        let dense = self.model().and_then(|m| {
+            ingest::open_vectors(&self.settings, self.store.data_dir(), false, m)
+                .map(|d| (d.embedder, d.store))
+        });
+        let opened = Arc::new(
+            Retriever::open(self.store.data_dir(), dense)?
+                .with_topics(&self.settings.topics_dir, self.settings.topic_grace_days)
+                .with_clock(self.store.clock_handle()),
+        );
+        *r = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// The ingest state (indexer and writable vectors), opened on first use.
+    /// Holding the guard serialises passes.
+    pub(crate) fn ingest(&self) -> Result<MutexGuard<'_, Option<ingest::Ingest>>> {
+        let mut g = lock(&self.ingest);
+        if g.is_none() {
+            let indexer = ingest::open_indexer(&self.settings, self.store.data_dir())?;
+            let dense = self
+                .model()
+                .and_then(|m| ingest::open_vectors(&self.settings, self.store.data_dir(), true, m));
+            *g = Some(ingest::Ingest { indexer, dense });
+        }
+        Ok(g)
+    }
+
+    /// The unit of work: one pass over `only` (or every source) under the
+    /// data-dir lock, audited, vectors caught up (and expunged after a
+    /// purge), the retriever refreshed. Serialised with every other pass.
+    /// Does nothing during an emergency stop.
+    pub fn update(
+        &self,
+        only: Option<&BTreeSet<String>>,
+        kind: PassKind,
+        progress: &mut dyn Progress,
+    ) -> Result<Option<PassOutcome>> {
+        if self.stop.reason().is_some() {
+            return Ok(None);
+        }
+        self.pass(only, kind, progress).map(Some)
+    }
+
+    /// A pass over everything, even during an emergency stop (revocation).
+    pub(crate) fn pass_any(&self, kind: PassKind) -> Result<PassOutcome> {
+        self.pass(None, kind, &mut Quiet)
+    }
+
+    fn pass(
+        &self,
+        only: Option<&BTreeSet<String>>,
+        kind: PassKind,
+        progress: &mut dyn Progress,
+    ) -> Result<PassOutcome> {
+        let mut guard = self.ingest()?;
+        let Some(ing) = guard.as_mut() else {
+            return Err(Error::internal(anyhow::anyhow!("ingest state not opened")));
+        };
+        let reg = self.reload_registry()?;
+        let started = std::time::Instant::now();
+        let (report, _) = ingest::run_pass(&ing.indexer, &reg, &self.store, only, progress)?;
+        let changed = report.committed || !report.purged.is_empty();
+        let audit_seq = match kind {
+            PassKind::Full => {
+                ingest::audit_pass(&self.settings.actor, &self.store, &reg, &report, "index.pass")?
+            }
+            PassKind::Update if changed => {
+                ingest::audit_pass(&self.settings.actor, &self.store, &reg, &report, "index.update")?
+            }
+            PassKind::Update => None,
+        };
+        self.metrics.record_pass(&report, self.store.clock().now());
+        let pass_ms = started.elapsed().as_millis() as u64;
+        let vectors = if kind == PassKind::Full || report.committed {
+            ingest::sync_vectors(
+                &ing.indexer,
+                &mut ing.dense,
+                &self.settings.actor,
+                &self.store,
+                progress,
+                !report.purged.is_empty(),
+            )?
+        } else {
+            serde_json::json!({"status": "not_run"})
+        };
+        drop(guard);
+        if let Some(r) = lock(&self.retriever).as_ref() {
+            r.refresh()?;
+        }
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        if changed {
+            let files: u64 = report.sources.iter().map(|s| s.indexed + s.removed).sum();
+            let added: u64 = report.sources.iter().map(|s| s.chunks_added).sum();
+            tracing::info!(
+                files_changed = files,
+                chunks_added = added,
+                chunks = report.total_chunks,
+                embedded = vectors["embedded"].as_u64().unwrap_or(0),
+                pass_ms,
+                vectors_ms = elapsed_ms.saturating_sub(pass_ms),
+                total_ms = elapsed_ms,
+                "indexed"
+            );
+        }
+        Ok(PassOutcome {
+            report,
+            elapsed_ms,
+            audit_seq,
+            vectors,
+        })
+    }
+
+    /// Records audit events; the action is acknowledged only after this returns.
+    pub(crate) fn record(&self, events: Vec<registry::audit::Event>) -> Result<Vec<registry::audit::Entry>> {
+        Ok(self.store.record(events)?)
+    }
+
+    /// The emergency stop's reason, if one is in force.
+    pub fn stopped(&self) -> Option<String> {
+        self.stop.reason()
+    }
+
+    /// Whether the process serves (approvals ingest at once).
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+}
+
+fn registry_mtime(store: &RegistryStore) -> Option<SystemTime> {
+    std::fs::metadata(store.registry_path())
+        .and_then(|m| m.modified())
+        .ok()
+}

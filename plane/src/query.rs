@@ -1,0 +1,310 @@
+//! Queries: the request every interface takes, validated in one place
+//! (out-of-range values are refused, never clamped silently), answered by
+//! the retriever within the caller's scope, trimmed so that the budget
+//! bounds what the caller receives, and audited with one record.
+
+use registry::audit::Event;
+use registry::{ContentHash, Registry};
+use retriever::{Answer, Caller, Mode, Options};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::{Plane, Who};
+
+/// Longest query accepted, in bytes of UTF-8.
+pub const MAX_QUERY_BYTES: usize = 8 * 1024;
+/// Most results one answer may ask for.
+pub const MAX_LIMIT: usize = 100;
+/// Largest token budget one answer may ask for.
+pub const MAX_TOKENS: usize = 200_000;
+/// Smallest token budget (the first result is kept even when it alone is larger).
+pub const MIN_TOKENS: usize = 1;
+pub const DEFAULT_LIMIT: usize = 10;
+pub const DEFAULT_MAX_TOKENS: usize = 4_000;
+/// Most sources a request may narrow to.
+pub const MAX_SOURCES: usize = 100;
+
+/// Which engines answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchMode {
+    #[default]
+    Hybrid,
+    Lexical,
+    Dense,
+}
+
+impl SearchMode {
+    fn engine(self) -> Mode {
+        match self {
+            SearchMode::Hybrid => Mode::Hybrid,
+            SearchMode::Lexical => Mode::Lexical,
+            SearchMode::Dense => Mode::Dense,
+        }
+    }
+}
+
+impl std::str::FromStr for SearchMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "hybrid" => Ok(SearchMode::Hybrid),
+            "lexical" => Ok(SearchMode::Lexical),
+            "dense" => Ok(SearchMode::Dense),
+            other => Err(Error::bad(format!(
+                "mode must be hybrid, lexical or dense, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A request for context, the same over HTTP, MCP and the CLI.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContextRequest {
+    /// The question or search text: 1 to 8192 bytes of UTF-8, not only whitespace.
+    pub query: String,
+    /// Token budget for everything returned: content, provenance and framing
+    /// (about four characters a token). 1 to 200000; default 4000.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 200000))]
+    pub max_tokens: Option<u32>,
+    /// Most results: 1 to 100; default 10.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
+    pub limit: Option<u32>,
+    /// Only these sources (narrowing the caller's scope; an id outside it
+    /// matches nothing). At most 100.
+    #[serde(default)]
+    #[schemars(length(max = 100))]
+    pub sources: Option<Vec<String>>,
+    /// hybrid (default), lexical or dense.
+    #[serde(default)]
+    pub mode: Option<SearchMode>,
+    /// Try topic packages (tier 1) before search; default true.
+    #[serde(default)]
+    pub packages: Option<bool>,
+}
+
+/// Which interface a request came through (recorded in the audit entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Cli,
+    Http,
+    Mcp,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Cli => "cli",
+            Via::Http => "http",
+            Via::Mcp => "mcp",
+        }
+    }
+}
+
+/// Who asks: a principal, or the operator at the CLI (every approved
+/// source, every tier; recorded under the operator's actor name).
+#[derive(Clone, Debug)]
+pub enum Asker {
+    Principal(Who),
+    Operator,
+}
+
+/// A request checked against the limits.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    pub query: String,
+    pub options: Options,
+    pub sources: Option<Vec<String>>,
+}
+
+impl ContextRequest {
+    /// The limits, in one place: every interface refuses what is out of range.
+    pub fn validate(self) -> Result<Validated> {
+        if self.query.len() > MAX_QUERY_BYTES {
+            return Err(Error::TooLarge(format!(
+                "query is {} bytes; the limit is {MAX_QUERY_BYTES}",
+                self.query.len()
+            )));
+        }
+        if self.query.trim().is_empty() {
+            return Err(Error::bad("query is empty"));
+        }
+        let max_tokens = self.max_tokens.map_or(DEFAULT_MAX_TOKENS, |n| n as usize);
+        if !(MIN_TOKENS..=MAX_TOKENS).contains(&max_tokens) {
+            return Err(Error::bad(format!(
+                "max_tokens must be between {MIN_TOKENS} and {MAX_TOKENS}, not {max_tokens}"
+            )));
+        }
+        let limit = self.limit.map_or(DEFAULT_LIMIT, |n| n as usize);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(Error::bad(format!(
+                "limit must be between 1 and {MAX_LIMIT}, not {limit}"
+            )));
+        }
+        if let Some(s) = &self.sources
+            && s.len() > MAX_SOURCES
+        {
+            return Err(Error::bad(format!(
+                "at most {MAX_SOURCES} sources, not {}",
+                s.len()
+            )));
+        }
+        Ok(Validated {
+            query: self.query,
+            options: Options {
+                mode: self.mode.unwrap_or_default().engine(),
+                limit,
+                max_tokens,
+                packages: self.packages.unwrap_or(true),
+            },
+            sources: self.sources,
+        })
+    }
+}
+
+/// An answer as delivered: the retriever's answer, trimmed to the budget.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct Delivered {
+    #[serde(flatten)]
+    pub answer: Answer,
+    /// Estimated tokens of everything delivered (content, provenance and
+    /// JSON framing), at most `max_tokens` unless a single result or
+    /// package is larger on its own.
+    pub delivered_tokens: usize,
+}
+
+/// Estimated tokens of a value as JSON: about four characters a token.
+pub fn json_tokens(v: &impl Serialize) -> usize {
+    serde_json::to_string(v)
+        .map(|s| retriever::estimate_tokens(&s))
+        .unwrap_or(usize::MAX)
+}
+
+/// Drops results from the end until the whole answer fits the budget; a
+/// dropped result counts as over budget. The first result is kept even
+/// when it alone is larger (the answer says so by its numbers).
+fn fit(mut answer: Answer) -> Delivered {
+    let budget = answer.max_tokens;
+    let mut total = json_tokens(&answer);
+    while total > budget && answer.results.len() > 1 {
+        if let Some(h) = answer.results.pop() {
+            answer.over_budget += 1;
+            answer.tokens = answer.tokens.saturating_sub(h.tokens);
+        }
+        total = json_tokens(&answer);
+    }
+    Delivered {
+        delivered_tokens: total,
+        answer,
+    }
+}
+
+impl Plane {
+    /// Answers a context request for `asker`, audited before it is returned.
+    pub fn context(&self, asker: &Asker, req: ContextRequest, via: Via) -> Result<Delivered> {
+        let mut out = self.context_batch(asker, vec![req], via)?;
+        out.pop()
+            .unwrap_or_else(|| Err(Error::internal(anyhow::anyhow!("no answer"))))
+    }
+
+    /// Several requests by one asker, audited with one append (each answer
+    /// has its own record). An invalid request fails alone.
+    pub fn context_batch(
+        &self,
+        asker: &Asker,
+        reqs: Vec<ContextRequest>,
+        via: Via,
+    ) -> Result<Vec<Result<Delivered>>> {
+        let registry = match asker {
+            Asker::Principal(who) => who.registry.clone(),
+            Asker::Operator => self.registry()?,
+        };
+        let retriever = self.retriever()?;
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut events = Vec::new();
+        for req in reqs {
+            let answered = req.validate().and_then(|v| {
+                let caller = self.caller(&registry, asker, v.sources.as_deref());
+                let a = retriever.query(&caller, &v.query, &v.options)?;
+                Ok(fit(a))
+            });
+            if let Ok(d) = &answered {
+                self.metrics
+                    .record_query(&d.answer.served_by, d.answer.took_ms, d.delivered_tokens);
+                events.push(self.query_event(asker, d, via));
+            }
+            out.push(answered);
+        }
+        self.record(events)?;
+        Ok(out)
+    }
+
+    /// Chunks to draft a topic package from: search only (no topic
+    /// packages, no budget) within the asker's scope. Not an answer, so not
+    /// audited as a query; the draft itself is audited when reviewed.
+    pub fn search_for_draft(&self, asker: &Asker, text: &str, limit: usize) -> Result<Vec<retriever::Hit>> {
+        let registry = match asker {
+            Asker::Principal(who) => who.registry.clone(),
+            Asker::Operator => self.registry()?,
+        };
+        let caller = self.caller(&registry, asker, None);
+        let answer = self.retriever()?.query(
+            &caller,
+            text,
+            &Options {
+                limit: limit.clamp(1, MAX_LIMIT),
+                max_tokens: usize::MAX / 2,
+                packages: false,
+                ..Default::default()
+            },
+        )?;
+        Ok(answer.results)
+    }
+
+    fn caller<'r>(&self, reg: &'r Registry, asker: &Asker, only: Option<&[String]>) -> Caller<'r> {
+        let mut caller = match asker {
+            Asker::Operator => Caller::operator(reg),
+            Asker::Principal(who) => Caller {
+                registry: reg,
+                scope: reg.policy(self.store().clock()).scope_for(&who.principal),
+            },
+        };
+        if let Some(only) = only {
+            // Narrowing only: an unknown or ungranted id matches nothing.
+            caller
+                .scope
+                .sources
+                .retain(|s| only.iter().any(|o| o == s.as_str()));
+        }
+        caller
+    }
+
+    /// The one audit record of a query: who, through which interface, a
+    /// hash of the text (never the text), what served it and what was returned.
+    fn query_event(&self, asker: &Asker, d: &Delivered, via: Via) -> Event {
+        let a = &d.answer;
+        let (actor, subject) = match asker {
+            Asker::Principal(who) => (who.name().to_string(), who.name().to_string()),
+            Asker::Operator => (self.settings().actor.clone(), "(operator)".to_string()),
+        };
+        Event::new(&actor, "query", &subject)
+            .detail("via", via.as_str())
+            .detail("query_hash", ContentHash::of(a.query.as_bytes()).short())
+            .detail("served_by", a.served_by.clone())
+            .detail("results", a.results.len() + usize::from(a.package.is_some()))
+            .detail(
+                "result_ids",
+                a.package
+                    .iter()
+                    .map(|x| x.id.as_str())
+                    .chain(a.results.iter().map(|h| h.id.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .detail("tokens", a.tokens)
+            .detail("delivered_tokens", d.delivered_tokens)
+    }
+}

@@ -1,0 +1,79 @@
+//! `ctxplane serve`: the watcher-driven indexer and the plane behind the
+//! HTTP API (and MCP over streamable HTTP at `/mcp`), until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use plane::{PassKind, Plane, Profile, Settings};
+use registry::RegistryStore;
+
+use crate::cli::ServeArgs;
+
+pub fn serve(args: ServeArgs, s: &Settings, store: RegistryStore) -> anyhow::Result<std::process::ExitCode> {
+    let plane = Arc::new(Plane::open(s.clone(), store, Profile::server(!args.no_embed))?);
+    if let Some(o) = plane.update(None, PassKind::Full, &mut plane::Quiet)? {
+        tracing::info!(
+            chunks = o.report.total_chunks,
+            ms = o.elapsed_ms,
+            "initial pass done"
+        );
+    }
+    serve_plane(plane, args, None)
+}
+
+/// Serves `plane` until SIGINT/SIGTERM; `ready` is called with the bound
+/// address once it listens. In-flight requests and the current indexing
+/// pass finish before it returns.
+pub(crate) fn serve_plane(
+    plane: Arc<Plane>,
+    args: ServeArgs,
+    ready: Option<Box<dyn FnOnce(SocketAddr) + Send>>,
+) -> anyhow::Result<std::process::ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = crate::watch::spawn(&plane, args.no_watch, &stop)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "ctxplane serving (Ctrl-C to stop)");
+        eprintln!("ctxplane serving on http://{addr} (Ctrl-C to stop)");
+        if let Some(f) = ready {
+            f(addr);
+        }
+        let mcp = crate::mcp::http_service(plane.clone(), addr);
+        axum::serve(listener, crate::http::router(plane.clone(), Some(mcp)))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving")
+    });
+    crate::watch::stop(&stop, watcher);
+    result?;
+    tracing::info!("ctxplane stopped");
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

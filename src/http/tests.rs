@@ -1,0 +1,319 @@
+//! The router without a socket: admission before the body, the status of
+//! every kind of mistake, JSON bodies for every rejection, and the OpenAPI
+//! document against the routes.
+
+use std::sync::Arc;
+
+use axum::body::Body as AxBody;
+use axum::http::{Request, StatusCode, header};
+use plane::{Embedding, PassKind, Plane, Profile, Settings};
+use registry::{ContentHash, RegistryStore, SystemClock};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const STEWARD: &str = "steward-token-0123456789";
+const AGENT: &str = "agent-token-0123456789";
+const CI: &str = "ci-token-0123456789";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    plane: Arc<Plane>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("docs")).unwrap();
+    std::fs::write(
+        root.join("docs/runbook.md"),
+        "# Failover\n\nPromote the replica, then repoint the pooler.\n",
+    )
+    .unwrap();
+    let hash = |t: &str| ContentHash::of(t.as_bytes()).to_hex();
+    std::fs::write(
+        root.join("registry.toml"),
+        format!(
+            r#"version = 1
+
+[[sources]]
+id = "docs"
+kind = "dir"
+location = "docs"
+owner = "platform"
+tier = 1
+status = "approved"
+
+[[sources]]
+id = "wiki"
+kind = "dir"
+location = "docs"
+owner = "platform"
+tier = 1
+status = "proposed"
+
+[[principals]]
+name = "steward"
+role = "steward"
+token_hash = "{}"
+tier_ceiling = 4
+sources = ["*"]
+
+[[principals]]
+name = "agent"
+role = "agent"
+token_hash = "{}"
+tier_ceiling = 2
+sources = ["*"]
+
+[[principals]]
+name = "ci"
+role = "ci"
+token_hash = "{}"
+tier_ceiling = 2
+sources = ["*"]
+"#,
+            hash(STEWARD),
+            hash(AGENT),
+            hash(CI)
+        ),
+    )
+    .unwrap();
+    let settings = Settings::resolve(plane::Overrides {
+        registry: Some(root.join("registry.toml")),
+        data_dir: Some(root.join(".ctxplane")),
+        actor: Some("test".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let store = RegistryStore::new(&settings.registry, &settings.data_dir, Arc::new(SystemClock));
+    let plane = Plane::open(settings, store, Profile::reader(Embedding::Off("test".into()))).unwrap();
+    plane.update(None, PassKind::Full, &mut plane::Quiet).unwrap();
+    Fixture {
+        _dir: dir,
+        plane: Arc::new(plane),
+    }
+}
+
+async fn call(
+    f: &Fixture,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<(&str, &str)>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some((ctype, text)) => req
+            .header(header::CONTENT_TYPE, ctype)
+            .body(AxBody::from(text.to_string()))
+            .unwrap(),
+        None => req.body(AxBody::empty()).unwrap(),
+    };
+    let r = super::router(f.plane.clone(), None).oneshot(req).await.unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, headers, v)
+}
+
+const JSON: &str = "application/json";
+
+#[tokio::test]
+async fn admission_comes_before_the_body() {
+    let f = fixture();
+    // No token and a body that would not parse: 401, not 415 or 422.
+    let (s, h, v) = call(&f, "POST", "/v1/context", None, Some(("text/plain", "garbage"))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(v, json!({"error": "unauthorized"}));
+    assert!(
+        h.get(header::WWW_AUTHENTICATE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    // An unknown token, likewise.
+    let (s, _, _) = call(&f, "POST", "/v1/context", Some("nope"), Some((JSON, "{"))).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The wrong role: 403 whatever the body.
+    let (s, _, v) = call(&f, "POST", "/v1/context", Some(CI), Some((JSON, "{"))).await;
+    assert_eq!((s, v), (StatusCode::FORBIDDEN, json!({"error": "forbidden"})));
+    let (s, _, _) = call(&f, "POST", "/v1/sources", Some(AGENT), Some((JSON, "{}"))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_json_4xx() {
+    let f = fixture();
+    let ask = |ctype: &'static str, body: &'static str| {
+        call(&f, "POST", "/v1/context", Some(AGENT), Some((ctype, body)))
+    };
+    let (s, _, v) = ask("text/plain", r#"{"query":"x"}"#).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    assert!(v["error"].is_string());
+    let (s, _, v) = ask(JSON, "{not json").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _, v) = ask(JSON, r#"{"query":"x","bogus":1}"#).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("bogus"), "{v}");
+    // Out of range is refused, not clamped.
+    let (s, _, v) = ask(JSON, r#"{"query":"failover","limit":0}"#).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _, v) = ask(JSON, r#"{"query":"failover","max_tokens":999999}"#).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _, _) = ask(JSON, r#"{"query":"   "}"#).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let big = format!(r#"{{"query":"{}"}}"#, "x".repeat(9000));
+    let (s, _, v) = call(&f, "POST", "/v1/context", Some(AGENT), Some((JSON, &big))).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    let huge = format!(r#"{{"query":"{}"}}"#, "x".repeat(70_000));
+    let (s, _, v) = call(&f, "POST", "/v1/context", Some(AGENT), Some((JSON, &huge))).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(v["error"].is_string());
+    // A good one answers, with the budget honoured.
+    let (s, _, v) = ask(JSON, r#"{"query":"failover replica","max_tokens":2000}"#).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["delivered_tokens"].as_u64().unwrap() <= 2000, "{v}");
+    assert_eq!(v["results"][0]["provenance"]["source"], "docs");
+}
+
+#[tokio::test]
+async fn wrong_methods_and_routes_are_json() {
+    let f = fixture();
+    let (s, h, v) = call(&f, "GET", "/v1/context", Some(AGENT), None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(h.get(header::ALLOW).is_some());
+    assert!(v["error"].is_string(), "{v}");
+    let (s, _, v) = call(&f, "GET", "/v1/nothing-here", Some(AGENT), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(v["error"].is_string());
+}
+
+#[tokio::test]
+async fn steward_mistakes_are_4xx_that_say_what_was_wrong() {
+    let f = fixture();
+    let post = |uri: &'static str, body: String| {
+        let f = &f;
+        async move { call(f, "POST", uri, Some(STEWARD), Some((JSON, &body))).await }
+    };
+    let source = |id: &str, glob: &str| {
+        json!({"id": id, "kind": "dir", "location": "docs", "owner": "platform", "tier": 1, "include": [glob]}).to_string()
+    };
+    let (s, _, v) = post("/v1/sources", source("docs", "**/*.md")).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("already exists"), "{v}");
+    let (s, _, v) = post("/v1/sources", source("fresh-one", "[unclosed")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _, v) = post("/v1/sources", source("Bad Id", "**")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _, v) = post("/v1/sources", source("fresh-one", "**/*.md")).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _, v) = post("/v1/sources/ghost/approve", String::new()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, _, v) = post("/v1/sources/docs/approve", String::new()).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, _, v) = post("/v1/sources/docs/revoke", "{}".into()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("reason"), "{v}");
+    let grant = |id: &str, expires: &str| {
+        json!({"id": id, "source": "docs", "path": "secrets/x.md", "reason": "r", "expires_at": expires})
+            .to_string()
+    };
+    let (s, _, v) = post("/v1/exceptions", grant("exc-old", "2020-01-01T00:00:00Z")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30)).to_string();
+    let (s, _, v) = post("/v1/exceptions", grant("exc-a", &soon)).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _, v) = post("/v1/exceptions", grant("exc-a", &soon)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, _, v) = post("/v1/exceptions", grant("exc-b", "tomorrow")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+}
+
+#[tokio::test]
+async fn the_stop_gate_lets_through_only_stop_resume_and_revoke() {
+    let f = fixture();
+    let (s, _, v) = call(
+        &f,
+        "POST",
+        "/v1/admin/stop",
+        Some(STEWARD),
+        Some((JSON, r#"{"reason":"drill"}"#)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _, v) = call(
+        &f,
+        "POST",
+        "/v1/context",
+        Some(AGENT),
+        Some((JSON, r#"{"query":"x"}"#)),
+    )
+    .await;
+    assert_eq!(
+        (s, v["reason"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("drill"))
+    );
+    // Still 401/403 first: the stop says nothing to strangers.
+    let (s, _, _) = call(&f, "GET", "/v1/sources", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, v) = call(
+        &f,
+        "POST",
+        "/v1/sources/docs/revoke",
+        Some(STEWARD),
+        Some((JSON, r#"{"reason":"leak"}"#)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["purge_verified"], true, "{v}");
+    let (s, _, _) = call(&f, "POST", "/v1/admin/resume", Some(STEWARD), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = call(&f, "GET", "/v1/sources", Some(AGENT), None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[test]
+fn the_openapi_document_covers_exactly_the_routes() {
+    use axum::http::Method;
+    let doc = super::openapi::document();
+    let documented = super::openapi::documented();
+    for (method, path, op) in &documented {
+        let m = Method::from_bytes(method.as_bytes()).unwrap();
+        assert_eq!(super::operation(&m, path), *op, "{method} {path}");
+        let o = &doc["paths"][path][method.to_lowercase()];
+        assert!(o["operationId"].is_string(), "{method} {path}");
+        assert!(o["responses"]["401"]["headers"]["WWW-Authenticate"].is_object());
+    }
+    // Every operation the router gates is documented.
+    for (m, p) in [
+        ("POST", "/v1/context"),
+        ("GET", "/v1/provenance/{id}"),
+        ("GET", "/v1/sources"),
+        ("POST", "/v1/sources"),
+        ("POST", "/v1/sources/{id}/approve"),
+        ("POST", "/v1/sources/{id}/deny"),
+        ("POST", "/v1/sources/{id}/revoke"),
+        ("GET", "/v1/exceptions"),
+        ("POST", "/v1/exceptions"),
+        ("GET", "/v1/audit"),
+        ("GET", "/v1/audit/verify"),
+        ("GET", "/v1/freshness"),
+        ("GET", "/v1/check"),
+        ("POST", "/v1/admin/stop"),
+        ("POST", "/v1/admin/resume"),
+    ] {
+        assert!(documented.iter().any(|(dm, dp, _)| dm == m && dp == p), "{m} {p}");
+    }
+    let ids: std::collections::BTreeSet<_> = documented.iter().map(|d| d.2.map(|o| o.name())).collect();
+    assert_eq!(ids.len(), documented.len(), "operation ids are unique");
+    // Schemas are derived: the context request has its fields and limits.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["ContextRequest"]["properties"]["limit"]["maximum"], 100);
+    assert_eq!(schemas["ContextRequest"]["additionalProperties"], false);
+}
