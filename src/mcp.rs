@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolResult, ContentBlock, DiscoverRequestMethod, DiscoverResult, Implementation, ProtocolVersion,
@@ -50,11 +49,11 @@ pub struct GetContext {
     pub query: String,
     /// Token budget for everything returned, provenance included: 1 to
     /// 200000 (default 4000).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "plane::query::whole::optional")]
     #[schemars(with = "u32", range(min = 1, max = 200000))]
     pub max_tokens: Option<u32>,
     /// Most results: 1 to 100 (default 10).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "plane::query::whole::optional")]
     #[schemars(with = "u32", range(min = 1, max = 100))]
     pub limit: Option<u32>,
     /// Only these source ids (narrowing this principal's scope).
@@ -94,6 +93,57 @@ pub struct NoArgs {}
 
 /// A JSON object of the plane's making (provenance chains, source lists).
 type Object = Map<String, Value>;
+
+/// A tool's output schema, derived from the type it returns, with every
+/// nullable `"type": [T, "null"]` spelled as `anyOf` branches of one type
+/// each (portable to single-type dialects; MCP Inspector's --strict).
+fn output_schema<T: JsonSchema>() -> Arc<Map<String, Value>> {
+    fn split(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::Array(types)) = m.get("type").cloned() {
+                    m.remove("type");
+                    let mut branches: Vec<Value> = types
+                        .into_iter()
+                        .map(|t| {
+                            let mut b = Map::new();
+                            b.insert("type".into(), t);
+                            Value::Object(b)
+                        })
+                        .collect();
+                    // Keywords that constrain the non-null branch move into it.
+                    for key in [
+                        "format",
+                        "minimum",
+                        "maximum",
+                        "items",
+                        "properties",
+                        "required",
+                        "enum",
+                    ] {
+                        if let Some(k) = m.remove(key)
+                            && let Some(Value::Object(b)) = branches.iter_mut().find(|b| b["type"] != "null")
+                        {
+                            b.insert(key.into(), k);
+                        }
+                    }
+                    m.insert("anyOf".into(), Value::Array(branches));
+                }
+                m.values_mut().for_each(split);
+            }
+            Value::Array(a) => a.iter_mut().for_each(split),
+            _ => {}
+        }
+    }
+    let mut v = schemars::SchemaGenerator::default()
+        .into_root_schema_for::<T>()
+        .to_value();
+    split(&mut v);
+    match v {
+        Value::Object(m) => Arc::new(m),
+        _ => Arc::new(Map::new()),
+    }
+}
 
 fn tool_error(e: &plane::Error) -> CallToolResult {
     let text = match e {
@@ -163,7 +213,7 @@ impl Mcp {
     #[tool(
         description = "Grounded context for a question about the organisation's code and docs: a curated topic package when one answers it, otherwise search results; every item carries provenance (source, path, lines, commit, hashes, freshness). Only what this principal may read; max_tokens bounds everything returned.",
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false),
-        output_schema = schema_for_output::<plane::query::Delivered>()
+        output_schema = output_schema::<plane::query::Delivered>()
     )]
     async fn get_context(
         &self,
@@ -200,7 +250,7 @@ impl Mcp {
     #[tool(
         description = "Where a result came from: its source, owner, path, lines, commit, content hashes, when it was ingested and under which policy decision, and whether it is still fresh.",
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false),
-        output_schema = schema_for_output::<Object>()
+        output_schema = output_schema::<Object>()
     )]
     async fn explain_provenance(
         &self,
@@ -217,7 +267,7 @@ impl Mcp {
     #[tool(
         description = "The sources this principal may read: id, owner, tier, description.",
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false),
-        output_schema = schema_for_output::<Object>()
+        output_schema = output_schema::<Object>()
     )]
     async fn list_sources(
         &self,
@@ -235,7 +285,7 @@ impl Mcp {
     #[tool(
         description = "How fresh each readable source is: last indexing pass, files changed since, content past its max age, and version drift between docs and lockfiles.",
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false),
-        output_schema = schema_for_output::<plane::lookup::FreshnessReport>()
+        output_schema = output_schema::<plane::lookup::FreshnessReport>()
     )]
     async fn freshness_report(
         &self,
@@ -361,7 +411,23 @@ pub fn http_service(plane: Arc<Plane>, addr: SocketAddr) -> axum::Router {
     );
     axum::Router::new()
         .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(session_closed))
         .layer(axum::middleware::from_fn_with_state(plane, require_token))
+}
+
+/// A closed session answers `DELETE /mcp` with 204 No Content (clients
+/// expect 200 or 204 there, not 202).
+async fn session_closed(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let delete = req.method() == axum::http::Method::DELETE;
+    let mut r = next.run(req).await;
+    if delete && r.status() == axum::http::StatusCode::ACCEPTED {
+        *r.status_mut() = axum::http::StatusCode::NO_CONTENT;
+        *r.body_mut() = axum::body::Body::empty();
+    }
+    r
 }
 
 /// 401 with `WWW-Authenticate` for a request to `/mcp` without a valid token.

@@ -63,15 +63,17 @@ impl std::str::FromStr for SearchMode {
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContextRequest {
-    /// The question or search text: 1 to 8192 bytes of UTF-8, not only whitespace.
+    /// The question or search text: 1 to 8192 bytes of UTF-8 (the server
+    /// counts bytes), not only whitespace.
+    #[schemars(length(min = 1, max = 8192), regex(pattern = r"\S"))]
     pub query: String,
     /// Token budget for everything returned: content, provenance and framing
     /// (about four characters a token). 1 to 200000; default 4000.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::optional")]
     #[schemars(range(min = 1, max = 200000))]
     pub max_tokens: Option<u32>,
     /// Most results: 1 to 100; default 10.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole::optional")]
     #[schemars(range(min = 1, max = 100))]
     pub limit: Option<u32>,
     /// Only these sources (narrowing the caller's scope; an id outside it
@@ -306,5 +308,33 @@ impl Plane {
             )
             .detail("tokens", a.tokens)
             .detail("delivered_tokens", d.delivered_tokens)
+    }
+}
+
+/// Whole numbers as JSON Schema counts them: `2` and `2.0` alike (a
+/// schema-valid `integer` must not be refused for its spelling).
+pub mod whole {
+    use serde::{Deserialize, Deserializer};
+
+    fn from_number<T: TryFrom<u64>, E: serde::de::Error>(n: serde_json::Number) -> Result<T, E> {
+        let v = match n.as_u64() {
+            Some(v) => v,
+            None => match n.as_f64() {
+                Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => f as u64,
+                _ => return Err(E::custom(format!("expected a whole number, not {n}"))),
+            },
+        };
+        T::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+    }
+
+    pub fn required<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+        from_number(serde_json::Number::deserialize(d)?)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<Option<T>, D::Error> {
+        match Option::<serde_json::Number>::deserialize(d)? {
+            Some(n) => from_number(n).map(Some),
+            None => Ok(None),
+        }
     }
 }

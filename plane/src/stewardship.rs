@@ -21,22 +21,32 @@ pub const MAX_REASON_CHARS: usize = 500;
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceProposal {
-    /// Lowercase letters, digits, `-`, `_` and `.`.
+    /// Lowercase letters, digits, `-`, `_` and `.`, starting with a letter
+    /// or digit; at most 64 bytes.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub id: String,
     pub kind: SourceKindName,
     /// A path, relative to the registry file or absolute.
+    #[schemars(length(min = 1), regex(pattern = r"\S"))]
     pub location: String,
+    #[schemars(length(min = 1), regex(pattern = r"\S"))]
     pub owner: String,
     /// 1 (least sensitive) to 4 (most).
+    #[serde(deserialize_with = "crate::query::whole::required")]
     #[schemars(range(min = 1, max = 4))]
     pub tier: u8,
     #[serde(default)]
     pub description: Option<String>,
+    /// Globs (relative to the source root, `/`-separated, no backslashes,
+    /// no leading or trailing spaces).
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[^\s\\]([^\\]*[^\s\\])?$")))]
     pub include: Vec<String>,
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[^\s\\]([^\\]*[^\s\\])?$")))]
     pub exclude: Vec<String>,
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[^\s\\]([^\\]*[^\s\\])?$")))]
     pub never_ingest: Vec<String>,
 }
 
@@ -83,12 +93,17 @@ pub struct StatusOutcome {
 pub struct ExceptionGrant {
     /// Defaults to an id derived from the source, path and time.
     #[serde(default)]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub id: Option<String>,
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub source: String,
     /// A glob relative to the source root.
+    #[schemars(length(min = 1), regex(pattern = r"\S"))]
     pub path: String,
+    #[schemars(length(min = 1, max = 500), regex(pattern = r"\S"))]
     pub reason: String,
     /// RFC 3339; after now and at most 366 days ahead.
+    #[schemars(extend("format" = "date-time"))]
     pub expires_at: String,
 }
 

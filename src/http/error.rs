@@ -31,7 +31,10 @@ pub fn status_of(e: &plane::Error) -> StatusCode {
         NotFound(_) => StatusCode::NOT_FOUND,
         Conflict(_) => StatusCode::CONFLICT,
         BadRequest(_) => StatusCode::BAD_REQUEST,
-        TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        // A field past its limit inside a body within the body limit: the
+        // request is malformed, not too large to read (bodies over the
+        // limit are 413 from the body limit itself).
+        TooLarge(_) => StatusCode::BAD_REQUEST,
         Config(_) | PurgeIncomplete { .. } | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -191,9 +191,18 @@ async fn post_source(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
-    /// Why (required to deny or revoke; at most 500 characters).
+    /// Why (optional to approve; at most 500 characters).
     #[serde(default)]
+    #[schemars(length(max = 500))]
     pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredReason {
+    /// Why: 1 to 500 characters, not only whitespace.
+    #[schemars(length(min = 1, max = 500), regex(pattern = r"\S"))]
+    pub reason: String,
 }
 
 async fn set_status(
@@ -201,9 +210,8 @@ async fn set_status(
     who: Who,
     id: String,
     status: Status,
-    body: Option<ReasonBody>,
+    reason: Option<String>,
 ) -> ApiResult<Json<Value>> {
-    let reason = body.and_then(|b| b.reason);
     blocking(move || plane.set_status(who.name(), &id, status, reason))
         .await
         .and_then(|o| serde_json::to_value(o).map_err(|e| ApiError(e.into())))
@@ -216,25 +224,25 @@ async fn post_approve(
     Path(id): Path<String>,
     OptionalBody(b): OptionalBody<ReasonBody>,
 ) -> ApiResult<Json<Value>> {
-    set_status(p, w, id, Status::Approved, b).await
+    set_status(p, w, id, Status::Approved, b.and_then(|b| b.reason)).await
 }
 
 async fn post_deny(
     State(p): State<Shared>,
     Extension(w): Extension<Who>,
     Path(id): Path<String>,
-    OptionalBody(b): OptionalBody<ReasonBody>,
+    Body(b): Body<RequiredReason>,
 ) -> ApiResult<Json<Value>> {
-    set_status(p, w, id, Status::Denied, b).await
+    set_status(p, w, id, Status::Denied, Some(b.reason)).await
 }
 
 async fn post_revoke(
     State(p): State<Shared>,
     Extension(w): Extension<Who>,
     Path(id): Path<String>,
-    OptionalBody(b): OptionalBody<ReasonBody>,
+    Body(b): Body<RequiredReason>,
 ) -> ApiResult<Json<Value>> {
-    set_status(p, w, id, Status::Revoked, b).await
+    set_status(p, w, id, Status::Revoked, Some(b.reason)).await
 }
 
 async fn get_exceptions(State(plane): State<Shared>, Extension(who): Extension<Who>) -> Json<Value> {
@@ -299,8 +307,8 @@ async fn get_check(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopBody {
-    /// Why everything stops: 1 to 500 characters.
-    #[schemars(length(min = 1, max = 500))]
+    /// Why everything stops: 1 to 500 characters, not only whitespace.
+    #[schemars(length(min = 1, max = 500), regex(pattern = r"\S"))]
     pub reason: String,
 }
 

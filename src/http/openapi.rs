@@ -12,7 +12,7 @@ use plane::Operation;
 use plane::query::{ContextRequest, Delivered, MAX_QUERY_BYTES};
 use plane::stewardship::{ExceptionGrant, GrantOutcome, SourceProposal};
 
-use super::{ReasonBody, StopBody};
+use super::{ReasonBody, RequiredReason, StopBody};
 
 /// One documented operation.
 struct Op {
@@ -64,7 +64,11 @@ fn error_response(description: &str) -> Value {
 
 fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
     use Operation::*;
-    let source = || path_param("id", "A source id.", Some(200));
+    let source = || {
+        let mut p = path_param("id", "A source id.", Some(64));
+        p["schema"]["pattern"] = json!("^[a-z0-9][a-z0-9._-]{0,63}$");
+        p
+    };
     vec![
         Op {
             method: "post",
@@ -121,7 +125,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
             path: "/v1/sources/{id}/deny",
             op: Some(Deny),
             summary: "Deny a proposed source (a reason is required).",
-            body: Some((of::<ReasonBody>(g), false)),
+            body: Some((of::<RequiredReason>(g), true)),
             params: vec![source()],
             ok: (200, of::<plane::stewardship::StatusOutcome>(g)),
         },
@@ -130,7 +134,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
             path: "/v1/sources/{id}/revoke",
             op: Some(Revoke),
             summary: "Revoke a source (a reason is required): its content is purged from every store at once and the answer proves what remains (all zero), or 500 with the remainder.",
-            body: Some((of::<ReasonBody>(g), false)),
+            body: Some((of::<RequiredReason>(g), true)),
             params: vec![source()],
             ok: (200, of::<plane::stewardship::StatusOutcome>(g)),
         },

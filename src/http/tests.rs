@@ -170,7 +170,11 @@ async fn malformed_requests_get_json_4xx() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let big = format!(r#"{{"query":"{}"}}"#, "x".repeat(9000));
     let (s, _, v) = call(&f, "POST", "/v1/context", Some(AGENT), Some((JSON, &big))).await;
-    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert_eq!(
+        (s, v["kind"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("too_large")),
+        "{v}"
+    );
     let huge = format!(r#"{{"query":"{}"}}"#, "x".repeat(70_000));
     let (s, _, v) = call(&f, "POST", "/v1/context", Some(AGENT), Some((JSON, &huge))).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
@@ -218,8 +222,14 @@ async fn steward_mistakes_are_4xx_that_say_what_was_wrong() {
     let (s, _, v) = post("/v1/sources/docs/approve", String::new()).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let (s, _, v) = post("/v1/sources/docs/revoke", "{}".into()).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(v["error"].as_str().unwrap().contains("reason"), "{v}");
+    let (s, _, v) = post("/v1/sources/docs/revoke", r#"{"reason":"   "}"#.into()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("a reason is required"),
+        "{v}"
+    );
     let grant = |id: &str, expires: &str| {
         json!({"id": id, "source": "docs", "path": "secrets/x.md", "reason": "r", "expires_at": expires})
             .to_string()
