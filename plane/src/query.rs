@@ -188,20 +188,27 @@ pub fn json_tokens(v: &impl Serialize) -> usize {
 
 /// Drops results from the end until the whole answer fits the budget; a
 /// dropped result counts as over budget. The first result is kept even
-/// when it alone is larger (the answer says so by its numbers).
+/// when it alone is larger (the answer says so by its numbers). Each part
+/// is measured once; the total is measured again exactly at the end.
 fn fit(mut answer: Answer) -> Delivered {
     let budget = answer.max_tokens;
-    let mut total = json_tokens(&answer);
-    while total > budget && answer.results.len() > 1 {
-        if let Some(h) = answer.results.pop() {
-            answer.over_budget += 1;
-            answer.tokens = answer.tokens.saturating_sub(h.tokens);
+    loop {
+        let total = json_tokens(&answer);
+        if total <= budget || answer.results.len() <= 1 {
+            return Delivered {
+                delivered_tokens: total,
+                answer,
+            };
         }
-        total = json_tokens(&answer);
-    }
-    Delivered {
-        delivered_tokens: total,
-        answer,
+        let sizes: Vec<usize> = answer.results.iter().map(json_tokens).collect();
+        let mut estimate = total;
+        while estimate > budget && answer.results.len() > 1 {
+            if let Some(h) = answer.results.pop() {
+                answer.over_budget += 1;
+                answer.tokens = answer.tokens.saturating_sub(h.tokens);
+                estimate = estimate.saturating_sub(sizes[answer.results.len()]);
+            }
+        }
     }
 }
 
@@ -336,5 +343,40 @@ pub mod whole {
             Some(n) => from_number(n).map(Some),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(json: &str) -> Result<Validated> {
+        serde_json::from_str::<ContextRequest>(json)
+            .map_err(|e| Error::bad(e.to_string()))
+            .and_then(ContextRequest::validate)
+    }
+
+    #[test]
+    fn limits_are_refused_not_clamped() {
+        assert!(req(r#"{"query":"x"}"#).is_ok());
+        let v = req(r#"{"query":"x","limit":2.0,"max_tokens":300}"#).unwrap();
+        assert_eq!((v.options.limit, v.options.max_tokens), (2, 300));
+        for bad in [
+            r#"{"query":"x","limit":0}"#,
+            r#"{"query":"x","limit":101}"#,
+            r#"{"query":"x","max_tokens":0}"#,
+            r#"{"query":"x","max_tokens":200001}"#,
+            r#"{"query":"   "}"#,
+            r#"{"query":"x","limit":1.5}"#,
+        ] {
+            assert!(req(bad).is_err(), "{bad}");
+        }
+        let long = format!(r#"{{"query":"{}"}}"#, "é".repeat(4097));
+        assert!(
+            matches!(req(&long), Err(Error::TooLarge(_))),
+            "bytes are counted, not characters"
+        );
+        assert!(req(r#"{"query":"x","bogus":true}"#).is_err());
+        assert!(req(r#"{"query":"x","mode":"fuzzy"}"#).is_err());
     }
 }

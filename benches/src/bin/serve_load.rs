@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! bash scripts/bench-serve.sh        # fetches Django, builds, runs this
-//! target/release/serve_load --django DIR [--seconds 15] [--soak 0]
+//! target/release/serve_load --django DIR [--seconds 15] [--soak 0] [--bin PATH]
 //! ```
 //!
 //! `--soak SECS` adds a final phase (8 clients, re-index running) that
@@ -198,9 +198,13 @@ fn run() -> Res<()> {
             django.display()
         ));
     }
-    let bin = root.join("target/release/ctxplane");
+    // `--bin` compares another build (e.g. before and after a change).
+    let bin = arg("--bin").map_or_else(|| root.join("target/release/ctxplane"), PathBuf::from);
     if !bin.exists() {
-        return Err("build the release binary first: cargo build --release -p ctxplane".into());
+        return Err(format!(
+            "no binary at {}: cargo build --release -p ctxplane",
+            bin.display()
+        ));
     }
     let work = root.join("target/eval-data/serve");
     let docs = work.join("docs");
