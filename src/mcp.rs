@@ -370,6 +370,7 @@ pub fn mcp(
     if let Err(e) = plane.update(None, plane::PassKind::Full, &mut plane::Quiet) {
         tracing::error!(error = %e, "initial pass failed; serving what is indexed");
     }
+    plane.retriever()?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = crate::watch::spawn(&plane, args.no_watch, &stop)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -31,6 +31,8 @@ pub(crate) fn serve_plane(
     args: ServeArgs,
     ready: Option<Box<dyn FnOnce(SocketAddr) + Send>>,
 ) -> anyhow::Result<std::process::ExitCode> {
+    // Open the retriever (and the model) now, not on the first request.
+    plane.retriever()?;
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = crate::watch::spawn(&plane, args.no_watch, &stop)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
