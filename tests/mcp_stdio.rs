@@ -166,3 +166,52 @@ fn tools_answer_within_the_principals_scope() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_stop_over_http_and_a_rotated_token_reach_a_running_mcp_server() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    let mut agent = Session::start(org, "demo-agent-platform-token");
+    let (err, _) = agent.call("list_sources", json!({}));
+    assert!(!err);
+    let (mut server, addr) = common::start_server(org, &["--no-watch", "--no-embed"]);
+    let (code, _) = common::http(
+        &addr,
+        "POST",
+        "/v1/admin/stop",
+        Some("demo-steward-token"),
+        Some(r#"{"reason":"incident drill"}"#),
+    );
+    assert_eq!(code, 200);
+    let (err, v) = agent.call("get_context", json!({"query": "capture"}));
+    assert!(err, "{v}");
+    assert!(v.as_str().unwrap().contains("incident drill"), "{v}");
+    let (code, _) = common::http(
+        &addr,
+        "POST",
+        "/v1/admin/resume",
+        Some("demo-steward-token"),
+        None,
+    );
+    assert_eq!(code, 200);
+    let (err, v) = agent.call("list_sources", json!({}));
+    assert!(!err, "{v}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // Rotate the agent's token in the registry: the running session's
+    // token no longer authenticates.
+    let reg = org.join("registry.toml");
+    let text = std::fs::read_to_string(&reg).unwrap();
+    let old = registry_hash("demo-agent-platform-token");
+    assert!(text.contains(&old));
+    std::fs::write(&reg, text.replace(&old, &registry_hash("a-new-token"))).unwrap();
+    let (err, v) = agent.call("list_sources", json!({}));
+    assert!(err, "{v}");
+    assert!(v.as_str().unwrap().contains("unauthorized"), "{v}");
+    agent.close();
+}
+
+fn registry_hash(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}

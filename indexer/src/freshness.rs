@@ -152,7 +152,7 @@ pub(crate) fn report(
                 if s.size != found.size || s.mtime_ns != mtime_ns {
                     f.modified.add(&found.rel);
                 }
-            } else if !found.is_symlink {
+            } else if !found.is_symlink && found.is_regular {
                 f.added.add(&found.rel);
             }
         }

@@ -123,8 +123,9 @@ impl Indexer {
             touched: Default::default(),
         };
         let (report, redactions) = pass.run(registry, policy, progress)?;
-        if !report.purged.is_empty() {
-            // A purged source's text must leave the segment files too.
+        if !report.purged.is_empty() || report.sources.iter().any(|s| s.chunks_removed > 0) {
+            // Removed text (a purged source, a file deleted, edited or newly
+            // denied) must leave the segment files too, not only results.
             self.lexical.expunge_deletes()?;
         }
         pass::append_redactions(&self.data_dir.join("index/redactions.jsonl"), &redactions)?;

@@ -256,7 +256,10 @@ impl Pass<'_> {
                         // Remember what will not change by itself; retry the rest.
                         if matches!(
                             skip,
-                            Skip::TooLarge { .. } | Skip::Binary | Skip::InvalidUtf8 { .. }
+                            Skip::TooLarge { .. }
+                                | Skip::Binary
+                                | Skip::InvalidUtf8 { .. }
+                                | Skip::NotRegular
                         ) {
                             let entry = SkippedEntry {
                                 size: found.size,

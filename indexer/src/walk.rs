@@ -24,6 +24,8 @@ pub enum Skip {
     Unreadable {
         error: String,
     },
+    /// A FIFO, socket or device: opening it could block or never end.
+    NotRegular,
 }
 
 impl Skip {
@@ -34,6 +36,7 @@ impl Skip {
             Skip::Binary => "binary",
             Skip::InvalidUtf8 { .. } => "invalid_utf8",
             Skip::Unreadable { .. } => "unreadable",
+            Skip::NotRegular => "not_a_regular_file",
         }
     }
 }
@@ -47,6 +50,8 @@ pub struct Found {
     pub size: u64,
     pub mtime_ns: i128,
     pub is_symlink: bool,
+    /// A regular file (not a FIFO, socket or device); only these are read.
+    pub is_regular: bool,
 }
 
 /// Lists files under `root` (sorted by path, for stable runs). Errors from
@@ -84,6 +89,7 @@ pub fn list(root: &Path) -> Result<Vec<Found>, std::io::Error> {
                 size: 0,
                 mtime_ns: 0,
                 is_symlink: false,
+                is_regular: ft.is_file(),
             });
             continue;
         };
@@ -106,16 +112,44 @@ pub fn list(root: &Path) -> Result<Vec<Found>, std::io::Error> {
             size,
             mtime_ns,
             is_symlink: ft.is_symlink(),
+            is_regular: ft.is_file(),
         });
     }
     out.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(out)
 }
 
+/// Opens `path` for reading only if it is (still) a regular file: opened
+/// without blocking (a FIFO swapped in after the listing cannot hang the
+/// pass), then checked on the open handle.
+pub fn open_regular(path: &Path) -> Result<std::fs::File, Skip> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: a FIFO with no writer opens at once instead of waiting.
+        options.custom_flags(0o4000);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| Skip::Unreadable { error: e.to_string() })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Skip::Unreadable { error: e.to_string() })?;
+    if !meta.is_file() {
+        return Err(Skip::NotRegular);
+    }
+    Ok(file)
+}
+
 /// Reads a file's text, or says why not.
 pub fn read_text(found: &Found, max_bytes: u64) -> Result<(String, blake3::Hash), Skip> {
     if found.is_symlink {
         return Err(Skip::Symlink);
+    }
+    if !found.is_regular {
+        return Err(Skip::NotRegular);
     }
     if found.size > max_bytes {
         return Err(Skip::TooLarge {
@@ -124,8 +158,9 @@ pub fn read_text(found: &Found, max_bytes: u64) -> Result<(String, blake3::Hash)
         });
     }
     let mut bytes = Vec::with_capacity(found.size as usize);
-    std::fs::File::open(&found.abs)
-        .and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes))
+    let file = open_regular(&found.abs)?;
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| Skip::Unreadable { error: e.to_string() })?;
     if bytes.len() as u64 > max_bytes {
         return Err(Skip::TooLarge {

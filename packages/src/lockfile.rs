@@ -224,8 +224,10 @@ fn npm_lock(text: &str, sink: &mut Sink<'_>) {
 }
 
 /// Splits `name@version` where the name may be scoped (`@scope/name`).
+/// The name is never empty; any input (empty, multibyte) is safe.
 fn split_at_version(spec: &str) -> Option<(&str, &str)> {
-    let at = spec[1..].find('@')? + 1;
+    let first = spec.chars().next()?.len_utf8();
+    let at = spec[first..].find('@')? + first;
     Some((&spec[..at], &spec[at + 1..]))
 }
 
@@ -456,5 +458,74 @@ mod tests {
         assert_eq!(m.lookup("serde-json")[0].version, "1.0.1");
         assert!(m.lookup("flask").is_empty());
         assert!(is_lockfile("a/b/requirements-prod.txt") && !is_lockfile("README.md"));
+    }
+}
+
+#[cfg(test)]
+mod hostile_input {
+    use super::*;
+
+    const NAMES: [&str; 10] = [
+        "Cargo.lock",
+        "package-lock.json",
+        "pnpm-lock.yaml",
+        "yarn.lock",
+        "go.mod",
+        "requirements.txt",
+        "poetry.lock",
+        "uv.lock",
+        "Gemfile.lock",
+        "npm-shrinkwrap.json",
+    ];
+
+    #[test]
+    fn keys_that_once_panicked_parse_to_nothing_or_a_pin() {
+        for (file, text) in [
+            (
+                "yarn.lock",
+                "# yarn lockfile v1\n\n\"é@^1.0.0\":\n  version \"1.0.0\"\n",
+            ),
+            ("yarn.lock", "\"\":\n  version \"1.0.0\"\n"),
+            ("yarn.lock", "é:\n  version \"1.0.0\"\n"),
+            (
+                "pnpm-lock.yaml",
+                "lockfileVersion: '9.0'\npackages:\n  :\n    resolution: x\n",
+            ),
+            ("pnpm-lock.yaml", "packages:\n  /ü@1.0.0:\n    resolution: x\n"),
+            ("pnpm-lock.yaml", "packages:\n  '':\n  /@:\n  @:\n  /é:\n"),
+        ] {
+            let pins = parse(file, text);
+            assert!(pins.iter().all(|p| !p.name.is_empty()), "{file}: {pins:?}");
+        }
+        let pins = parse("pnpm-lock.yaml", "packages:\n  /ü@1.0.0:\n    resolution: x\n");
+        assert_eq!(pins.len(), 1);
+        assert_eq!((pins[0].name.as_str(), pins[0].version.as_str()), ("ü", "1.0.0"));
+    }
+
+    #[test]
+    fn no_input_makes_a_lockfile_parser_panic() {
+        // Every parser on short lines built from the characters that carry
+        // meaning in lockfiles, multibyte ones included.
+        let alphabet = [
+            '@', '"', '\'', ':', '/', ' ', '\n', 'é', 'ü', '1', '.', 'a', '=', '(', '#', '[',
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..3000 {
+            let mut text = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            let mut s = seed;
+            for _ in 0..len {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                text.push(alphabet[(s >> 59) as usize % alphabet.len()]);
+            }
+            for name in NAMES {
+                let _ = parse(name, &format!("packages:\n  {text}\n{text}"));
+            }
+        }
     }
 }

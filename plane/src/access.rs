@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::SystemTime;
 
 use registry::audit::Event;
 use registry::{Principal, Registry, Role};
@@ -103,32 +104,54 @@ impl Who {
 }
 
 /// The emergency stop: a reason while in force, persisted in the data dir
-/// so that it survives a restart. Checking it never changes it.
+/// so that it survives a restart and reaches every process on the data
+/// dir (a `ctxplane mcp` sees a stop issued over HTTP on its next call).
+/// Checking it never changes it.
 #[derive(Debug)]
 pub(crate) struct StopGate {
     file: PathBuf,
-    reason: RwLock<Option<String>>,
+    /// The stop file's modification time when last read (`None`: absent),
+    /// and the reason it held.
+    state: RwLock<(Option<SystemTime>, Option<String>)>,
+}
+
+fn read_stop(file: &Path) -> (Option<SystemTime>, Option<String>) {
+    let Ok(meta) = std::fs::metadata(file) else {
+        return (None, None);
+    };
+    let reason = match std::fs::read(file).map(|b| serde_json::from_slice::<serde_json::Value>(&b)) {
+        Ok(Ok(v)) => v["reason"].as_str().unwrap_or("stopped").to_string(),
+        // An unreadable flag still stops: failing open would be worse.
+        _ => "stopped (the stop file is unreadable)".to_string(),
+    };
+    (
+        Some(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
+        Some(reason),
+    )
 }
 
 impl StopGate {
     pub(crate) fn load(data_dir: &Path) -> StopGate {
         let file = data_dir.join("stopped.json");
-        let reason =
-            std::fs::read(&file)
-                .ok()
-                .map(|b| match serde_json::from_slice::<serde_json::Value>(&b) {
-                    Ok(v) => v["reason"].as_str().unwrap_or("stopped").to_string(),
-                    // An unreadable flag still stops: failing open would be worse.
-                    Err(_) => "stopped (the stop file is unreadable)".to_string(),
-                });
-        StopGate {
-            file,
-            reason: RwLock::new(reason),
-        }
+        let state = RwLock::new(read_stop(&file));
+        StopGate { file, state }
     }
 
+    /// The reason in force, re-read when another process changed the file.
     pub(crate) fn reason(&self) -> Option<String> {
-        self.reason.read().unwrap_or_else(PoisonError::into_inner).clone()
+        let mtime = std::fs::metadata(&self.file)
+            .ok()
+            .map(|m| m.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+        {
+            let s = self.state.read().unwrap_or_else(PoisonError::into_inner);
+            if s.0 == mtime {
+                return s.1.clone();
+            }
+        }
+        let fresh = read_stop(&self.file);
+        let reason = fresh.1.clone();
+        *self.state.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        reason
     }
 }
 
@@ -198,7 +221,7 @@ impl Plane {
         if reason.is_empty() || reason.chars().count() > 500 {
             return Err(Error::bad("reason is 1 to 500 characters"));
         }
-        let mut flag = self.stop.reason.write().unwrap_or_else(PoisonError::into_inner);
+        let mut flag = self.stop.state.write().unwrap_or_else(PoisonError::into_inner);
         self.record(vec![
             Event::new(who.name(), "service.stop", "service").detail("reason", reason.clone()),
         ])?;
@@ -208,7 +231,7 @@ impl Plane {
                 .to_string()
                 .as_bytes(),
         )?;
-        *flag = Some(reason.clone());
+        *flag = read_stop(&self.stop.file);
         Ok(StopState {
             stopped: true,
             reason: Some(reason),
@@ -219,14 +242,14 @@ impl Plane {
     /// changed while stopped.
     pub fn resume(&self, who: &Who) -> Result<StopState> {
         {
-            let mut flag = self.stop.reason.write().unwrap_or_else(PoisonError::into_inner);
+            let mut flag = self.stop.state.write().unwrap_or_else(PoisonError::into_inner);
             self.record(vec![Event::new(who.name(), "service.resume", "service")])?;
             match std::fs::remove_file(&self.stop.file) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
-            *flag = None;
+            *flag = (None, None);
         }
         if self.profile().ingest_on_approve {
             self.update(None, crate::PassKind::Update, &mut crate::Quiet)?;

@@ -228,7 +228,8 @@ pub(crate) fn sync_vectors(
         progress.chunks(done, total)
     });
     progress.finish();
-    // After a purge, the removed vectors leave the store's files too.
+    // After a pass that removed chunks, their vectors leave the store's
+    // files too.
     let expunged = match (&report, purged) {
         (Ok(_), true) => d.store.expunge(),
         _ => Ok(()),

@@ -229,9 +229,10 @@ impl Plane {
         self.pass(only, kind, progress).map(Some)
     }
 
-    /// A pass over everything, even during an emergency stop (revocation).
-    pub(crate) fn pass_any(&self, kind: PassKind) -> Result<PassOutcome> {
-        self.pass(None, kind, &mut Quiet)
+    /// A pass that walks no source and purges every source no longer
+    /// approved: what a revocation needs, also during an emergency stop.
+    pub(crate) fn purge_pass(&self) -> Result<PassOutcome> {
+        self.pass(Some(&BTreeSet::new()), PassKind::Update, &mut Quiet)
     }
 
     fn pass(
@@ -259,6 +260,7 @@ impl Plane {
         };
         self.metrics.record_pass(&report, self.store.clock().now());
         let pass_ms = started.elapsed().as_millis() as u64;
+        let removed = !report.purged.is_empty() || report.sources.iter().any(|s| s.chunks_removed > 0);
         let vectors = if kind == PassKind::Full || report.committed {
             ingest::sync_vectors(
                 &ing.indexer,
@@ -266,7 +268,7 @@ impl Plane {
                 &self.settings.actor,
                 &self.store,
                 progress,
-                !report.purged.is_empty(),
+                removed,
             )?
         } else {
             serde_json::json!({"status": "not_run"})

@@ -213,8 +213,9 @@ impl Plane {
             return Ok(out);
         }
         let outcome = if status == Status::Revoked {
-            // A leak must be purgeable during an emergency stop too.
-            Some(self.pass_any(PassKind::Update)?)
+            // Purge only (no source is walked), and also during an
+            // emergency stop: a leak must be purgeable.
+            Some(self.purge_pass()?)
         } else {
             self.update(None, PassKind::Update, &mut Quiet)?
         };

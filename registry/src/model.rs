@@ -436,9 +436,31 @@ fn rule_set(
     RuleSet::new(ok, case_insensitive).unwrap_or_else(|_| RuleSet::empty())
 }
 
+/// Largest registry file read.
+pub const MAX_REGISTRY_BYTES: u64 = 8 << 20;
+
 impl Registry {
-    /// Reads and validates a registry file.
+    /// Reads and validates a registry file: a regular file of at most
+    /// [`MAX_REGISTRY_BYTES`] (a FIFO or device is refused, never opened).
     pub fn load(path: &Path) -> Result<Registry> {
+        let invalid = |message: String| RegistryError::Invalid {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                line: 1,
+                column: 1,
+                message,
+            }],
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => return Err(invalid("not a regular file".into())),
+            Ok(m) if m.len() > MAX_REGISTRY_BYTES => {
+                return Err(invalid(format!(
+                    "larger than {MAX_REGISTRY_BYTES} bytes ({} bytes)",
+                    m.len()
+                )));
+            }
+            _ => {}
+        }
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

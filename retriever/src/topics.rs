@@ -188,11 +188,24 @@ impl Topics {
                 problem(1, "a symlink; topic packages must be regular files".into());
                 continue;
             }
+            if !meta.is_file() {
+                // A FIFO or device would block or never end: never opened.
+                problem(1, "not a regular file".into());
+                continue;
+            }
             if meta.len() > MAX_PACKAGE_BYTES {
                 problem(1, format!("larger than {MAX_PACKAGE_BYTES} bytes"));
                 continue;
             }
-            let bytes = match std::fs::read(file) {
+            let read = indexer::walk::open_regular(file)
+                .map_err(|skip| format!("not readable ({})", skip.code()))
+                .and_then(|f| {
+                    let mut b = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_PACKAGE_BYTES + 1), &mut b)
+                        .map(|_| b)
+                        .map_err(|e| e.to_string())
+                });
+            let bytes = match read {
                 Ok(b) => b,
                 Err(e) => {
                     problem(1, e.to_string());

@@ -333,18 +333,33 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(plane): State<Shared>) -> Response {
     let stopped = plane.stopped();
+    let p = plane.clone();
+    // The registry must parse: a malformed file makes every operation fail
+    // closed (500 with no detail), so the service is not ready.
+    let registry_ok = tokio::task::spawn_blocking(move || p.registry().is_ok())
+        .await
+        .unwrap_or(false);
     let dense = plane.retriever().map(|r| r.dense_status());
+    let ready = stopped.is_none() && registry_ok && dense.is_ok();
+    let registry = if registry_ok {
+        "valid"
+    } else {
+        "invalid; see the server log"
+    };
     let body = match &dense {
         Ok(d) => json!({
-            "ready": stopped.is_none(),
+            "ready": ready,
             "stopped": stopped,
+            "registry": registry,
             "served_by": if d.available { "hybrid" } else { "lexical" },
             "model": {"available": d.available, "model_id": d.model_id, "reason": d.reason},
             "index": {"chunks": d.chunks, "vectors": d.vectors, "coverage": d.coverage},
         }),
-        Err(e) => json!({"ready": false, "stopped": stopped, "index": {"error": e.to_string()}}),
+        Err(e) => {
+            json!({"ready": false, "stopped": stopped, "registry": registry, "index": {"error": e.to_string()}})
+        }
     };
-    let code = if stopped.is_none() && dense.is_ok() {
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -1,0 +1,199 @@
+//! Hostile input in an approved source, through the real binary: nothing
+//! panics or hangs, and what cannot be read is skipped with a reason.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{command, example_org_today, run, start_server};
+
+/// Runs the binary with a deadline; a hang is a failure, not a stuck suite.
+fn run_within(org: &std::path::Path, args: &[&str], secs: u64) -> std::process::Output {
+    let mut child = command(org, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > Duration::from_secs(secs) {
+            child.kill().unwrap();
+            panic!("{args:?} did not finish within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn lockfile_keys_that_once_crashed_every_command() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    let src = org.join("sources/payments-api");
+    std::fs::write(
+        src.join("yarn.lock"),
+        "# yarn lockfile v1\n\n\"é@^1.0.0\":\n  version \"1.0.0\"\n\n\"\":\n  version \"2\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("pnpm-lock.yaml"),
+        "lockfileVersion: '9.0'\npackages:\n  :\n    resolution: x\n  /ü@1.0.0:\n    resolution: y\n",
+    )
+    .unwrap();
+    run(org, &["index", "--no-embed"]);
+    for args in [
+        vec!["check", "--json"],
+        vec!["freshness", "--json"],
+        vec!["query", "capture", "--mode", "lexical", "--json"],
+        vec!["status", "--json"],
+    ] {
+        let out = run_within(org, &args, 60);
+        assert!(
+            out.status.code().is_some_and(|c| c <= 1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+            "{args:?}"
+        );
+    }
+    let (mut server, addr) = start_server(org, &["--no-watch", "--no-embed"]);
+    for (path, token) in [("/v1/freshness", "demo-ci-token"), ("/v1/check", "demo-ci-token")] {
+        let (code, body) = common::http(&addr, "GET", path, Some(token), None);
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    let (code, body) = common::http(
+        &addr,
+        "POST",
+        "/v1/context",
+        Some("demo-agent-platform-token"),
+        Some(r#"{"query":"capture"}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn fifos_are_skipped_not_opened() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    for fifo in [
+        org.join("sources/payments-api/src/pipe.rs"),
+        org.join("topics/pipe.md"),
+    ] {
+        let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(status.success());
+    }
+    let out = run_within(org, &["index", "--no-embed", "--json"], 120);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let payments = v["report"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "payments-api")
+        .unwrap();
+    assert_eq!(
+        payments["skipped"]["not_a_regular_file"]["count"], 1,
+        "{payments}"
+    );
+    let out = run_within(org, &["packages", "list", "--json"], 60);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pipe = listed["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["file"].as_str().unwrap().ends_with("pipe.md"))
+        .unwrap();
+    assert_eq!(pipe["status"], "invalid", "{pipe}");
+    let out = run_within(
+        org,
+        &[
+            "query",
+            "Is it safe to retry a capture?",
+            "--mode",
+            "lexical",
+            "--json",
+        ],
+        60,
+    );
+    assert!(out.status.success());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_as_the_registry_is_refused_not_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = tmp.path().join("registry.toml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&reg)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = run_within(tmp.path(), &["registry", "validate"], 30);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+}
+
+/// Bytes of `needle` anywhere under `dir`.
+fn on_disk(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    common::files_under(dir, &mut files);
+    files
+        .into_iter()
+        .filter(|f| {
+            std::fs::read(f)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        })
+        .collect()
+}
+
+#[test]
+fn deleted_edited_and_newly_denied_text_leaves_the_disk() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    let src = org.join("sources/payments-api/src");
+    for (file, marker) in [
+        ("gone.rs", "zqxmarkerdeleted"),
+        ("edited.rs", "zqxmarkeredited"),
+        ("denied.rs", "zqxmarkerdenied"),
+    ] {
+        std::fs::write(src.join(file), format!("/// {marker}\npub fn {marker}() {{}}\n")).unwrap();
+    }
+    run(org, &["index"]);
+    let data = org.join(".ctxplane");
+    assert!(!on_disk(&data, "zqxmarkerdeleted").is_empty(), "indexed at first");
+    std::fs::remove_file(src.join("gone.rs")).unwrap();
+    std::fs::write(src.join("edited.rs"), "pub fn replaced() {}\n").unwrap();
+    let reg = org.join("registry.toml");
+    let text = std::fs::read_to_string(&reg).unwrap();
+    std::fs::write(
+        &reg,
+        text.replacen(
+            "exclude = [\"target/**\"]",
+            "exclude = [\"target/**\", \"src/denied.rs\"]",
+            1,
+        ),
+    )
+    .unwrap();
+    run(org, &["index"]);
+    for marker in ["zqxmarkerdeleted", "zqxmarkeredited", "zqxmarkerdenied"] {
+        let left: Vec<_> = on_disk(&data, marker)
+            .into_iter()
+            // The audit log names no content; the embedding cache keeps
+            // vectors only. Anything else holding the text is a trace.
+            .collect();
+        assert!(left.is_empty(), "{marker} still on disk in {left:?}");
+    }
+}
