@@ -197,3 +197,40 @@ fn deleted_edited_and_newly_denied_text_leaves_the_disk() {
         assert!(left.is_empty(), "{marker} still on disk in {left:?}");
     }
 }
+
+#[test]
+fn a_revocation_leaves_no_redaction_records() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    run(org, &["index", "--no-embed"]);
+    let log = org.join(".ctxplane/index/redactions.jsonl");
+    let before = std::fs::read_to_string(&log).unwrap();
+    assert!(before.contains("\"source\":\"payments-api\""), "{before}");
+    run(org, &["registry", "revoke", "payments-api", "--reason", "leak"]);
+    let after = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!after.contains("\"source\":\"payments-api\""), "{after}");
+}
+
+#[test]
+fn a_binary_context_package_is_reported_as_not_text() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    std::fs::write(
+        org.join("sources/payments-api/context-package.toml"),
+        b"purpose = \"x\"\0\x01\x02binary",
+    )
+    .unwrap();
+    let out = command(org, &["check", "--source", "payments-api", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["file"].as_str().unwrap().ends_with("context-package.toml"))
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["unreadable"], "{v}");
+}

@@ -128,7 +128,11 @@ impl Indexer {
             // denied) must leave the segment files too, not only results.
             self.lexical.expunge_deletes()?;
         }
-        pass::append_redactions(&self.data_dir.join("index/redactions.jsonl"), &redactions)?;
+        let redactions_log = self.data_dir.join("index/redactions.jsonl");
+        pass::append_redactions(&redactions_log, &redactions)?;
+        if !report.purged.is_empty() {
+            pass::drop_redactions(&redactions_log, &report.purged)?;
+        }
         let mut passes = self.passes()?;
         for s in report.sources.iter().filter(|s| s.error.is_none()) {
             passes.insert(s.source.clone(), now);

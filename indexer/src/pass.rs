@@ -506,6 +506,26 @@ fn remove_journal(path: &Path) -> Result<()> {
 }
 
 /// Appends redaction records (JSON lines) and fsyncs.
+/// Rewrites the redaction log without the records of `purged` sources: a
+/// revoked source leaves no paths or keyed hashes behind.
+pub(crate) fn drop_redactions(path: &Path, purged: &[String]) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(IndexError::io(path, e)),
+    };
+    let keep = |line: &str| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .map(|v| !purged.iter().any(|p| v["source"] == p.as_str()))
+            .unwrap_or(false)
+    };
+    let kept: String = text.lines().filter(|l| keep(l)).flat_map(|l| [l, "\n"]).collect();
+    if kept.len() != text.len() {
+        registry::fsutil::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
+}
+
 pub(crate) fn append_redactions(path: &Path, records: &[RedactionRecord]) -> Result<()> {
     use std::io::Write;
     if records.is_empty() {

@@ -112,8 +112,23 @@ pub fn report(
                 message: format!("{id} has no {FILE_NAME}"),
                 severity: "warning",
             }),
-            Some(f) => {
-                let text = read(f).unwrap_or_default();
+            Some(f) => 'package: {
+                let text = match indexer::walk::read_text(f, s.max_file_bytes) {
+                    Ok((t, _)) => t,
+                    Err(skip) => {
+                        // Binary, oversized or not a regular file: say so,
+                        // rather than report every field as missing.
+                        findings.push(Finding {
+                            source: id.into(),
+                            file: shown(FILE_NAME),
+                            line: 1,
+                            code: "unreadable".into(),
+                            message: format!("{FILE_NAME} is not readable as text ({})", skip.code()),
+                            severity: "error",
+                        });
+                        break 'package;
+                    }
+                };
                 let exists = |p: &str| {
                     let rel = Path::new(p);
                     let safe = rel.components().all(|c| matches!(c, Component::Normal(_)));

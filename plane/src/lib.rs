@@ -27,7 +27,6 @@ pub mod views;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::SystemTime;
 
 use indexer::embed::Embedder;
 use registry::{Registry, RegistryStore};
@@ -86,8 +85,8 @@ pub struct Plane {
     settings: Settings,
     store: RegistryStore,
     profile: Profile,
-    /// The registry in force and the modification time of its file when read.
-    registry: RwLock<(Option<SystemTime>, Arc<Registry>)>,
+    /// The registry in force and the hash of the file it was parsed from.
+    registry: RwLock<(Option<registry::ContentHash>, Arc<Registry>)>,
     model: Mutex<Option<Result<Arc<Embedder>, String>>>,
     retriever: Mutex<Option<Arc<Retriever>>>,
     ingest: Mutex<Option<ingest::Ingest>>,
@@ -115,10 +114,12 @@ impl Plane {
     /// the model and the indexer are opened when first needed.
     pub fn open(settings: Settings, store: RegistryStore, profile: Profile) -> Result<Plane> {
         let reg = store.load(&settings.actor)?;
-        let mtime = registry_mtime(&store);
+        let hash = read_registry_bytes(store.registry_path())
+            .ok()
+            .map(|b| registry::ContentHash::of(&b));
         let stop = access::StopGate::load(&settings.data_dir);
         Ok(Plane {
-            registry: RwLock::new((mtime, Arc::new(reg))),
+            registry: RwLock::new((hash, Arc::new(reg))),
             model: Mutex::new(None),
             retriever: Mutex::new(None),
             ingest: Mutex::new(None),
@@ -138,20 +139,34 @@ impl Plane {
         &self.store
     }
 
-    /// The registry in force, re-parsed when its file changed. Never takes
-    /// the data-dir lock (an indexing pass may hold it): changes made
-    /// outside ctxplane are audited by the next pass, which loads the
-    /// registry through the store.
+    /// The registry in force, re-parsed when its file's content changed
+    /// (compared by hash, so an edit that keeps the modification time is
+    /// seen too). Never takes the data-dir lock (an indexing pass may hold
+    /// it): changes made outside ctxplane are audited by the next pass,
+    /// which loads the registry through the store.
     pub fn registry(&self) -> Result<Arc<Registry>> {
-        let mtime = registry_mtime(&self.store);
+        let path = self.store.registry_path();
+        let bytes = read_registry_bytes(path)?;
+        let hash = registry::ContentHash::of(&bytes);
         {
             let r = self.registry.read().unwrap_or_else(PoisonError::into_inner);
-            if r.0 == mtime {
+            if r.0 == Some(hash) {
                 return Ok(r.1.clone());
             }
         }
-        let reg = Arc::new(Registry::load(self.store.registry_path())?);
-        *self.registry.write().unwrap_or_else(PoisonError::into_inner) = (mtime, reg.clone());
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Config(format!("{}: the registry is not valid UTF-8", path.display())))?;
+        let base = path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let reg = Arc::new(Registry::parse(&text, &base).map_err(|problems| {
+            Error::from(registry::RegistryError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        })?);
+        *self.registry.write().unwrap_or_else(PoisonError::into_inner) = (Some(hash), reg.clone());
         Ok(reg)
     }
 
@@ -164,8 +179,10 @@ impl Plane {
 
     pub(crate) fn set_registry(&self, reg: Registry) -> Arc<Registry> {
         let reg = Arc::new(reg);
-        *self.registry.write().unwrap_or_else(PoisonError::into_inner) =
-            (registry_mtime(&self.store), reg.clone());
+        let hash = read_registry_bytes(self.store.registry_path())
+            .ok()
+            .map(|b| registry::ContentHash::of(&b));
+        *self.registry.write().unwrap_or_else(PoisonError::into_inner) = (hash, reg.clone());
         reg
     }
 
@@ -316,8 +333,20 @@ impl Plane {
     }
 }
 
-fn registry_mtime(store: &RegistryStore) -> Option<SystemTime> {
-    std::fs::metadata(store.registry_path())
-        .and_then(|m| m.modified())
-        .ok()
+/// The registry file's bytes: a regular file, at most
+/// `registry::model::MAX_REGISTRY_BYTES`, opened without blocking.
+fn read_registry_bytes(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let cap = registry::model::MAX_REGISTRY_BYTES;
+    let file = indexer::walk::open_regular(path)
+        .map_err(|skip| Error::Config(format!("{}: not readable ({})", path.display(), skip.code())))?;
+    let mut bytes = Vec::new();
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(Error::Config(format!(
+            "{}: larger than {cap} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
 }

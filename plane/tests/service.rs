@@ -244,3 +244,29 @@ fn steward_mistakes_are_typed() {
     assert_eq!(out.purge_verified, Some(true));
     assert_eq!(out.remaining.unwrap().chunks, 0);
 }
+
+#[test]
+fn a_registry_edit_that_keeps_the_mtime_still_takes_effect() {
+    let (dir, plane) = open();
+    plane.authenticate(Some("tok-agent")).unwrap();
+    let path = dir.path().join("registry.toml");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let rotated = text.replace(
+        &ContentHash::of(b"tok-agent").to_hex(),
+        &ContentHash::of(b"tok-rotated").to_hex(),
+    );
+    assert_eq!(rotated.len(), text.len());
+    std::fs::write(&path, rotated).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert!(matches!(
+        plane.authenticate(Some("tok-agent")),
+        Err(Error::Unauthorized)
+    ));
+    plane.authenticate(Some("tok-rotated")).unwrap();
+}
