@@ -234,3 +234,67 @@ fn a_binary_context_package_is_reported_as_not_text() {
         .collect();
     assert_eq!(codes, ["unreadable"], "{v}");
 }
+
+#[test]
+fn a_file_named_after_a_credential_is_refused_by_name_and_never_named() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    let token = "ghp_R8s9T0u1V2w3X4y5Z6a7B8c9D0e1F2g3H4i5";
+    let key = "AKIAQWERTYUIOPASDFGH";
+    let docs = org.join("sources/platform-docs/runbooks");
+    std::fs::write(
+        docs.join(format!("{token}.md")),
+        "# Rotation\n\nzqxnamedmarker rotate keys.\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(docs.join(key)).unwrap();
+    std::fs::write(
+        docs.join(key).join("notes.md"),
+        "# Notes\n\nzqxnamedmarker again.\n",
+    )
+    .unwrap();
+    let out = run(org, &["index", "--json"]);
+    assert!(!out.contains(token) && !out.contains(key), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let docs_report = v["report"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "platform-docs")
+        .unwrap();
+    assert_eq!(
+        docs_report["denied"]["secret_in_path"]["count"], 2,
+        "{docs_report}"
+    );
+    for args in [
+        vec!["query", "zqxnamedmarker", "--mode", "lexical", "--json"],
+        vec!["freshness", "--json"],
+        vec!["check", "--json"],
+        vec!["audit", "tail", "-n", "50", "--json"],
+    ] {
+        let out = command(org, &args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains(token) && !text.contains(key), "{args:?}: {text}");
+        if args[0] == "query" {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert!(
+                v["results"].as_array().unwrap().is_empty(),
+                "served the file: {text}"
+            );
+        } else {
+            assert!(!text.contains("zqxnamedmarker"), "{args:?}: {text}");
+        }
+    }
+    let mut files = Vec::new();
+    common::files_under(&org.join(".ctxplane"), &mut files);
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        for needle in [token, key, "zqxnamedmarker"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{needle} stored in {}",
+                f.display()
+            );
+        }
+    }
+}

@@ -90,6 +90,7 @@ pub(crate) fn report(
     registry: &Registry,
     policy: &Policy<'_>,
     now: Timestamp,
+    redactor: &crate::redact::Redactor,
 ) -> crate::Result<Vec<SourceFreshness>> {
     let mut out = Vec::new();
     let with_manifest: BTreeSet<String> = manifests.sources()?.into_iter().collect();
@@ -139,7 +140,10 @@ pub(crate) fn report(
         };
         let mut seen = BTreeSet::new();
         for found in &files {
-            if !policy.decide_ingest(id, &found.rel).is_allowed() {
+            // Never indexed and never named: a path holding a secret.
+            if !policy.decide_ingest(id, &found.rel).is_allowed()
+                || redactor.redact_path(&found.rel).is_some()
+            {
                 continue;
             }
             seen.insert(found.rel.as_str());

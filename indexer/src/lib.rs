@@ -198,6 +198,7 @@ impl Indexer {
             registry,
             policy,
             now,
+            &self.redactor,
         )
     }
 }
@@ -252,8 +253,9 @@ pub fn freshness_of(
     registry: &Registry,
     policy: &Policy<'_>,
     now: Timestamp,
+    redactor: &Redactor,
 ) -> Result<Vec<freshness::SourceFreshness>> {
     let manifests = Manifests::new(data_dir.join("index/manifests"));
     let passes = read_passes(data_dir.join("index/passes.json"))?;
-    freshness::report(lexical, &manifests, &passes, registry, policy, now)
+    freshness::report(lexical, &manifests, &passes, registry, policy, now, redactor)
 }

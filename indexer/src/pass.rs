@@ -214,6 +214,17 @@ impl Pass<'_> {
                 progress(id, n as u64 + 1, total);
                 sr.files_seen += 1;
                 seen.insert(found.rel.clone());
+                // A path that holds a secret is refused before anything else:
+                // only its redacted form is ever recorded.
+                if let Some(shown) = self.redactor.redact_path(&found.rel) {
+                    sr.denied
+                        .entry("secret_in_path".to_string())
+                        .or_default()
+                        .add(&shown);
+                    source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
+                    source_dirty |= manifest.skipped.remove(&found.rel).is_some();
+                    continue;
+                }
                 let decision = policy.decide_ingest(id, &found.rel);
                 if let Some(reason) = decision.deny_reason() {
                     sr.denied

@@ -89,10 +89,12 @@ pub fn report(
                 continue;
             }
         };
-        // Only what the policy lets in is read.
+        // Only what the policy lets in is read, and never a file whose
+        // path holds a secret.
+        let paths = plane.path_redactor()?;
         let allowed: Vec<&indexer::walk::Found> = files
             .iter()
-            .filter(|f| policy.decide_ingest(id, &f.rel).is_allowed())
+            .filter(|f| policy.decide_ingest(id, &f.rel).is_allowed() && paths.redact_path(&f.rel).is_none())
             .collect();
         let read =
             |f: &indexer::walk::Found| indexer::walk::read_text(f, s.max_file_bytes).ok().map(|(t, _)| t);

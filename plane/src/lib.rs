@@ -91,6 +91,8 @@ pub struct Plane {
     retriever: Mutex<Option<Arc<Retriever>>>,
     ingest: Mutex<Option<ingest::Ingest>>,
     stop: access::StopGate,
+    /// The rules in force, for checking paths (no findings log, so no key).
+    path_redactor: std::sync::OnceLock<indexer::redact::Redactor>,
     pub metrics: Metrics,
 }
 
@@ -124,6 +126,7 @@ impl Plane {
             retriever: Mutex::new(None),
             ingest: Mutex::new(None),
             stop,
+            path_redactor: std::sync::OnceLock::new(),
             metrics: Metrics::default(),
             settings,
             store,
@@ -320,6 +323,18 @@ impl Plane {
     /// Records audit events; the action is acknowledged only after this returns.
     pub(crate) fn record(&self, events: Vec<registry::audit::Event>) -> Result<Vec<registry::audit::Entry>> {
         Ok(self.store.record(events)?)
+    }
+
+    /// A redactor with the rules in force, to keep paths that hold a secret
+    /// out of every report (the indexer refuses them as `secret_in_path`).
+    pub fn path_redactor(&self) -> Result<&indexer::redact::Redactor> {
+        if let Some(r) = self.path_redactor.get() {
+            return Ok(r);
+        }
+        let rules = ingest::load_rules(self.settings.redaction_rules.as_deref(), true)?;
+        Ok(self
+            .path_redactor
+            .get_or_init(|| indexer::redact::Redactor::new(rules, [0u8; 32])))
     }
 
     /// The emergency stop's reason, if one is in force.

@@ -261,9 +261,14 @@ impl Plane {
         }
         let policy = reg.policy(self.store().clock());
         let report = match self.retriever() {
-            Ok(r) => {
-                indexer::freshness_of(self.store().data_dir(), r.lexical(), &reg, &policy, policy.now())?
-            }
+            Ok(r) => indexer::freshness_of(
+                self.store().data_dir(),
+                r.lexical(),
+                &reg,
+                &policy,
+                policy.now(),
+                self.path_redactor()?,
+            )?,
             // No index yet: the indexer creates an empty one (every source
             // is then `never_indexed`).
             Err(Error::Config(_)) => match self.ingest()?.as_ref() {

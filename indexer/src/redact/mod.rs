@@ -56,6 +56,13 @@ impl Redactor {
     }
 
     /// Redacts `text`; `path` (relative, `/`-separated) lets path allowlists apply.
+    /// The path with its secrets redacted, if a rule finds one in it (a
+    /// file named after a credential must not reach any store by its name).
+    pub fn redact_path(&self, rel: &str) -> Option<String> {
+        let r = self.redact(rel, None);
+        (!r.findings.is_empty()).then_some(r.text)
+    }
+
     pub fn redact(&self, text: &str, path: Option<&str>) -> Redacted {
         let mut spans = self.rules.find(text, path);
         // Earliest first; on overlap keep the one that starts first (and is
