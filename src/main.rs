@@ -22,7 +22,10 @@ use crate::cli::{Cli, Command};
 /// 2 bad usage or configuration (clap uses 2 for usage errors too).
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    // Servers log their requests and passes; one-shot commands print their
+    // own results and log only warnings unless RUST_LOG says otherwise.
+    let serving = matches!(cli.command, Command::Serve(_) | Command::Mcp(_));
+    init_logging(&cli.log_format, if serving { "info" } else { "warn" });
     let json = cli.command.wants_json();
     match run(cli) {
         Ok(code) => code,
@@ -50,11 +53,11 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to standard error (standard output carries results and, for
-/// `mcp`, the protocol): levels from RUST_LOG (default info; warn for the
-/// one-shot commands), text or JSON lines.
-fn init_logging(format: &str) {
+/// `mcp`, the protocol): levels from RUST_LOG (else `default`), text or
+/// JSON lines.
+fn init_logging(format: &str, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
