@@ -488,6 +488,13 @@ pub struct ServeArgs {
     /// Skip embedding (lexical search only).
     #[arg(long)]
     pub no_embed: bool,
+    /// Most connections open at once; further clients wait until one closes.
+    #[arg(long, default_value_t = 512, env = "CTXPLANE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub max_connections: u32,
+    /// Close a connection that sends and receives nothing for this long
+    /// (idle keep-alive sockets, trickling clients). Above the 30 s request limit.
+    #[arg(long, default_value_t = 60, env = "CTXPLANE_IDLE_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub idle_timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]

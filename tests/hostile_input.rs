@@ -298,3 +298,45 @@ fn a_file_named_after_a_credential_is_refused_by_name_and_never_named() {
         }
     }
 }
+
+#[test]
+fn idle_sockets_are_closed_and_cannot_hold_every_slot() {
+    use std::io::Read;
+    let tmp = example_org_today();
+    let org = tmp.path();
+    run(org, &["index", "--no-embed"]);
+    let (mut server, addr) = start_server(
+        org,
+        &[
+            "--no-watch",
+            "--no-embed",
+            "--max-connections",
+            "4",
+            "--idle-timeout-secs",
+            "2",
+        ],
+    );
+    // Four sockets take every slot and say nothing (one sends half a header).
+    let mut idle: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::io::Write::write_all(&mut idle[0], b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = std::time::Instant::now();
+    // A real request waits for a slot, and gets one once the idle ones are cut.
+    let (code, _) = common::http(&addr, "GET", "/healthz", None, None);
+    assert_eq!(code, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "served before any slot was free: {waited:?}"
+    );
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        // Closed by the server: end of stream (or a reset), never a hang.
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert!(n == 0 || buf[..n].starts_with(b"HTTP/1.1"), "{:?}", &buf[..n]);
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -172,6 +172,8 @@ pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Resul
             listen: args.listen,
             no_watch: false,
             no_embed: false,
+            max_connections: 512,
+            idle_timeout_secs: 60,
         },
         Some(ready),
     )

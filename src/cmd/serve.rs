@@ -51,7 +51,14 @@ pub(crate) fn serve_plane(
             f(addr);
         }
         let mcp = crate::mcp::http_service(plane.clone(), addr);
-        axum::serve(listener, crate::http::router(plane.clone(), Some(mcp)))
+        let bounded = crate::http::listener::Bounded::new(
+            listener,
+            crate::http::listener::Bounds {
+                max_connections: args.max_connections as usize,
+                idle: std::time::Duration::from_secs(args.idle_timeout_secs),
+            },
+        );
+        axum::serve(bounded, crate::http::router(plane.clone(), Some(mcp)))
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("serving")

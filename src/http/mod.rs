@@ -4,6 +4,7 @@
 //! convert, call the plane on the blocking pool, convert back.
 
 pub mod error;
+pub mod listener;
 pub mod openapi;
 #[cfg(test)]
 mod tests;
