@@ -154,7 +154,9 @@ fn schemathesis(p: &Peers, addr: &str, token: &str, filter: &[&str], what: &str)
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/schemathesis.toml");
     let report = tempfile::tempdir().unwrap();
     let mut c = Command::new(&p.st);
-    c.arg("--config-file")
+    // schemathesis keeps a cache in its working directory: not in the tree.
+    c.current_dir(report.path())
+        .arg("--config-file")
         .arg(&config)
         .arg("run")
         .arg(format!("http://{addr}/v1/openapi.json"))
