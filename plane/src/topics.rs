@@ -15,9 +15,6 @@ use crate::error::Result;
 use crate::ingest::load_rules;
 use crate::settings::{ConfigError, Settings};
 
-/// Largest topic package file read.
-const MAX_PACKAGE_BYTES: u64 = 256 * 1024;
-
 /// A package file and what parsing made of it.
 #[derive(Debug)]
 pub struct Loaded {
@@ -41,28 +38,12 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Loaded>> {
                 message,
             }])
         };
-        let meta = std::fs::symlink_metadata(&file)?;
-        let (text, parsed) = if meta.file_type().is_symlink() {
-            (
-                String::new(),
-                problem("a symlink; topic packages must be regular files".into()),
-            )
-        } else if !meta.is_file() {
-            // A FIFO or device would block or never end: never opened.
-            (String::new(), problem("not a regular file".into()))
-        } else if meta.len() > MAX_PACKAGE_BYTES {
-            (
-                String::new(),
-                problem(format!("larger than {MAX_PACKAGE_BYTES} bytes")),
-            )
-        } else {
-            match String::from_utf8(std::fs::read(&file)?) {
-                Ok(text) => {
-                    let parsed = parse(&text);
-                    (text, parsed)
-                }
-                Err(_) => (String::new(), problem("not valid UTF-8".into())),
+        let (text, parsed) = match retriever::read_package_file(&file) {
+            Ok(text) => {
+                let parsed = parse(&text);
+                (text, parsed)
             }
+            Err(why) => (String::new(), problem(why)),
         };
         let parsed = match parsed {
             Ok(p) => match ids.get(&p.id) {

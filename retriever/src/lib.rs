@@ -27,7 +27,7 @@ pub use fusion::Fusion;
 pub use provenance::{Freshness, Provenance};
 pub use topics::{
     CitationProvenance, LoadProblem, MatchScore, PackageHit, PackageProvenance, TopicDecision, TopicMatch,
-    Topics, default_max_age, readable_by, terms,
+    Topics, default_max_age, read_package_file, readable_by, terms,
 };
 
 #[derive(Debug, thiserror::Error)]

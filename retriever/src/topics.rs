@@ -29,7 +29,33 @@ use serde::Serialize;
 use crate::{Caller, Result, Retriever, estimate_tokens};
 
 /// Largest package file read.
-const MAX_PACKAGE_BYTES: u64 = 256 * 1024;
+pub const MAX_PACKAGE_BYTES: u64 = 256 * 1024;
+
+/// Reads one topic package file: a regular file (never a symlink, FIFO or
+/// device, opened without blocking) of at most [`MAX_PACKAGE_BYTES`], in
+/// UTF-8. The error is a sentence for the steward. Retrieval and the
+/// `packages`/`check` commands both load packages through this.
+pub fn read_package_file(file: &Path) -> std::result::Result<String, String> {
+    let meta = std::fs::symlink_metadata(file).map_err(|e| e.to_string())?;
+    if meta.file_type().is_symlink() {
+        return Err("a symlink; topic packages must be regular files".into());
+    }
+    if !meta.is_file() {
+        // A FIFO or device would block or never end: never opened.
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_PACKAGE_BYTES {
+        return Err(format!("larger than {MAX_PACKAGE_BYTES} bytes"));
+    }
+    let file = indexer::walk::open_regular(file).map_err(|skip| format!("not readable ({})", skip.code()))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_PACKAGE_BYTES + 1), &mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_PACKAGE_BYTES {
+        return Err(format!("larger than {MAX_PACKAGE_BYTES} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())
+}
 /// Characters of the body embedded as one of a package's texts.
 const BODY_HEAD_CHARS: usize = 1_000;
 
@@ -177,46 +203,14 @@ impl Topics {
                     message,
                 })
             };
-            let meta = match std::fs::symlink_metadata(file) {
-                Ok(m) => m,
-                Err(e) => {
-                    problem(1, e.to_string());
+            let text = match read_package_file(file) {
+                Ok(t) => t,
+                Err(why) => {
+                    problem(1, why);
                     continue;
                 }
             };
-            if meta.file_type().is_symlink() {
-                problem(1, "a symlink; topic packages must be regular files".into());
-                continue;
-            }
-            if !meta.is_file() {
-                // A FIFO or device would block or never end: never opened.
-                problem(1, "not a regular file".into());
-                continue;
-            }
-            if meta.len() > MAX_PACKAGE_BYTES {
-                problem(1, format!("larger than {MAX_PACKAGE_BYTES} bytes"));
-                continue;
-            }
-            let read = indexer::walk::open_regular(file)
-                .map_err(|skip| format!("not readable ({})", skip.code()))
-                .and_then(|f| {
-                    let mut b = Vec::new();
-                    std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_PACKAGE_BYTES + 1), &mut b)
-                        .map(|_| b)
-                        .map_err(|e| e.to_string())
-                });
-            let bytes = match read {
-                Ok(b) => b,
-                Err(e) => {
-                    problem(1, e.to_string());
-                    continue;
-                }
-            };
-            let file_hash = blake3::hash(&bytes).to_hex().to_string();
-            let Ok(text) = String::from_utf8(bytes) else {
-                problem(1, "not valid UTF-8".into());
-                continue;
-            };
+            let file_hash = blake3::hash(text.as_bytes()).to_hex().to_string();
             let pkg = match parse(&text) {
                 Ok(p) => p,
                 Err(ps) => {
