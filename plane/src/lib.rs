@@ -116,9 +116,7 @@ impl Plane {
     /// the model and the indexer are opened when first needed.
     pub fn open(settings: Settings, store: RegistryStore, profile: Profile) -> Result<Plane> {
         let reg = store.load(&settings.actor)?;
-        let hash = read_registry_bytes(store.registry_path())
-            .ok()
-            .map(|b| registry::ContentHash::of(&b));
+        let hash = registry_hash(store.registry_path());
         let stop = access::StopGate::load(&settings.data_dir);
         Ok(Plane {
             registry: RwLock::new((hash, Arc::new(reg))),
@@ -149,7 +147,7 @@ impl Plane {
     /// which loads the registry through the store.
     pub fn registry(&self) -> Result<Arc<Registry>> {
         let path = self.store.registry_path();
-        let bytes = read_registry_bytes(path)?;
+        let bytes = Registry::read_file(path)?;
         let hash = registry::ContentHash::of(&bytes);
         {
             let r = self.registry.read().unwrap_or_else(PoisonError::into_inner);
@@ -157,18 +155,7 @@ impl Plane {
                 return Ok(r.1.clone());
             }
         }
-        let text = String::from_utf8(bytes)
-            .map_err(|_| Error::Config(format!("{}: the registry is not valid UTF-8", path.display())))?;
-        let base = path
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
-        let reg = Arc::new(Registry::parse(&text, &base).map_err(|problems| {
-            Error::from(registry::RegistryError::Invalid {
-                path: path.to_path_buf(),
-                problems,
-            })
-        })?);
+        let reg = Arc::new(Registry::from_bytes(bytes, path)?);
         *self.registry.write().unwrap_or_else(PoisonError::into_inner) = (Some(hash), reg.clone());
         Ok(reg)
     }
@@ -182,9 +169,7 @@ impl Plane {
 
     pub(crate) fn set_registry(&self, reg: Registry) -> Arc<Registry> {
         let reg = Arc::new(reg);
-        let hash = read_registry_bytes(self.store.registry_path())
-            .ok()
-            .map(|b| registry::ContentHash::of(&b));
+        let hash = registry_hash(self.store.registry_path());
         *self.registry.write().unwrap_or_else(PoisonError::into_inner) = (hash, reg.clone());
         reg
     }
@@ -348,20 +333,9 @@ impl Plane {
     }
 }
 
-/// The registry file's bytes: a regular file, at most
-/// `registry::model::MAX_REGISTRY_BYTES`, opened without blocking.
-fn read_registry_bytes(path: &std::path::Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let cap = registry::model::MAX_REGISTRY_BYTES;
-    let file = indexer::walk::open_regular(path)
-        .map_err(|skip| Error::Config(format!("{}: not readable ({})", path.display(), skip.code())))?;
-    let mut bytes = Vec::new();
-    file.take(cap + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > cap {
-        return Err(Error::Config(format!(
-            "{}: larger than {cap} bytes",
-            path.display()
-        )));
-    }
-    Ok(bytes)
+/// The hash of the registry file's content as it is now, if readable.
+fn registry_hash(path: &std::path::Path) -> Option<registry::ContentHash> {
+    Registry::read_file(path)
+        .ok()
+        .map(|b| registry::ContentHash::of(&b))
 }

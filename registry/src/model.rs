@@ -443,6 +443,13 @@ impl Registry {
     /// Reads and validates a registry file: a regular file of at most
     /// [`MAX_REGISTRY_BYTES`] (a FIFO or device is refused, never opened).
     pub fn load(path: &Path) -> Result<Registry> {
+        Registry::from_bytes(Registry::read_file(path)?, path)
+    }
+
+    /// The bytes of the registry file at `path`, with the checks of
+    /// [`Registry::load`]; callers that compare content before parsing
+    /// (a server deciding whether the file changed) read through this.
+    pub fn read_file(path: &Path) -> Result<Vec<u8>> {
         let invalid = |message: String| RegistryError::Invalid {
             path: path.to_path_buf(),
             problems: vec![Problem {
@@ -451,35 +458,53 @@ impl Registry {
                 message,
             }],
         };
-        match std::fs::metadata(path) {
-            Ok(m) if !m.is_file() => return Err(invalid("not a regular file".into())),
-            Ok(m) if m.len() > MAX_REGISTRY_BYTES => {
-                return Err(invalid(format!(
-                    "larger than {MAX_REGISTRY_BYTES} bytes ({} bytes)",
-                    m.len()
-                )));
-            }
-            _ => {}
-        }
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(RegistryError::NotFound {
+        let not_found = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                RegistryError::NotFound {
                     path: path.to_path_buf(),
-                });
+                }
+            } else {
+                RegistryError::io(path, e)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                return Err(RegistryError::Invalid {
-                    path: path.to_path_buf(),
-                    problems: vec![Problem {
-                        line: 1,
-                        column: 1,
-                        message: "file is not valid UTF-8".into(),
-                    }],
-                });
-            }
-            Err(e) => return Err(RegistryError::io(path, e)),
         };
+        // Opened without blocking (a FIFO swapped in cannot hang the
+        // caller), then checked on the handle.
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(0o4000); // O_NONBLOCK
+        }
+        let file = options.open(path).map_err(not_found)?;
+        let meta = file.metadata().map_err(|e| RegistryError::io(path, e))?;
+        if !meta.is_file() {
+            return Err(invalid("not a regular file".into()));
+        }
+        let too_large = |n: u64| invalid(format!("larger than {MAX_REGISTRY_BYTES} bytes ({n} bytes)"));
+        if meta.len() > MAX_REGISTRY_BYTES {
+            return Err(too_large(meta.len()));
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_REGISTRY_BYTES + 1), &mut bytes)
+            .map_err(|e| RegistryError::io(path, e))?;
+        if bytes.len() as u64 > MAX_REGISTRY_BYTES {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Ok(bytes)
+    }
+
+    /// Validates registry file bytes read from `path` (which also places
+    /// relative source locations).
+    pub fn from_bytes(bytes: Vec<u8>, path: &Path) -> Result<Registry> {
+        let text = String::from_utf8(bytes).map_err(|_| RegistryError::Invalid {
+            path: path.to_path_buf(),
+            problems: vec![Problem {
+                line: 1,
+                column: 1,
+                message: "file is not valid UTF-8".into(),
+            }],
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Registry::parse(&text, &base).map_err(|problems| RegistryError::Invalid {
             path: path.to_path_buf(),
