@@ -5,7 +5,7 @@ use std::io::BufRead;
 use std::path::Path;
 
 use registry::audit::Event;
-use registry::{Registry, Role, SourceId};
+use registry::{Registry, SourceId};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
@@ -210,11 +210,10 @@ impl Plane {
         let reg = &who.registry;
         let scope = who.scope(self);
         if scope.oversees_registry() {
-            let dir = self.registry_dir();
             let all: Vec<_> = reg
                 .sources
                 .values()
-                .map(|x| crate::views::SourceView::new(x, &dir))
+                .map(|x| crate::views::SourceView::new(x, &reg.base_dir))
                 .collect();
             return json!({"registry_version": reg.version.to_hex(), "sources": all});
         }
@@ -225,15 +224,6 @@ impl Plane {
             .map(|x| json!({"id": x.id.as_str(), "owner": x.owner, "tier": x.tier.get(), "description": x.description}))
             .collect();
         json!({"sources": visible})
-    }
-
-    /// The directory holding the registry file (sources' locations are
-    /// relative to it).
-    pub fn registry_dir(&self) -> std::path::PathBuf {
-        match self.store().registry_path().parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        }
     }
 
     /// Freshness per source (stewards and the operator: every source;
@@ -329,12 +319,6 @@ impl Plane {
                 Err(e) => json!({"error": e.to_string()}),
             },
         }))
-    }
-
-    /// Who may see a role's view of the registry: the one rule lives in
-    /// `registry::Scope::oversees_registry`.
-    pub fn oversees(&self, who: &Who) -> bool {
-        who.principal.role == Role::Steward && who.scope(self).oversees_registry()
     }
 }
 

@@ -471,7 +471,7 @@ pub fn redact(args: &RedactArgs) -> anyhow::Result<ExitCode> {
     use indexer::redact::Redactor;
     use std::io::{Read, Write};
 
-    let rules = load_rules(args.rules.as_deref(), !args.no_builtin)?;
+    let rules = plane::ingest::load_rules(args.rules.as_deref(), !args.no_builtin)?;
     let mut input = Vec::new();
     std::io::stdin()
         .take(MAX_REDACT_BYTES + 1)
@@ -498,8 +498,4 @@ pub fn redact(args: &RedactArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn load_rules(path: Option<&Path>, builtin: bool) -> anyhow::Result<indexer::redact::RuleSet> {
-    Ok(plane::ingest::load_rules(path, builtin)?)
 }
