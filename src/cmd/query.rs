@@ -87,27 +87,45 @@ fn query_batch(
     let mut failed = 0;
     // In input order: a parsed request, or the error line for one that is not.
     let mut pending: Vec<Pending> = Vec::new();
+    // Up to 100 lines at a time: the requests of each asker are answered
+    // together (one audit append for all of them), then every line is
+    // printed in input order.
     let flush = |pending: &mut Vec<Pending>, failed: &mut usize| -> anyhow::Result<()> {
-        for item in pending.drain(..) {
-            let out = match item {
-                Err(line_error) => {
-                    *failed += 1;
-                    line_error
-                }
-                Ok((line, id, principal, req)) => {
-                    match asker(plane, principal.as_deref(), Operation::Context)
-                        .and_then(|who| plane.context(&who, req, Via::Cli))
-                    {
-                        Ok(a) => json!({"id": id, "answer": a}),
-                        Err(e) => {
-                            *failed += 1;
-                            json!({"id": id, "line": line, "error": e.to_string()})
-                        }
-                    }
-                }
-            };
-            println!("{}", serde_json::to_string(&out)?);
+        let mut out: Vec<Option<Value>> = vec![None; pending.len()];
+        let mut by_asker: std::collections::BTreeMap<Option<String>, Vec<usize>> = Default::default();
+        for (i, item) in pending.iter().enumerate() {
+            match item {
+                Err(line_error) => out[i] = Some(line_error.clone()),
+                Ok((_, _, principal, _)) => by_asker.entry(principal.clone()).or_default().push(i),
+            }
         }
+        for (principal, idx) in by_asker {
+            let reqs = idx
+                .iter()
+                .filter_map(|&i| pending[i].as_ref().ok().map(|p| p.3.clone()))
+                .collect();
+            let answers = asker(plane, principal.as_deref(), Operation::Context)
+                .and_then(|who| plane.context_batch(&who, reqs, Via::Cli));
+            for (k, &i) in idx.iter().enumerate() {
+                let Ok((line, id, _, _)) = &pending[i] else {
+                    continue;
+                };
+                out[i] = Some(match &answers {
+                    Ok(a) => match &a[k] {
+                        Ok(d) => json!({"id": id, "answer": d}),
+                        Err(e) => json!({"id": id, "line": line, "error": e.to_string()}),
+                    },
+                    Err(e) => json!({"id": id, "line": line, "error": e.to_string()}),
+                });
+            }
+        }
+        for v in out.into_iter().flatten() {
+            if v.get("error").is_some() {
+                *failed += 1;
+            }
+            println!("{}", serde_json::to_string(&v)?);
+        }
+        pending.clear();
         Ok(())
     };
     for (n, line) in reader.lines().enumerate() {
