@@ -166,9 +166,10 @@ fn structured(v: Value, summary: String) -> CallToolResult {
     r
 }
 
-fn bearer_of(ctx: &RequestContext<RoleServer>) -> Option<String> {
+/// The caller `require_token` authenticated for this HTTP request.
+fn authenticated(ctx: &RequestContext<RoleServer>) -> Option<plane::Who> {
     let parts = ctx.extensions.get::<http::request::Parts>()?;
-    crate::http::bearer(&parts.headers)
+    parts.extensions.get::<plane::Who>().cloned()
 }
 
 impl Mcp {
@@ -182,14 +183,19 @@ impl Mcp {
     ) -> Result<CallToolResult, ErrorData> {
         let plane = self.plane.clone();
         let identity = self.identity.clone();
-        let token = bearer_of(ctx);
+        let from_http = authenticated(ctx);
         let span = tracing::info_span!("mcp_call", tool = op.name(), principal = tracing::field::Empty);
         let out = tokio::task::spawn_blocking(move || {
             let _g = span.enter();
             let who = match identity {
                 Identity::Token(t) => plane.admit(Some(&t), op),
                 Identity::Named(n) => plane.admit_named(&n, op),
-                Identity::PerRequest => plane.admit(token.as_deref(), op),
+                // Authenticated once, before any MCP message was read;
+                // only the role and the stop remain to check.
+                Identity::PerRequest => match from_http {
+                    Some(who) => plane.authorize(&who, op).map(|()| who),
+                    None => Err(plane::Error::Unauthorized),
+                },
             }?;
             span.record("principal", who.name());
             let r = f(&plane, who);
@@ -432,19 +438,24 @@ async fn session_closed(
 }
 
 /// 401 with `WWW-Authenticate` for a request to `/mcp` without a valid token.
+/// The caller is authenticated here, once per request, and handed to the
+/// tools through the request's extensions.
 async fn require_token(
     axum::extract::State(plane): axum::extract::State<Arc<Plane>>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let token = crate::http::bearer(req.headers());
-    let ok = tokio::task::spawn_blocking(move || plane.authenticate(token.as_deref()).is_ok())
+    let who = tokio::task::spawn_blocking(move || plane.authenticate(token.as_deref()).ok())
         .await
-        .unwrap_or(false);
-    if ok {
-        next.run(req).await
-    } else {
-        crate::http::error::ApiError(plane::Error::Unauthorized).into_response()
+        .ok()
+        .flatten();
+    match who {
+        Some(who) => {
+            req.extensions_mut().insert(who);
+            next.run(req).await
+        }
+        None => crate::http::error::ApiError(plane::Error::Unauthorized).into_response(),
     }
 }
