@@ -34,12 +34,7 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
     std::os::unix::fs::symlink("/etc/passwd", src.join("escape")).unwrap();
 
     let v: serde_json::Value = serde_json::from_str(&run(org, &["index", "--json"])).unwrap();
-    let payments = v["report"]["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["source"] == "payments-api")
-        .unwrap();
+    let payments = common::source_report(&v, "payments-api");
     assert_eq!(payments["denied"]["never_ingest"]["examples"][0], "config/.env");
     assert_eq!(payments["skipped"]["binary"]["count"], 1);
     assert_eq!(payments["skipped"]["invalid_utf8"]["count"], 1);
@@ -89,12 +84,7 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
     .unwrap();
     std::fs::remove_file(org.join("sources/payments-api/docs/architecture.md")).unwrap();
     let third: serde_json::Value = serde_json::from_str(&run(org, &["index", "--json"])).unwrap();
-    let p = third["report"]["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["source"] == "payments-api")
-        .unwrap();
+    let p = common::source_report(&third, "payments-api");
     assert_eq!(p["indexed"], 1);
     assert_eq!(p["removed"], 1);
 

@@ -93,12 +93,7 @@ fn fifos_are_skipped_not_opened() {
     let out = run_within(org, &["index", "--no-embed", "--json"], 120);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let payments = v["report"]["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["source"] == "payments-api")
-        .unwrap();
+    let payments = common::source_report(&v, "payments-api");
     assert_eq!(
         payments["skipped"]["not_a_regular_file"]["count"], 1,
         "{payments}"
@@ -144,21 +139,6 @@ fn a_fifo_as_the_registry_is_refused_not_waited_on() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
 }
 
-/// Bytes of `needle` anywhere under `dir`.
-fn on_disk(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    common::files_under(dir, &mut files);
-    files
-        .into_iter()
-        .filter(|f| {
-            std::fs::read(f)
-                .unwrap_or_default()
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-        })
-        .collect()
-}
-
 #[test]
 fn deleted_edited_and_newly_denied_text_leaves_the_disk() {
     let tmp = example_org_today();
@@ -173,7 +153,10 @@ fn deleted_edited_and_newly_denied_text_leaves_the_disk() {
     }
     run(org, &["index"]);
     let data = org.join(".ctxplane");
-    assert!(!on_disk(&data, "zqxmarkerdeleted").is_empty(), "indexed at first");
+    assert!(
+        !common::files_containing(std::slice::from_ref(&data), "zqxmarkerdeleted").is_empty(),
+        "indexed at first"
+    );
     std::fs::remove_file(src.join("gone.rs")).unwrap();
     std::fs::write(src.join("edited.rs"), "pub fn replaced() {}\n").unwrap();
     let reg = org.join("registry.toml");
@@ -189,11 +172,9 @@ fn deleted_edited_and_newly_denied_text_leaves_the_disk() {
     .unwrap();
     run(org, &["index"]);
     for marker in ["zqxmarkerdeleted", "zqxmarkeredited", "zqxmarkerdenied"] {
-        let left: Vec<_> = on_disk(&data, marker)
-            .into_iter()
-            // The audit log names no content; the embedding cache keeps
-            // vectors only. Anything else holding the text is a trace.
-            .collect();
+        // Any file of the data dir holding the text is a trace (the audit
+        // log names no content; the embedding cache keeps vectors only).
+        let left = common::files_containing(std::slice::from_ref(&data), marker);
         assert!(left.is_empty(), "{marker} still on disk in {left:?}");
     }
 }
@@ -256,12 +237,7 @@ fn a_file_named_after_a_credential_is_refused_by_name_and_never_named() {
     let out = run(org, &["index", "--json"]);
     assert!(!out.contains(token) && !out.contains(key), "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let docs_report = v["report"]["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["source"] == "platform-docs")
-        .unwrap();
+    let docs_report = common::source_report(&v, "platform-docs");
     assert_eq!(
         docs_report["denied"]["secret_in_path"]["count"], 2,
         "{docs_report}"
@@ -285,17 +261,9 @@ fn a_file_named_after_a_credential_is_refused_by_name_and_never_named() {
             assert!(!text.contains("zqxnamedmarker"), "{args:?}: {text}");
         }
     }
-    let mut files = Vec::new();
-    common::files_under(&org.join(".ctxplane"), &mut files);
-    for f in files {
-        let bytes = std::fs::read(&f).unwrap_or_default();
-        for needle in [token, key, "zqxnamedmarker"] {
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
-                "{needle} stored in {}",
-                f.display()
-            );
-        }
+    for needle in [token, key, "zqxnamedmarker"] {
+        let stored = common::files_containing(&[org.join(".ctxplane")], needle);
+        assert!(stored.is_empty(), "{needle} stored in {stored:?}");
     }
 }
 

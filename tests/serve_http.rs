@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{example_org_today, files_under, http, run, sources_in, start_server};
+use common::{example_org_today, files_containing, http, run, sources_in, start_server};
 use serde_json::{Value, json};
 
 const CODING: &str = "demo-agent-platform-token";
@@ -27,23 +27,6 @@ fn context(addr: &str, token: &str, body: Value) -> (u16, Value) {
 fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     let (code, text) = http(addr, "GET", path, token, None);
     (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-/// Files under `dirs` whose bytes contain `needle`.
-fn files_containing(dirs: &[PathBuf], needle: &str) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for d in dirs {
-        files_under(d, &mut files);
-    }
-    files
-        .into_iter()
-        .filter(|f| {
-            std::fs::read(f)
-                .unwrap_or_default()
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-        })
-        .collect()
 }
 
 #[test]

@@ -53,6 +53,33 @@ pub fn run_json(dir: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&run(dir, args)).unwrap()
 }
 
+/// One source's part of an `index --json` pass report.
+pub fn source_report<'a>(v: &'a serde_json::Value, source: &str) -> &'a serde_json::Value {
+    v["report"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == source)
+        .unwrap_or_else(|| panic!("no {source} in {v}"))
+}
+
+/// Files under `dirs` whose bytes contain `needle`.
+pub fn files_containing(dirs: &[PathBuf], needle: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for d in dirs {
+        files_under(d, &mut files);
+    }
+    files
+        .into_iter()
+        .filter(|f| {
+            std::fs::read(f)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        })
+        .collect()
+}
+
 pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();
