@@ -166,10 +166,18 @@ impl Lexical {
         Ok(Lexical { index, reader, f })
     }
 
+    /// The index's one writer. Files a killed commit wrote but never made
+    /// part of the index (a segment's `<seg>.<opstamp>.del`, say) are removed
+    /// first: the same operations replayed would write the same names and
+    /// fail with `FileAlreadyExists` for good.
     pub fn writer(&self) -> Result<IndexWriter> {
-        self.index
+        let lexical_err = |e| IndexError::lexical(Path::new("lexical"), e);
+        let w: IndexWriter = self
+            .index
             .writer_with_num_threads(1, 64 << 20)
-            .map_err(|e| IndexError::lexical(Path::new("lexical"), e))
+            .map_err(lexical_err)?;
+        w.garbage_collect_files().wait().map_err(lexical_err)?;
+        Ok(w)
     }
 
     pub fn delete_file(&self, w: &IndexWriter, source: &str, path: &str) {

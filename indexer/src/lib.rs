@@ -120,19 +120,34 @@ impl Indexer {
             now,
             only,
             journal: &self.data_dir.join("index/pending.json"),
+            purges: &self.purges_path(),
             touched: Default::default(),
         };
         let (report, redactions) = pass.run(registry, policy, progress)?;
-        if !report.purged.is_empty() || report.sources.iter().any(|s| s.chunks_removed > 0) {
-            // Removed text (a purged source, a file deleted, edited or newly
-            // denied) must leave the segment files too, not only results.
+        registry::fsutil::crash_point("pass.stored");
+        // Removed text (a purged source, a file deleted, edited or newly
+        // denied, or left by a pass killed before this step) must leave the
+        // segment files too, not only results.
+        if self.lexical.deleted_docs()? > 0 {
             self.lexical.expunge_deletes()?;
         }
+        // A purged source leaves no paths or keyed hashes behind (unless it
+        // was approved again since, and this pass logged its redactions anew).
         let redactions_log = self.data_dir.join("index/redactions.jsonl");
-        pass::append_redactions(&redactions_log, &redactions)?;
-        if !report.purged.is_empty() {
-            pass::drop_redactions(&redactions_log, &report.purged)?;
+        let unfinished: Vec<String> = self
+            .pending_purges()?
+            .into_iter()
+            .filter(|id| {
+                registry
+                    .sources
+                    .values()
+                    .all(|s| s.id.as_str() != id || s.status != registry::Status::Approved)
+            })
+            .collect();
+        if !unfinished.is_empty() {
+            pass::drop_redactions(&redactions_log, &unfinished)?;
         }
+        pass::append_redactions(&redactions_log, &redactions)?;
         let mut passes = self.passes()?;
         for s in report.sources.iter().filter(|s| s.error.is_none()) {
             passes.insert(s.source.clone(), now);
@@ -172,6 +187,25 @@ impl Indexer {
             embedder,
             progress,
         )
+    }
+
+    fn purges_path(&self) -> PathBuf {
+        self.data_dir.join("index/purges.json")
+    }
+
+    /// Sources whose purge was started and not yet verified clean (a
+    /// process killed mid-purge leaves them here; the next pass finishes).
+    pub fn pending_purges(&self) -> Result<std::collections::BTreeSet<String>> {
+        pass::read_purges(&self.purges_path())
+    }
+
+    /// Marks purges verified: they leave the journal.
+    pub fn finish_purges(&self, verified: &[String]) -> Result<()> {
+        let mut left = self.pending_purges()?;
+        for id in verified {
+            left.remove(id);
+        }
+        pass::write_purges(&self.purges_path(), &left)
     }
 
     fn passes_path(&self) -> PathBuf {

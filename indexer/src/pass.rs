@@ -12,6 +12,12 @@
 //! only after the manifests are stored. A pass that finds a journal drops
 //! those files' chunks and manifest entries, so they are ingested afresh:
 //! a pass interrupted anywhere is completed by the next one.
+//!
+//! Purges are durable intents: the sources a pass purges are added to
+//! `index/purges.json` before the deletion is committed, and leave it only
+//! once every store is verified clean (see `Indexer::finish_purges`). A
+//! process killed anywhere in between leaves the intent behind, and the
+//! next pass (or server start) finishes it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -116,6 +122,8 @@ pub(crate) struct Pass<'a> {
     /// `index/pending.json`: the files whose chunks a pass changed, written
     /// before the index commit and removed once the manifests are stored.
     pub journal: &'a Path,
+    /// `index/purges.json`: sources whose purge is not verified yet.
+    pub purges: &'a Path,
     /// (source, path) of every file whose chunks this pass added or deleted.
     pub touched: std::cell::RefCell<BTreeSet<(String, String)>>,
 }
@@ -360,12 +368,19 @@ impl Pass<'_> {
             report.sources.push(sr);
         }
 
+        if !purge.is_empty() {
+            // The intent is durable before the deletion is.
+            let mut intents = read_purges(self.purges)?;
+            intents.extend(purge.iter().cloned());
+            write_purges(self.purges, &intents)?;
+        }
         if changed {
             let mut journal = pending;
             journal.extend(self.touched.borrow().iter().cloned());
             write_journal(self.journal, &journal)?;
             self.lexical.commit(&mut writer)?;
             report.committed = true;
+            registry::fsutil::crash_point("pass.committed");
         }
         drop(writer);
         for m in &dirty {
@@ -496,6 +511,33 @@ fn read_journal(path: &Path) -> Result<BTreeSet<(String, String)>> {
 
 fn write_journal(path: &Path, entries: &BTreeSet<(String, String)>) -> Result<()> {
     let bytes = serde_json::to_vec(entries).map_err(|e| IndexError::Layout {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    registry::fsutil::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+/// Sources whose purge was started and is not verified yet.
+pub(crate) fn read_purges(path: &Path) -> Result<BTreeSet<String>> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| IndexError::Layout {
+            path: path.into(),
+            message: format!(
+                "purge journal is unreadable ({e}); run `ctxplane registry list` and re-revoke what must go"
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(e) => Err(IndexError::io(path, e)),
+    }
+}
+
+/// Stores the unfinished purges (the file goes when none is left).
+pub(crate) fn write_purges(path: &Path, sources: &BTreeSet<String>) -> Result<()> {
+    if sources.is_empty() {
+        return remove_journal(path);
+    }
+    let bytes = serde_json::to_vec(sources).map_err(|e| IndexError::Layout {
         path: path.into(),
         message: e.to_string(),
     })?;

@@ -148,6 +148,63 @@ pub struct PassOutcome {
     /// The vectors' state after the pass (`status`: ready, unavailable,
     /// not_run).
     pub vectors: serde_json::Value,
+    /// Every purge this pass verified (its own and any a killed process
+    /// left unfinished): what remains of each source.
+    pub purges: BTreeMap<String, Remaining>,
+}
+
+/// Checks every unfinished purge and audits the proof: a source no longer
+/// approved must be gone from every store; one approved again since only
+/// needs its deleted text expunged. Verified purges leave the journal;
+/// the others stay for the next pass (and are reported).
+pub(crate) fn verify_purges(
+    ing: &Ingest,
+    reg: &Registry,
+    store: &RegistryStore,
+    actor: &str,
+    pending: &BTreeSet<String>,
+    this_pass: &[String],
+) -> Result<BTreeMap<String, Remaining>> {
+    let mut out = BTreeMap::new();
+    if pending.is_empty() {
+        return Ok(out);
+    }
+    let mut events = Vec::new();
+    let mut verified = Vec::new();
+    for id in pending {
+        let remaining = ing.remaining(store.data_dir(), id)?;
+        let approved_again = reg
+            .sources
+            .values()
+            .any(|s| s.id.as_str() == id && s.status == registry::Status::Approved);
+        let clean = if approved_again {
+            remaining.deleted_in_index == 0 && remaining.dead_vectors == 0
+        } else {
+            remaining.clean()
+        };
+        let mut ev = Event::new(actor, "source.purge_verified", id)
+            .detail("clean", clean)
+            .detail("remaining", serde_json::to_value(&remaining)?);
+        if !this_pass.contains(id) {
+            // Started by a process that did not live to finish it.
+            ev = ev.detail("resumed", true);
+        }
+        if approved_again {
+            ev = ev.detail("approved_again", true);
+        }
+        events.push(ev);
+        if clean {
+            verified.push(id.clone());
+        } else {
+            tracing::warn!(source = %id, "purge not verified yet; the next pass retries");
+        }
+        out.insert(id.clone(), remaining);
+    }
+    // Audited before the intent is dropped: a kill in between audits twice,
+    // never not at all.
+    store.record(events)?;
+    ing.indexer.finish_purges(&verified)?;
+    Ok(out)
 }
 
 /// One pass under the data-dir lock (released before auditing, which
@@ -211,7 +268,6 @@ pub(crate) fn sync_vectors(
     actor: &str,
     store: &RegistryStore,
     progress: &mut dyn Progress,
-    purged: bool,
 ) -> Result<serde_json::Value> {
     let d = match dense {
         Ok(d) => d,
@@ -228,10 +284,11 @@ pub(crate) fn sync_vectors(
         progress.chunks(done, total)
     });
     progress.finish();
-    // After a pass that removed chunks, their vectors leave the store's
-    // files too.
-    let expunged = match (&report, purged) {
-        (Ok(_), true) => d.store.expunge(),
+    registry::fsutil::crash_point("vectors.synced");
+    // Removed chunks' vectors leave the store's files too (also those a
+    // killed process left behind).
+    let expunged = match &report {
+        Ok(_) if d.store.dead_records() > 0 => d.store.expunge(),
         _ => Ok(()),
     };
     drop(lock);

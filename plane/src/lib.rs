@@ -229,21 +229,37 @@ impl Plane {
         progress: &mut dyn Progress,
     ) -> Result<Option<PassOutcome>> {
         if self.stop.reason().is_some() {
+            // Stopped: nothing is walked, but a purge a killed process left
+            // unfinished is finished (a leak must still be purgeable).
+            let pending = {
+                let guard = self.ingest()?;
+                match guard.as_ref() {
+                    Some(ing) => !ing.indexer.pending_purges()?.is_empty(),
+                    None => false,
+                }
+            };
+            if pending {
+                let actor = self.settings.actor.clone();
+                self.purge_pass(&actor)?;
+            }
             return Ok(None);
         }
-        self.pass(only, kind, progress).map(Some)
+        let actor = self.settings.actor.clone();
+        self.pass(only, kind, &actor, progress).map(Some)
     }
 
     /// A pass that walks no source and purges every source no longer
     /// approved: what a revocation needs, also during an emergency stop.
-    pub(crate) fn purge_pass(&self) -> Result<PassOutcome> {
-        self.pass(Some(&BTreeSet::new()), PassKind::Update, &mut Quiet)
+    /// `actor` is who the purge proofs are audited for.
+    pub(crate) fn purge_pass(&self, actor: &str) -> Result<PassOutcome> {
+        self.pass(Some(&BTreeSet::new()), PassKind::Update, actor, &mut Quiet)
     }
 
     fn pass(
         &self,
         only: Option<&BTreeSet<String>>,
         kind: PassKind,
+        actor: &str,
         progress: &mut dyn Progress,
     ) -> Result<PassOutcome> {
         let mut guard = self.ingest()?;
@@ -265,19 +281,20 @@ impl Plane {
         };
         self.metrics.record_pass(&report, self.store.clock().now());
         let pass_ms = started.elapsed().as_millis() as u64;
-        let removed = !report.purged.is_empty() || report.sources.iter().any(|s| s.chunks_removed > 0);
-        let vectors = if kind == PassKind::Full || report.committed {
+        let pending = ing.indexer.pending_purges()?;
+        let vectors = if kind == PassKind::Full || report.committed || !pending.is_empty() {
             ingest::sync_vectors(
                 &ing.indexer,
                 &mut ing.dense,
                 &self.settings.actor,
                 &self.store,
                 progress,
-                removed,
             )?
         } else {
             serde_json::json!({"status": "not_run"})
         };
+        registry::fsutil::crash_point("purge.expunged");
+        let purges = ingest::verify_purges(ing, &reg, &self.store, actor, &pending, &report.purged)?;
         drop(guard);
         if let Some(r) = lock(&self.retriever).as_ref() {
             r.refresh()?;
@@ -302,6 +319,7 @@ impl Plane {
             elapsed_ms,
             audit_seq,
             vectors,
+            purges,
         })
     }
 

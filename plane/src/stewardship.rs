@@ -215,19 +215,28 @@ impl Plane {
         let outcome = if status == Status::Revoked {
             // Purge only (no source is walked), and also during an
             // emergency stop: a leak must be purgeable.
-            Some(self.purge_pass()?)
+            Some(self.purge_pass(actor)?)
         } else {
             self.update(None, PassKind::Update, &mut Quiet)?
         };
+        let proof = outcome.as_ref().and_then(|o| o.purges.get(id).cloned());
         out.purged = outcome.map(|o| o.report.purged);
         if status == Status::Revoked {
-            let remaining = self.remaining(id)?;
+            let remaining = match proof {
+                // The pass verified (and audited) this purge.
+                Some(remaining) => remaining,
+                // Nothing of it was ever indexed: check and audit here.
+                None => {
+                    let remaining = self.remaining(id)?;
+                    self.record(vec![
+                        Event::new(actor, "source.purge_verified", id)
+                            .detail("clean", remaining.clean())
+                            .detail("remaining", serde_json::to_value(&remaining)?),
+                    ])?;
+                    remaining
+                }
+            };
             let clean = remaining.clean();
-            self.record(vec![
-                Event::new(actor, "source.purge_verified", id)
-                    .detail("clean", clean)
-                    .detail("remaining", serde_json::to_value(&remaining)?),
-            ])?;
             out.remaining = Some(remaining);
             out.purge_verified = Some(clean);
             if !clean {

@@ -71,3 +71,18 @@ impl DirLock {
         Ok(DirLock { _file: file })
     }
 }
+
+/// Ends the process at once, as `kill -9` would (no destructor runs, no
+/// buffer is flushed), when `CTXPLANE_CRASH_AT` names this point. Crash
+/// tests use it to stop a pass exactly between two durable steps; unset,
+/// it costs one cached lookup.
+pub fn crash_point(name: &str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if AT
+        .get_or_init(|| std::env::var("CTXPLANE_CRASH_AT").ok())
+        .as_deref()
+        == Some(name)
+    {
+        std::process::abort();
+    }
+}
