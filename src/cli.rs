@@ -97,7 +97,9 @@ impl Command {
     pub fn wants_json(&self) -> bool {
         match self {
             Command::Registry(c) => c.wants_json(),
-            Command::Audit(AuditCmd::Tail { out, .. } | AuditCmd::Verify(out)) => out.json,
+            Command::Audit(
+                AuditCmd::Tail { out, .. } | AuditCmd::Verify { out, .. } | AuditCmd::Checkpoint(out),
+            ) => out.json,
             Command::Policy(PolicyCmd::Decide { out, .. } | PolicyCmd::Scope { out, .. }) => out.json,
             Command::Index(a) => a.out.json,
             Command::Freshness(a) => a.out.json,
@@ -312,8 +314,29 @@ pub enum AuditCmd {
         #[command(flatten)]
         out: Json,
     },
-    /// Check the whole hash chain; exit 1 naming the first bad entry.
-    Verify(Json),
+    /// Check the whole hash chain; exit 1 naming the first bad entry. With
+    /// --key, also every checkpoint signed by that key: truncation,
+    /// rewriting and forged entries up to the last one are detected.
+    Verify {
+        /// An ed25519 public key (64 hex digits, or a file holding them)
+        /// whose checkpoints the log must match; repeat for rotated keys.
+        #[arg(long = "key", value_name = "PUBLIC_KEY")]
+        keys: Vec<String>,
+        /// More checkpoints to check against (an exported checkpoints.jsonl
+        /// or the directory holding it), e.g. the append-only copy.
+        #[arg(long = "checkpoints", value_name = "PATH", requires = "keys")]
+        copies: Vec<std::path::PathBuf>,
+        #[command(flatten)]
+        out: Json,
+    },
+    /// Create a checkpoint signing key: the secret goes to FILE (mode 600;
+    /// keep it outside the data directory), the public key is printed.
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
+    /// Sign a checkpoint of the log's head now (needs a signing key).
+    Checkpoint(Json),
 }
 
 #[derive(Debug, Subcommand)]

@@ -89,8 +89,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         data_dir: cli.data_dir,
         actor: cli.actor,
     })?;
-    let store = RegistryStore::new(&settings.registry, &settings.data_dir, Arc::new(SystemClock));
-    match cli.command {
+    let store = RegistryStore::new(&settings.registry, &settings.data_dir, Arc::new(SystemClock))
+        .with_audit_signer(settings.audit_signer.clone());
+    // What this process appended to the audit log is covered by a signed
+    // checkpoint when it exits (servers at shutdown), whatever the outcome.
+    let checkpoint = settings.audit_signer.as_ref().map(|_| store.audit());
+    let outcome = command(cli.command, settings, store);
+    if let Some(log) = checkpoint
+        && let Err(e) = log.checkpoint(jiff::Timestamp::now())
+    {
+        tracing::error!(error = %e, "could not sign an audit checkpoint at exit");
+    }
+    outcome
+}
+
+fn command(command: Command, settings: Settings, store: RegistryStore) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Registry(c) => cmd::registry::registry(c, &settings, &store),
         Command::Audit(c) => cmd::registry::audit(c, &store),
         Command::Policy(c) => cmd::registry::policy(c, &settings, &store),

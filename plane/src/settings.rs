@@ -34,6 +34,14 @@ struct FileConfig {
     /// How many days a stale topic package is still served (flagged) before
     /// queries fall through to search.
     topic_grace_days: Option<u32>,
+    /// The audit checkpoint signing key (from `ctxplane audit keygen`),
+    /// outside the data directory.
+    audit_key_file: Option<PathBuf>,
+    /// Entries between signed checkpoints.
+    audit_checkpoint_every: Option<u64>,
+    /// A second directory every checkpoint is also appended to (make it
+    /// append-only, or another host's mount).
+    audit_checkpoint_export: Option<PathBuf>,
 }
 
 /// Which vector store holds the dense vectors.
@@ -67,6 +75,9 @@ pub struct Settings {
     /// Extra redaction rules (gitleaks TOML) on top of the built-in ones:
     /// `CTXPLANE_REDACTION_RULES`, or `index --rules`.
     pub redaction_rules: Option<PathBuf>,
+    /// Signs audit checkpoints: `CTXPLANE_AUDIT_KEY` (hex), else the key
+    /// file from `CTXPLANE_AUDIT_KEY_FILE` or the config's `audit_key_file`.
+    pub audit_signer: Option<std::sync::Arc<registry::checkpoint::AuditSigner>>,
 }
 
 /// What the command line and environment said (flags override env).
@@ -97,6 +108,12 @@ impl Settings {
             .data_dir
             .or_else(|| file.data_dir.map(|p| file_dir.join(p)))
             .unwrap_or_else(|| parent(&registry).join(".ctxplane"));
+        let audit_signer = audit_signer(
+            file.audit_key_file.map(|p| file_dir.join(p)),
+            file.audit_checkpoint_every,
+            file.audit_checkpoint_export.map(|p| file_dir.join(p)),
+            &data_dir,
+        )?;
         let actor = o
             .actor
             .or_else(|| std::env::var("USER").ok())
@@ -158,6 +175,7 @@ impl Settings {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
         Ok(Settings {
+            audit_signer,
             redaction_rules,
             topics_dir,
             topic_grace_days,
@@ -170,6 +188,36 @@ impl Settings {
             vectors,
         })
     }
+}
+
+fn audit_signer(
+    config_key_file: Option<PathBuf>,
+    every: Option<u64>,
+    export: Option<PathBuf>,
+    data_dir: &Path,
+) -> Result<Option<std::sync::Arc<registry::checkpoint::AuditSigner>>, ConfigError> {
+    use registry::checkpoint::AuditSigner;
+    let from_env = std::env::var("CTXPLANE_AUDIT_KEY").ok().filter(|v| !v.is_empty());
+    let key_file = std::env::var_os("CTXPLANE_AUDIT_KEY_FILE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or(config_key_file);
+    let signer = match (from_env, key_file) {
+        (Some(hex), _) => {
+            AuditSigner::from_hex(&hex).map_err(|e| ConfigError(format!("CTXPLANE_AUDIT_KEY: {e}")))?
+        }
+        (None, Some(path)) => {
+            AuditSigner::from_file(&path, data_dir).map_err(|e| ConfigError(e.to_string()))?
+        }
+        (None, None) => return Ok(None),
+    };
+    let every = every.unwrap_or(registry::checkpoint::DEFAULT_EVERY);
+    if !(1..=1_000_000).contains(&every) {
+        return Err(ConfigError(
+            "audit_checkpoint_every must be between 1 and 1000000".into(),
+        ));
+    }
+    Ok(Some(std::sync::Arc::new(signer.every(every).export_to(export))))
 }
 
 fn parent(p: &Path) -> PathBuf {

@@ -12,7 +12,10 @@
 //!
 //! A crash can leave (a) a torn last line that was never acknowledged, which
 //! the next append discards, or (b) entries beyond the head, which are
-//! complete and chain correctly; the next append moves the head forward.
+//! complete and chain correctly; the next append moves the head forward
+//! and records how many it adopted (`adopted_after_crash`).
+//! * `checkpoints.jsonl` — with a signing key configured, signed statements
+//!   of the head every N entries and at exit (see [`crate::checkpoint`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -22,6 +25,10 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::checkpoint::{self, AuditSigner, Checkpoint};
 use crate::error::{RegistryError, Result};
 use crate::fsutil::{DirLock, fsync_dir, write_atomic};
 
@@ -124,9 +131,10 @@ struct Head {
     hash: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AuditLog {
     dir: PathBuf,
+    signer: Option<Arc<AuditSigner>>,
 }
 
 /// The first problem `verify` found.
@@ -146,11 +154,28 @@ pub struct VerifyReport {
     pub first_bad: Option<BadEntry>,
     /// Things that are not tampering, such as an unacknowledged torn write.
     pub notes: Vec<String>,
+    /// The last entry covered by a checkpoint signed by the given key
+    /// (only when verifying with a key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signed_through: Option<u64>,
 }
 
 impl AuditLog {
     pub fn open(dir: impl Into<PathBuf>) -> Self {
-        AuditLog { dir: dir.into() }
+        AuditLog {
+            dir: dir.into(),
+            signer: None,
+        }
+    }
+
+    /// Signs a checkpoint of the head every `signer.interval()` entries.
+    pub fn with_signer(mut self, signer: Option<Arc<AuditSigner>>) -> Self {
+        self.signer = signer;
+        self
+    }
+
+    pub fn checkpoints_path(&self) -> PathBuf {
+        self.dir.join(checkpoint::FILE)
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -231,6 +256,10 @@ impl AuditLog {
             .ok_or_else(|| self.err("head.json is missing"))?;
         let (mut seq, mut prev, torn) = self.tail(&mut file, &head)?;
         let mut recovered = torn;
+        // Complete entries after the head were never acknowledged: adopted,
+        // and said so in the chain (a forged tail is then on record).
+        let mut adopted = (seq > head.seq).then_some(seq - head.seq);
+        let first = seq;
         let mut written = Vec::with_capacity(events.len());
         let mut buf = String::new();
         for ev in events {
@@ -240,6 +269,11 @@ impl AuditLog {
                 && let Value::Object(m) = &mut details
             {
                 m.insert("recovered_torn_tail_bytes".into(), Value::from(n));
+            }
+            if let Some(n) = adopted.take()
+                && let Value::Object(m) = &mut details
+            {
+                m.insert("adopted_after_crash".into(), Value::from(n));
             }
             let mut entry = Entry {
                 seq,
@@ -271,7 +305,34 @@ impl AuditLog {
         file.sync_data().map_err(|e| RegistryError::io(&path, e))?;
         let head = Head { seq, hash: prev };
         write_atomic(&self.head_path(), &serde_json::to_vec(&head).unwrap_or_default())?;
+        if let Some(signer) = &self.signer
+            && first / signer.interval() != seq / signer.interval()
+        {
+            signer.write(&self.dir, &signer.sign(head.seq, &head.hash, now))?;
+        }
         Ok(written)
+    }
+
+    /// Signs a checkpoint of the head now, unless the last one already
+    /// covers it (a process calls this when it exits). `None` without a
+    /// signer or with nothing new.
+    pub fn checkpoint(&self, now: Timestamp) -> Result<Option<Checkpoint>> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        if !self.log_path().exists() {
+            return Ok(None);
+        }
+        let _lock = self.lock()?;
+        let head = self
+            .read_head()?
+            .ok_or_else(|| self.err("head.json is missing"))?;
+        if head.seq == 0 || checkpoint::last_seq(&self.checkpoints_path())? >= head.seq {
+            return Ok(None);
+        }
+        let cp = signer.sign(head.seq, &head.hash, now);
+        signer.write(&self.dir, &cp)?;
+        Ok(Some(cp))
     }
 
     /// Finds the last complete entry (its seq and hash), discarding a torn
@@ -365,6 +426,89 @@ impl AuditLog {
     /// Walks the whole log: every line canonical, every hash right, every
     /// link to the previous entry intact, and the head present in the log.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_against(&BTreeMap::new())
+    }
+
+    /// [`AuditLog::verify`], and every checkpoint signed by one of `keys`
+    /// (read from the audit directory and from `copies`) must match the
+    /// entry it names: up to the last one, rewriting, re-linking, dropping
+    /// or forging entries is detected. Checkpoints by other keys are
+    /// ignored (and noted); with none by these keys the check fails.
+    pub fn verify_signed(
+        &self,
+        keys: &[ed25519_dalek::VerifyingKey],
+        copies: &[PathBuf],
+    ) -> Result<VerifyReport> {
+        let mut files = vec![self.checkpoints_path()];
+        files.extend(copies.iter().map(|c| {
+            if c.is_dir() {
+                c.join(checkpoint::FILE)
+            } else {
+                c.clone()
+            }
+        }));
+        let mut signed: BTreeMap<u64, String> = BTreeMap::new();
+        let mut foreign = 0u64;
+        let mut bad = None;
+        for f in &files {
+            for cp in checkpoint::read(f)? {
+                if !keys.iter().any(|k| cp.verify(k)) {
+                    if keys.iter().any(|k| hex_key(k) == cp.key) {
+                        bad.get_or_insert(format!(
+                            "checkpoint of entry {} in {} has a bad signature (forged or altered)",
+                            cp.seq,
+                            f.display()
+                        ));
+                    } else {
+                        foreign += 1;
+                    }
+                    continue;
+                }
+                if let Some(h) = signed.get(&cp.seq)
+                    && *h != cp.hash
+                {
+                    bad.get_or_insert(format!("two signed checkpoints disagree about entry {}", cp.seq));
+                }
+                signed.insert(cp.seq, cp.hash);
+            }
+        }
+        let mut report = self.verify_against(&signed)?;
+        report.signed_through = signed.keys().next_back().copied();
+        if foreign > 0 {
+            report.notes.push(format!(
+                "{foreign} checkpoint(s) signed by other keys were not checked"
+            ));
+        }
+        if let Some(reason) = bad {
+            return Ok(report.fail(0, &reason));
+        }
+        if !report.intact {
+            return Ok(report);
+        }
+        let entries = report.entries;
+        match report.signed_through {
+            None => Ok(report.fail(
+                0,
+                "no checkpoint signed by the given key (checkpoints removed, or signing not configured)",
+            )),
+            Some(last) if last > entries => Ok(report.fail(
+                entries + 1,
+                &format!("log ends at entry {entries} but entry {last} was signed (entries removed)"),
+            )),
+            Some(last) => {
+                if report.entries > last {
+                    report.notes.push(format!(
+                        "{} entr{} after the last signed checkpoint (entry {last}) are covered by the chain only",
+                        report.entries - last,
+                        if report.entries - last == 1 { "y is" } else { "ies are" }
+                    ));
+                }
+                Ok(report)
+            }
+        }
+    }
+
+    fn verify_against(&self, signed: &BTreeMap<u64, String>) -> Result<VerifyReport> {
         let path = self.log_path();
         let mut report = VerifyReport {
             path: path.clone(),
@@ -373,6 +517,7 @@ impl AuditLog {
             intact: true,
             first_bad: None,
             notes: Vec::new(),
+            signed_through: None,
         };
         if !path.exists() {
             report.notes.push("no audit log yet".into());
@@ -442,6 +587,9 @@ impl AuditLog {
             if entry.compute_hash() != entry.hash {
                 return Ok(report.fail(line_no, "content does not match its hash (entry altered)"));
             }
+            if signed.get(&entry.seq).is_some_and(|h| *h != entry.hash) {
+                return Ok(report.fail(line_no, "differs from the signed checkpoint (entry rewritten)"));
+            }
             if entry.seq == head.seq {
                 if entry.hash != head.hash {
                     return Ok(report.fail(line_no, "differs from the acknowledged head"));
@@ -479,6 +627,10 @@ impl VerifyReport {
         });
         self
     }
+}
+
+fn hex_key(k: &ed25519_dalek::VerifyingKey) -> String {
+    k.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Path of the audit directory inside a data directory.

@@ -10,6 +10,7 @@
 //! one, and it depends on none of them.
 
 pub mod audit;
+pub mod checkpoint;
 pub mod clock;
 pub mod defaults;
 pub mod edit;

@@ -30,6 +30,7 @@ pub struct RegistryStore {
     registry_path: PathBuf,
     data_dir: PathBuf,
     clock: Arc<dyn Clock>,
+    signer: Option<Arc<crate::checkpoint::AuditSigner>>,
 }
 
 /// The result of an applied edit.
@@ -49,7 +50,18 @@ impl RegistryStore {
             registry_path: registry_path.into(),
             data_dir: data_dir.into(),
             clock,
+            signer: None,
         }
+    }
+
+    pub fn audit_signer(&self) -> Option<&Arc<crate::checkpoint::AuditSigner>> {
+        self.signer.as_ref()
+    }
+
+    /// Audit appends sign checkpoints with `signer`.
+    pub fn with_audit_signer(mut self, signer: Option<Arc<crate::checkpoint::AuditSigner>>) -> Self {
+        self.signer = signer;
+        self
     }
 
     pub fn registry_path(&self) -> &Path {
@@ -70,7 +82,7 @@ impl RegistryStore {
     }
 
     pub fn audit(&self) -> AuditLog {
-        AuditLog::open(audit_dir(&self.data_dir))
+        AuditLog::open(audit_dir(&self.data_dir)).with_signer(self.signer.clone())
     }
 
     fn state_path(&self) -> PathBuf {

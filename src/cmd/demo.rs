@@ -145,7 +145,14 @@ pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Resul
     )?;
 
     heading("The audit chain");
-    crate::cmd::registry::audit(AuditCmd::Verify(Json { json: false }), plane.store())?;
+    crate::cmd::registry::audit(
+        AuditCmd::Verify {
+            keys: Vec::new(),
+            copies: Vec::new(),
+            out: Json { json: false },
+        },
+        plane.store(),
+    )?;
 
     if args.no_serve {
         return Ok(std::process::ExitCode::SUCCESS);

@@ -280,7 +280,8 @@ fn set_status(store: &RegistryStore, s: &Settings, a: StatusArgs, status: Status
     } else {
         plane::Embedding::Off("not needed".into())
     };
-    let store = RegistryStore::new(store.registry_path(), store.data_dir(), store.clock_handle());
+    let store = RegistryStore::new(store.registry_path(), store.data_dir(), store.clock_handle())
+        .with_audit_signer(store.audit_signer().cloned());
     let plane = plane::Plane::open(s.clone(), store, plane::Profile::reader(embedding))?;
     let out = plane.set_status(&s.actor, &a.id, status, a.reason)?;
     if a.out.json {
@@ -370,15 +371,48 @@ pub fn audit(cmd: AuditCmd, store: &RegistryStore) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        AuditCmd::Verify(out) => {
-            let report = log.verify()?;
+        AuditCmd::Keygen { out } => {
+            keygen(&out, store.data_dir())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Checkpoint(out) => {
+            if store.audit_signer().is_none() {
+                bail!(
+                    "no audit signing key: set audit_key_file in the config, CTXPLANE_AUDIT_KEY_FILE or CTXPLANE_AUDIT_KEY"
+                );
+            }
+            let cp = log.checkpoint(store.clock().now())?;
+            if out.json {
+                print_json(&cp)?;
+            } else {
+                match cp {
+                    Some(cp) => println!("signed checkpoint of entry {} ({})", cp.seq, &cp.hash[..12]),
+                    None => println!("the last checkpoint already covers the head"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::Verify { keys, copies, out } => {
+            let report = if keys.is_empty() {
+                log.verify()?
+            } else {
+                let keys = keys
+                    .iter()
+                    .map(|k| registry::checkpoint::verifying_key(k))
+                    .collect::<Result<Vec<_>, _>>()?;
+                log.verify_signed(&keys, &copies)?
+            };
             if out.json {
                 print_json(&report)?;
             } else if report.intact {
                 println!(
-                    "audit log intact: {} entries, head {}",
+                    "audit log intact: {} entries, head {}{}",
                     report.entries,
-                    report.last_hash.as_deref().map_or("-", |h| &h[..12])
+                    report.last_hash.as_deref().map_or("-", |h| &h[..12]),
+                    report
+                        .signed_through
+                        .map(|s| format!(", signed through entry {s}"))
+                        .unwrap_or_default()
                 );
             } else if let Some(bad) = &report.first_bad {
                 eprintln!(
@@ -399,6 +433,47 @@ pub fn audit(cmd: AuditCmd, store: &RegistryStore) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// Writes a new signing key to `out` (owner-only, never overwriting, never
+/// inside the data directory) and prints its public key.
+fn keygen(out: &std::path::Path, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if let (Ok(dir), Ok(data)) = (std::fs::canonicalize(&parent), std::fs::canonicalize(data_dir))
+        && dir.starts_with(&data)
+    {
+        bail!(
+            "{} is inside the data directory; keep the signing key where the data directory's writers cannot read it",
+            out.display()
+        );
+    }
+    let (secret, public) = registry::checkpoint::AuditSigner::generate()?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(out).with_context(|| {
+        format!(
+            "creating {} (an existing key is never overwritten)",
+            out.display()
+        )
+    })?;
+    f.write_all(format!("{secret}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("{public}");
+    eprintln!(
+        "secret key written to {}; verify with `ctxplane audit verify --key {public}`",
+        out.display()
+    );
+    Ok(())
 }
 
 pub fn policy(cmd: PolicyCmd, s: &Settings, store: &RegistryStore) -> anyhow::Result<ExitCode> {
