@@ -301,6 +301,12 @@ pub struct AddPrincipal {
     pub all_sources: bool,
     #[arg(long)]
     pub description: Option<String>,
+    /// Requests it may make per minute (default: the registry's [limits]).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub requests_per_minute: Option<u32>,
+    /// Context tokens it may be served per UTC day (default: the registry's [limits]).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
+    pub tokens_per_day: Option<u64>,
     #[command(flatten)]
     pub out: Json,
 }
@@ -518,6 +524,10 @@ pub struct ServeArgs {
     /// (idle keep-alive sockets, trickling clients). Above the 30 s request limit.
     #[arg(long, default_value_t = 60, env = "CTXPLANE_IDLE_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub idle_timeout_secs: u64,
+    /// A request's line and headers must arrive in full within this long of
+    /// their first byte (slow-header clients), however steadily they trickle.
+    #[arg(long, default_value_t = 10, env = "CTXPLANE_HEADER_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub header_timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]

@@ -308,3 +308,174 @@ fn idle_sockets_are_closed_and_cannot_hold_every_slot() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn a_trickled_request_head_is_cut_at_the_header_deadline() {
+    use std::io::{Read, Write};
+    let tmp = example_org_today();
+    let org = tmp.path();
+    run(org, &["index", "--no-embed"]);
+    let (mut server, addr) = start_server(
+        org,
+        &[
+            "--no-watch",
+            "--no-embed",
+            "--idle-timeout-secs",
+            "60",
+            "--header-timeout-secs",
+            "2",
+        ],
+    );
+    // One byte every 300 ms never lets the idle timer fire; the head's own
+    // deadline must.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let started = std::time::Instant::now();
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    for b in head.iter().cycle().take(200) {
+        if s.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => panic!("answered a request whose head never ended"),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            }
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    let took = started.elapsed();
+    assert!(closed, "a trickling head held its socket for {took:?}");
+    assert!(took < Duration::from_secs(10), "closed only after {took:?}");
+    assert!(
+        took >= Duration::from_millis(1800),
+        "closed before the deadline: {took:?}"
+    );
+    // A normal request on a fresh connection is unaffected.
+    assert_eq!(common::http(&addr, "GET", "/healthz", None, None).0, 200);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+/// (status, head, body) of one request, headers included.
+fn raw_post(addr: &str, path: &str, token: &str, body: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, head.to_ascii_lowercase(), body.to_string())
+}
+
+#[test]
+fn principals_are_held_to_their_rate_and_daily_token_quota() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    let reg = org.join("registry.toml");
+    let text = std::fs::read_to_string(&reg).unwrap();
+    // A bad limit is refused with its location, like any registry problem.
+    let bad = text.replacen(
+        "name = \"coding-agent\"",
+        "name = \"coding-agent\"\nrequests_per_minute = 0",
+        1,
+    );
+    std::fs::write(&reg, &bad).unwrap();
+    let out = common::command(org, &["registry", "validate"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("requests_per_minute must be between 1")
+            || String::from_utf8_lossy(&out.stderr).contains("requests_per_minute must be between 1"),
+        "{out:?}"
+    );
+    // The coding agent: 3 requests a minute; the support agent: 60 tokens
+    // a day (from the registry-wide default).
+    let limited = format!(
+        "{}\n[limits]\ntokens_per_day = 60\n",
+        text.replacen(
+            "name = \"coding-agent\"",
+            "name = \"coding-agent\"\nrequests_per_minute = 3\ntokens_per_day = 1000000",
+            1,
+        )
+    );
+    std::fs::write(&reg, limited).unwrap();
+    run(org, &["registry", "validate"]);
+    run(org, &["index", "--no-embed"]);
+    let (mut server, addr) = start_server(org, &["--no-watch", "--no-embed"]);
+
+    let ask = r#"{"query": "capture idempotency", "max_tokens": 500}"#;
+    for _ in 0..3 {
+        let (code, _, body) = raw_post(&addr, "/v1/context", "demo-agent-platform-token", ask);
+        assert_eq!(code, 200, "{body}");
+    }
+    let (code, head, body) = raw_post(&addr, "/v1/context", "demo-agent-platform-token", ask);
+    assert_eq!(code, 429, "{body}");
+    let retry: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .expect("Retry-After header")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert!(body.contains("rate_limited"), "{body}");
+
+    // The daily quota caps what is served, then refuses until midnight UTC.
+    let mut served = 0;
+    let mut refused = None;
+    for _ in 0..10 {
+        let (code, head, body) = raw_post(&addr, "/v1/context", "demo-agent-support-token", ask);
+        if code == 429 {
+            refused = Some(head);
+            break;
+        }
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        served += v["delivered_tokens"].as_u64().unwrap();
+    }
+    let head = refused.expect("the quota never ran out");
+    assert!(served >= 60, "refused after only {served} tokens");
+    let retry: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    // Refusals are audited, once per principal per minute, not per request.
+    let tail: serde_json::Value =
+        serde_json::from_str(&run(org, &["audit", "tail", "-n", "100", "--json"])).unwrap();
+    let limited: Vec<_> = tail
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "principal.limited")
+        .map(|e| e["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(limited, ["coding-agent", "support-agent"], "{tail}");
+}

@@ -196,7 +196,29 @@ impl Plane {
         {
             return Err(Error::Stopped { reason });
         }
+        if let Some(per_minute) = who.registry.limits_for(&who.principal).requests_per_minute {
+            self.meter
+                .request(who.name(), per_minute)
+                .map_err(|r| self.refused(who, op, r))?;
+        }
         Ok(())
+    }
+
+    /// A limit refusal: counted, logged, and audited at most once a minute
+    /// per principal (a flood must not flood the audit log).
+    pub(crate) fn refused(&self, who: &Who, op: Operation, r: crate::limits::Refused) -> Error {
+        self.metrics.limited();
+        tracing::warn!(principal = %who.name(), operation = op.name(), error = %r.error, "limit reached");
+        if r.audit
+            && let Err(e) = self.record(vec![
+                Event::new(who.name(), "principal.limited", who.name())
+                    .detail("operation", op.name())
+                    .detail("reason", r.error.to_string()),
+            ])
+        {
+            tracing::error!(error = %e, "could not audit a limit refusal");
+        }
+        r.error
     }
 
     /// Authenticate, then authorize: the one admission for token callers.

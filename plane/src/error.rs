@@ -34,6 +34,9 @@ pub enum Error {
     /// unusable; the operator must fix it.
     #[error("{0}")]
     Config(String),
+    /// The principal's request rate or daily token quota is used up.
+    #[error("limit reached: {reason}; retry after {retry_after_secs} s")]
+    Limited { reason: String, retry_after_secs: u64 },
     /// A revocation whose purge could not be verified: `detail` says what
     /// remains in each store.
     #[error("purge incomplete: {detail}")]
@@ -70,6 +73,7 @@ impl Error {
             Error::TooLarge(_) => "too_large",
             Error::Config(_) => "config",
             Error::PurgeIncomplete { .. } => "purge_incomplete",
+            Error::Limited { .. } => "rate_limited",
             Error::Internal(_) => "internal",
         }
     }

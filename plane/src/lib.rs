@@ -17,6 +17,7 @@ pub mod access;
 pub mod check;
 pub mod error;
 pub mod ingest;
+mod limits;
 pub mod lookup;
 pub mod metrics;
 pub mod query;
@@ -94,6 +95,7 @@ pub struct Plane {
     /// The rules in force, for checking paths (no findings log, so no key).
     path_redactor: std::sync::OnceLock<indexer::redact::Redactor>,
     pub metrics: Metrics,
+    meter: limits::Meter,
 }
 
 impl std::fmt::Debug for Plane {
@@ -126,6 +128,7 @@ impl Plane {
             stop,
             path_redactor: std::sync::OnceLock::new(),
             metrics: Metrics::default(),
+            meter: limits::Meter::new(&settings.data_dir),
             settings,
             store,
             profile,

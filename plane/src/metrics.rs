@@ -18,6 +18,7 @@ pub struct Metrics {
     tokens_served: AtomicU64,
     unauthorized: AtomicU64,
     forbidden: AtomicU64,
+    limited: AtomicU64,
     files_denied: AtomicU64,
     secrets_redacted: AtomicU64,
     last_pass_unix: AtomicU64,
@@ -27,6 +28,10 @@ pub struct Metrics {
 impl Metrics {
     pub(crate) fn unauthorized(&self) {
         self.unauthorized.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn limited(&self) {
+        self.limited.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn forbidden(&self) {
@@ -124,6 +129,11 @@ impl Metrics {
                 "ctxplane_auth_forbidden_total",
                 "Requests whose role may not use the operation.",
                 self.forbidden.load(Ordering::Relaxed),
+            ),
+            (
+                "ctxplane_limited_total",
+                "Requests refused by a principal's rate limit or daily token quota.",
+                self.limited.load(Ordering::Relaxed),
             ),
             (
                 "ctxplane_files_denied_total",

@@ -243,12 +243,29 @@ impl Plane {
         let retriever = self.retriever()?;
         let mut out = Vec::with_capacity(reqs.len());
         let mut events = Vec::new();
+        let now = self.store().clock().now();
         for req in reqs {
-            let answered = req.validate().and_then(|v| {
+            let answered = req.validate().and_then(|mut v| {
+                // A daily token quota caps the budget by what is left of it.
+                if let Asker::Principal(who) = asker
+                    && let Some(per_day) = who.registry.limits_for(&who.principal).tokens_per_day
+                {
+                    let left = self
+                        .meter
+                        .tokens_left(who.name(), per_day, now)
+                        .map_err(|r| self.refused(who, crate::access::Operation::Context, r))?;
+                    v.options.max_tokens = v
+                        .options
+                        .max_tokens
+                        .min(usize::try_from(left).unwrap_or(usize::MAX));
+                }
                 let caller = self.caller(&registry, asker, v.sources.as_deref());
                 let a = retriever.query(&caller, &v.query, &v.options)?;
                 Ok(fit(a))
             });
+            if let (Ok(d), Asker::Principal(who)) = (&answered, asker) {
+                self.meter.served(who.name(), d.delivered_tokens as u64, now);
+            }
             if let Ok(d) = &answered {
                 self.metrics
                     .record_query(&d.answer.served_by, d.answer.took_ms, d.delivered_tokens);

@@ -44,6 +44,7 @@ pub struct NewPrincipal {
     pub sources: Vec<SourceId>,
     pub all_sources: bool,
     pub description: Option<String>,
+    pub limits: crate::model::Limits,
 }
 
 /// One change a steward makes.
@@ -172,7 +173,17 @@ fn principal_table(p: &NewPrincipal) -> Table {
     if let Some(d) = &p.description {
         t["description"] = value(d.as_str());
     }
+    limits_into(&mut t, p.limits);
     t
+}
+
+fn limits_into(t: &mut Table, l: crate::model::Limits) {
+    if let Some(n) = l.requests_per_minute {
+        t["requests_per_minute"] = value(i64::from(n));
+    }
+    if let Some(n) = l.tokens_per_day {
+        t["tokens_per_day"] = value(n as i64);
+    }
 }
 
 /// Which transitions a steward may make, and what to say otherwise.
@@ -280,6 +291,11 @@ pub fn render(reg: &Registry, header: &str) -> String {
         freshness["max_age_days"] = Item::Table(ages);
         doc["freshness"] = Item::Table(freshness);
     }
+    if reg.limits != crate::model::Limits::default() {
+        let mut limits = Table::new();
+        limits_into(&mut limits, reg.limits);
+        doc["limits"] = Item::Table(limits);
+    }
     let mut sources = ArrayOfTables::new();
     for s in reg.sources.values() {
         let mut t = source_table(&NewSource {
@@ -333,6 +349,7 @@ pub fn render(reg: &Registry, header: &str) -> String {
             sources,
             all_sources,
             description: p.description.clone(),
+            limits: p.limits,
         }));
     }
     doc["sources"] = Item::ArrayOfTables(sources);

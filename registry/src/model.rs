@@ -177,7 +177,33 @@ pub struct Principal {
     pub tier_ceiling: Tier,
     pub sources: SourceGrant,
     pub description: Option<String>,
+    /// Its own limits; unset ones fall back to the registry's `[limits]`.
+    pub limits: Limits,
 }
+
+/// Cost control per principal: requests per minute (a token bucket that
+/// holds a minute's worth) and context tokens served per UTC day. `None`
+/// is unlimited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_day: Option<u64>,
+}
+
+impl Limits {
+    /// These limits, with unset ones taken from `defaults`.
+    pub fn or(self, defaults: Limits) -> Limits {
+        Limits {
+            requests_per_minute: self.requests_per_minute.or(defaults.requests_per_minute),
+            tokens_per_day: self.tokens_per_day.or(defaults.tokens_per_day),
+        }
+    }
+}
+
+/// Largest requests-per-minute limit accepted.
+pub const MAX_REQUESTS_PER_MINUTE: i64 = 1_000_000;
+/// Largest tokens-per-day limit accepted.
+pub const MAX_TOKENS_PER_DAY: i64 = 1_000_000_000_000;
 
 /// How old indexed content may get before it is flagged stale.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -228,6 +254,8 @@ pub struct Registry {
     pub exceptions: Vec<Exception>,
     pub principals: Vec<Principal>,
     pub freshness: Freshness,
+    /// Limits for principals that set none of their own.
+    pub limits: Limits,
 }
 
 impl PartialEq for Registry {
@@ -240,6 +268,7 @@ impl PartialEq for Registry {
             && self.freshness == other.freshness
             && self.exceptions == other.exceptions
             && self.principals == other.principals
+            && self.limits == other.limits
     }
 }
 
@@ -259,6 +288,15 @@ struct RawRegistry {
     principals: Vec<RawPrincipal>,
     #[serde(default)]
     freshness: RawFreshness,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    requests_per_minute: Option<Spanned<i64>>,
+    tokens_per_day: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -335,6 +373,8 @@ struct RawPrincipal {
     tier_ceiling: Spanned<i64>,
     sources: Spanned<Vec<Spanned<String>>>,
     description: Option<String>,
+    requests_per_minute: Option<Spanned<i64>>,
+    tokens_per_day: Option<Spanned<i64>>,
 }
 
 // ---- parsing ----------------------------------------------------------------
@@ -404,6 +444,25 @@ fn tier(p: &mut Problems<'_>, value: &Spanned<i64>, what: &str) -> Tier {
             );
             Tier::MAX
         }
+    }
+}
+
+fn limits(p: &mut Problems<'_>, rpm: &Option<Spanned<i64>>, tokens: &Option<Spanned<i64>>) -> Limits {
+    let mut bounded = |v: &Option<Spanned<i64>>, what: &str, max: i64| {
+        let v = v.as_ref()?;
+        if (1..=max).contains(v.get_ref()) {
+            Some(*v.get_ref())
+        } else {
+            p.at(
+                v.span().start,
+                format!("{what} must be between 1 and {max}, not {}", v.get_ref()),
+            );
+            None
+        }
+    };
+    Limits {
+        requests_per_minute: bounded(rpm, "requests_per_minute", MAX_REQUESTS_PER_MINUTE).map(|n| n as u32),
+        tokens_per_day: bounded(tokens, "tokens_per_day", MAX_TOKENS_PER_DAY).map(|n| n as u64),
     }
 }
 
@@ -748,8 +807,14 @@ impl Registry {
                     SourceGrant::Only(only)
                 },
                 description: pr.description.clone(),
+                limits: limits(&mut p, &pr.requests_per_minute, &pr.tokens_per_day),
             });
         }
+        let default_limits = limits(
+            &mut p,
+            &raw.limits.requests_per_minute,
+            &raw.limits.tokens_per_day,
+        );
 
         if !p.found.is_empty() {
             return Err(p.found);
@@ -763,7 +828,13 @@ impl Registry {
             exceptions,
             principals,
             freshness,
+            limits: default_limits,
         })
+    }
+
+    /// The limits in force for `p`: its own, else the registry's defaults.
+    pub fn limits_for(&self, p: &Principal) -> Limits {
+        p.limits.or(self.limits)
     }
 
     pub fn source(&self, id: &SourceId) -> Option<&Source> {

@@ -470,6 +470,10 @@ fn adding_then_reading_gives_back_what_was_added() {
             sources: vec![],
             all_sources: true,
             description: Some("pipelines".into()),
+            limits: registry::Limits {
+                requests_per_minute: Some(60),
+                tokens_per_day: None,
+            },
         }),
         "alice",
         "2026-11-15T12:00:00Z".parse().unwrap(),

@@ -181,6 +181,7 @@ pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Resul
             no_embed: false,
             max_connections: 512,
             idle_timeout_secs: 60,
+            header_timeout_secs: 10,
         },
         Some(ready),
     )

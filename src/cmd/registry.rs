@@ -230,6 +230,10 @@ pub fn registry(cmd: RegistryCmd, s: &Settings, store: &RegistryStore) -> anyhow
                 sources,
                 all_sources: a.all_sources,
                 description: a.description,
+                limits: registry::Limits {
+                    requests_per_minute: a.requests_per_minute,
+                    tokens_per_day: a.tokens_per_day,
+                },
             });
             let applied = store.apply(&s.actor, edit)?;
             if a.out.json {

@@ -56,6 +56,7 @@ pub(crate) fn serve_plane(
             crate::http::listener::Bounds {
                 max_connections: args.max_connections as usize,
                 idle: std::time::Duration::from_secs(args.idle_timeout_secs),
+                head: std::time::Duration::from_secs(args.header_timeout_secs),
             },
         );
         axum::serve(bounded, crate::http::router(plane.clone(), Some(mcp)))

@@ -35,6 +35,7 @@ pub fn status_of(e: &plane::Error) -> StatusCode {
         // request is malformed, not too large to read (bodies over the
         // limit are 413 from the body limit itself).
         TooLarge(_) => StatusCode::BAD_REQUEST,
+        Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Config(_) | PurgeIncomplete { .. } | Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -48,6 +49,10 @@ impl IntoResponse for ApiError {
             Unauthorized => json!({"error": "unauthorized"}),
             Forbidden => json!({"error": "forbidden"}),
             Stopped { reason } => json!({"error": "stopped", "reason": reason}),
+            Limited {
+                reason,
+                retry_after_secs,
+            } => json!({"error": "rate_limited", "reason": reason, "retry_after_secs": retry_after_secs}),
             PurgeIncomplete { detail } => {
                 tracing::error!(detail = %detail, "purge incomplete");
                 json!({"error": "purge incomplete", "detail": detail})
@@ -63,6 +68,11 @@ impl IntoResponse for ApiError {
             other => json!({"error": other.to_string(), "kind": other.kind()}),
         };
         let mut r = (status, Json(body)).into_response();
+        if let Limited { retry_after_secs, .. } = &self.0
+            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -1,7 +1,9 @@
 //! The listening socket with bounds: at most `max_connections` open at
 //! once (further clients wait in the kernel's backlog until one closes),
 //! and a connection that neither sends nor receives a byte for `idle` is
-//! closed, so idle or trickling sockets cannot hold the server's slots.
+//! closed, and a request head (request line and headers) must arrive in
+//! full within `head` of its first byte, so neither idle nor trickling
+//! sockets can hold the server's slots.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -19,12 +21,14 @@ use tokio::time::{Instant, Sleep};
 pub struct Bounds {
     pub max_connections: usize,
     pub idle: Duration,
+    pub head: Duration,
 }
 
 pub struct Bounded {
     inner: TcpListener,
     slots: Arc<Semaphore>,
     idle: Duration,
+    head: Duration,
 }
 
 impl Bounded {
@@ -33,6 +37,7 @@ impl Bounded {
             inner,
             slots: Arc::new(Semaphore::new(bounds.max_connections.max(1))),
             idle: bounds.idle,
+            head: bounds.head,
         }
     }
 }
@@ -52,7 +57,7 @@ impl axum::serve::Listener for Bounded {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    return (BoundedIo::new(stream, slot, self.idle), addr);
+                    return (BoundedIo::new(stream, slot, self.idle, self.head), addr);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -68,33 +73,83 @@ impl axum::serve::Listener for Bounded {
 }
 
 /// A connection holding its slot until dropped, failing with `TimedOut`
-/// once no byte has moved either way for the idle time.
+/// once no byte has moved either way for the idle time, or once a request
+/// head has taken longer than the head time since its first byte.
 pub struct BoundedIo {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
     idle: Duration,
+    head: Duration,
+    /// When the first byte of the request head being read arrived (`None`
+    /// between requests and while a body is read).
+    head_started: Option<Instant>,
+    /// Reading a request head (until its blank line).
+    in_head: bool,
+    /// How much of "\r\n\r\n" the bytes read so far end with.
+    blank_line: u8,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl BoundedIo {
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, idle: Duration) -> BoundedIo {
+    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, idle: Duration, head: Duration) -> BoundedIo {
         BoundedIo {
             stream,
             _slot: slot,
             idle,
+            head,
+            head_started: None,
+            in_head: true,
+            blank_line: 0,
             deadline: Box::pin(tokio::time::sleep(idle)),
         }
     }
 
     fn progressed(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.idle);
+        let idle = Instant::now() + self.idle;
+        let at = match self.head_started {
+            Some(t) => idle.min(t + self.head),
+            None => idle,
+        };
+        self.deadline.as_mut().reset(at);
+    }
+
+    /// Follows request heads through the bytes read.
+    fn read_bytes(&mut self, bytes: &[u8]) {
+        if !self.in_head {
+            return;
+        }
+        self.head_started.get_or_insert_with(Instant::now);
+        for &b in bytes {
+            self.blank_line = match (self.blank_line, b) {
+                (0 | 2, b'\r') => self.blank_line + 1,
+                (1 | 3, b'\n') => self.blank_line + 1,
+                (_, b'\r') => 1,
+                _ => 0,
+            };
+            if self.blank_line == 4 {
+                self.in_head = false;
+                self.head_started = None;
+                self.blank_line = 0;
+                return;
+            }
+        }
+    }
+
+    /// A response is going out: the next bytes read start a new head.
+    fn wrote(&mut self) {
+        self.in_head = true;
+        self.blank_line = 0;
     }
 
     fn idle_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
         match self.deadline.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
-                "connection idle for too long",
+                if self.head_started.is_some() {
+                    "request head took too long"
+                } else {
+                    "connection idle for too long"
+                },
             )),
             Poll::Pending => Poll::Pending,
         }
@@ -113,7 +168,19 @@ impl AsyncRead for BoundedIo {
         match Pin::new(&mut self.stream).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 if buf.filled().len() > before {
-                    self.progressed();
+                    let this = &mut *self;
+                    this.read_bytes(&buf.filled()[before..]);
+                    this.progressed();
+                    // A head already past its time fails now, however
+                    // steadily its bytes trickle in.
+                    if let Some(t) = this.head_started
+                        && t.elapsed() > this.head
+                    {
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "request head took too long",
+                        )));
+                    }
                 }
                 Poll::Ready(r)
             }
@@ -131,6 +198,7 @@ impl AsyncWrite for BoundedIo {
         match Pin::new(&mut self.stream).poll_write(cx, data) {
             Poll::Ready(r) => {
                 if matches!(r, Ok(n) if n > 0) {
+                    self.wrote();
                     self.progressed();
                 }
                 Poll::Ready(r)
@@ -155,6 +223,7 @@ impl AsyncWrite for BoundedIo {
         match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
             Poll::Ready(r) => {
                 if matches!(r, Ok(n) if n > 0) {
+                    self.wrote();
                     self.progressed();
                 }
                 Poll::Ready(r)

@@ -292,6 +292,14 @@ pub fn document() -> Value {
             error_response("A fault of the server (see its log)."),
         );
         responses.insert("503".into(), error_response("An emergency stop is in force."));
+        responses.insert(
+            "429".into(),
+            json!({
+                "description": "The principal's request rate or daily context-token quota is used up.",
+                "headers": {"Retry-After": {"required": true, "description": "Seconds until a retry can succeed.", "schema": {"type": "integer"}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }),
+        );
         if o.body.is_some() {
             responses.insert("409".into(), error_response("Conflicts with the current state."));
             responses.insert(
@@ -357,7 +365,8 @@ pub fn document() -> Value {
             "properties": {
                 "error": {"type": "string", "description": "What was wrong (fixed strings for 401 and 403)."},
                 "kind": {"type": "string"},
-                "reason": {"type": "string", "description": "The emergency stop's reason (503)."},
+                "reason": {"type": "string", "description": "The emergency stop's reason (503), or which limit was reached (429)."},
+                "retry_after_secs": {"type": "integer", "description": "Seconds until a retry can succeed (429)."},
                 "detail": {"type": "object"},
             },
         }),
