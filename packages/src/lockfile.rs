@@ -146,6 +146,9 @@ pub fn parse(path: &str, text: &str) -> Vec<Pin> {
         _ if is_lockfile(path) => requirements(text, &mut |n, v, l| out.push(pin(Ecosystem::Pypi, n, v, l))),
         _ => {}
     }
+    // A pin needs a name and a version; an entry with either empty is
+    // junk in the file, not a dependency (found by fuzzing).
+    out.retain(|p| !p.name.trim().is_empty() && !p.version.trim().is_empty());
     out
 }
 
@@ -383,6 +386,15 @@ mod tests {
 
     fn s(n: &str, v: &str, l: usize) -> (String, String, usize) {
         (n.into(), v.into(), l)
+    }
+
+    #[test]
+    fn entries_without_a_name_or_version_are_not_pins() {
+        // Found by fuzzing (fuzz/fuzz_targets/lockfile.rs): `name = ""`.
+        let cargo = "[[package]]\nname = \"\"\nversion = \"0.2.1\"\n\n[[package]]\nname = \"ok\"\nversion = \"\"\n";
+        assert!(pins("Cargo.lock", cargo).is_empty());
+        assert!(pins("requirements.txt", "==1.0\n").is_empty());
+        assert!(pins("go.mod", "require (\n\t \"\" v1\n)\n").iter().all(|p| !p.0.is_empty()));
     }
 
     #[test]
