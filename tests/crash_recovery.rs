@@ -145,3 +145,21 @@ fn a_server_starting_during_a_stop_finishes_a_killed_purge() {
     assert_eq!(proofs.len(), 1, "{proofs:?}");
     assert_eq!(proofs[0]["details"]["clean"], true, "{proofs:?}");
 }
+
+#[test]
+fn embeddings_survive_a_pass_killed_while_embedding() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    let out = command(org, &["index"])
+        .env("CTXPLANE_CRASH_AT", "embed.group")
+        .output()
+        .unwrap();
+    assert!(out.status.code().is_none(), "meant to die embedding: {out:?}");
+    let again: serde_json::Value = serde_json::from_str(&run(org, &["index", "--json"])).unwrap();
+    let v = &again["vectors"];
+    assert!(
+        v["from_cache"].as_u64().unwrap() >= 1,
+        "the killed pass's embeddings were lost: {v}"
+    );
+    assert_eq!(v["vectors"], v["chunks"], "{v}");
+}

@@ -479,3 +479,76 @@ fn principals_are_held_to_their_rate_and_daily_token_quota() {
         .collect();
     assert_eq!(limited, ["coding-agent", "support-agent"], "{tail}");
 }
+
+#[test]
+fn non_utf8_names_stay_distinct_and_unreadable_directories_are_reported() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = example_org_today();
+    let org = tmp.path();
+    let runbooks = org.join("sources/platform-docs/runbooks");
+    for name in [&b"a\xff.md"[..], &b"a\xfe.md"[..]] {
+        std::fs::write(runbooks.join(std::ffi::OsStr::from_bytes(name)), "# zqxnonutf8\n").unwrap();
+    }
+    let locked = runbooks.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::write(locked.join("x.md"), "# zqxlocked\n").unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads any directory: run as nobody then, over a tree it owns.
+    let as_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let mut cmd = if as_root {
+        let ok = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(org)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        let have_setpriv = std::process::Command::new("setpriv")
+            .arg("--version")
+            .output()
+            .is_ok();
+        if !ok || !have_setpriv {
+            eprintln!("skipping the unreadable-directory half: cannot drop root privileges here");
+            std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::remove_dir_all(&locked).unwrap();
+            common::command(org, &["index", "--no-embed", "--json"])
+        } else {
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", common::BIN])
+                .args(["index", "--no-embed", "--json"])
+                .current_dir(org)
+                .env("CTXPLANE_ACTOR", "test");
+            c
+        }
+    } else {
+        common::command(org, &["index", "--no-embed", "--json"])
+    };
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = common::source_report(&v, "platform-docs");
+    let names = &r["skipped"]["non_utf8_name"];
+    assert_eq!(names["count"], 2, "{r}");
+    let shown: Vec<&str> = names["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(
+        shown.contains(&"runbooks/a\\xFF.md") && shown.contains(&"runbooks/a\\xFE.md"),
+        "{shown:?}"
+    );
+    if locked.exists() {
+        assert_eq!(r["skipped"]["unreadable"]["count"], 1, "{r}");
+        assert_eq!(
+            r["skipped"]["unreadable"]["examples"][0], "runbooks/locked",
+            "{r}"
+        );
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // Neither file's text was indexed under any name.
+    assert!(common::files_containing(&[org.join(".ctxplane")], "zqxnonutf8").is_empty());
+}

@@ -233,6 +233,14 @@ impl Pass<'_> {
                     source_dirty |= manifest.skipped.remove(&found.rel).is_some();
                     continue;
                 }
+                if let Some(problem) = &found.problem {
+                    sr.skipped
+                        .entry(problem.code().to_string())
+                        .or_default()
+                        .add(&found.rel);
+                    source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
+                    continue;
+                }
                 let decision = policy.decide_ingest(id, &found.rel);
                 if let Some(reason) = decision.deny_reason() {
                     sr.denied

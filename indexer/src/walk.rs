@@ -26,6 +26,9 @@ pub enum Skip {
     },
     /// A FIFO, socket or device: opening it could block or never end.
     NotRegular,
+    /// A name that is not UTF-8: it could not be named in provenance. Shown
+    /// with its bad bytes as `\xNN` (and `\` as `\\`), so no two collapse.
+    NonUtf8Name,
 }
 
 impl Skip {
@@ -37,6 +40,7 @@ impl Skip {
             Skip::InvalidUtf8 { .. } => "invalid_utf8",
             Skip::Unreadable { .. } => "unreadable",
             Skip::NotRegular => "not_a_regular_file",
+            Skip::NonUtf8Name => "non_utf8_name",
         }
     }
 }
@@ -52,6 +56,35 @@ pub struct Found {
     pub is_symlink: bool,
     /// A regular file (not a FIFO, socket or device); only these are read.
     pub is_regular: bool,
+    /// Why it cannot be ingested whatever the policy says: a name that is
+    /// not UTF-8, or a directory the walk could not read (`rel` is then the
+    /// directory).
+    pub problem: Option<Skip>,
+}
+
+/// A non-UTF-8 path, shown injectively: bad bytes as `\xNN`, backslashes
+/// doubled.
+fn escaped(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out.replace(std::path::MAIN_SEPARATOR, "/")
+}
+
+/// The path an error of the walk is about, if it names one.
+fn error_path(e: &ignore::Error) -> Option<&Path> {
+    match e {
+        ignore::Error::WithPath { path, .. } => Some(path),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => error_path(err),
+        ignore::Error::Loop { child, .. } => Some(child),
+        ignore::Error::Partial(errs) => errs.iter().find_map(error_path),
+        _ => None,
+    }
 }
 
 /// Lists files under `root` (sorted by path, for stable runs). Errors from
@@ -74,7 +107,32 @@ pub fn list(root: &Path) -> Result<Vec<Found>, std::io::Error> {
         .filter_entry(|e| e.file_name() != ".git")
         .build();
     for entry in walker {
-        let Ok(entry) = entry else { continue };
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                // An unreadable directory (or file) is reported, never
+                // dropped silently.
+                let rel = error_path(&e)
+                    .and_then(|p| p.strip_prefix(root).ok())
+                    .map_or_else(
+                        || ".".to_string(),
+                        |p| match p.to_str() {
+                            Some(s) => s.replace(std::path::MAIN_SEPARATOR, "/"),
+                            None => escaped(p),
+                        },
+                    );
+                out.push(Found {
+                    abs: root.join(&rel),
+                    rel,
+                    size: 0,
+                    mtime_ns: 0,
+                    is_symlink: false,
+                    is_regular: false,
+                    problem: Some(Skip::Unreadable { error: e.to_string() }),
+                });
+                continue;
+            }
+        };
         let Some(ft) = entry.file_type() else { continue };
         if ft.is_dir() {
             continue;
@@ -84,12 +142,13 @@ pub fn list(root: &Path) -> Result<Vec<Found>, std::io::Error> {
         let Some(rel) = rel.to_str() else {
             // Non-UTF-8 file names cannot be named in provenance; skip them visibly.
             out.push(Found {
-                rel: rel.to_string_lossy().into_owned(),
+                rel: escaped(rel),
                 abs,
                 size: 0,
                 mtime_ns: 0,
                 is_symlink: false,
                 is_regular: ft.is_file(),
+                problem: Some(Skip::NonUtf8Name),
             });
             continue;
         };
@@ -113,6 +172,7 @@ pub fn list(root: &Path) -> Result<Vec<Found>, std::io::Error> {
             mtime_ns,
             is_symlink: ft.is_symlink(),
             is_regular: ft.is_file(),
+            problem: None,
         });
     }
     out.sort_by(|a, b| a.rel.cmp(&b.rel));

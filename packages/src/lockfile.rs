@@ -391,10 +391,15 @@ mod tests {
     #[test]
     fn entries_without_a_name_or_version_are_not_pins() {
         // Found by fuzzing (fuzz/fuzz_targets/lockfile.rs): `name = ""`.
-        let cargo = "[[package]]\nname = \"\"\nversion = \"0.2.1\"\n\n[[package]]\nname = \"ok\"\nversion = \"\"\n";
+        let cargo =
+            "[[package]]\nname = \"\"\nversion = \"0.2.1\"\n\n[[package]]\nname = \"ok\"\nversion = \"\"\n";
         assert!(pins("Cargo.lock", cargo).is_empty());
         assert!(pins("requirements.txt", "==1.0\n").is_empty());
-        assert!(pins("go.mod", "require (\n\t \"\" v1\n)\n").iter().all(|p| !p.0.is_empty()));
+        assert!(
+            pins("go.mod", "require (\n\t \"\" v1\n)\n")
+                .iter()
+                .all(|p| !p.0.is_empty())
+        );
     }
 
     #[test]

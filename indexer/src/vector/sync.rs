@@ -2,7 +2,8 @@
 //! chunks changed get new vectors (from the cache when the text was seen
 //! before, else from the model), files and sources that are gone lose
 //! theirs. Idempotent, so an interrupted sync is finished by the next one;
-//! progress is committed every few thousand vectors.
+//! progress is committed every few thousand vectors; embeddings are
+//! durable in the cache after every group of [`EMBED_GROUP`].
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -171,6 +172,11 @@ fn embed_queue(
         cache.put(p.key, &v);
         points.push(Point { vector: v, ..p.point });
     }
+    // Each group's embeddings are durable at once (one fsync per group): a
+    // pass killed mid-way re-embeds at most one group, the rest come back
+    // from the cache.
+    cache.flush()?;
+    registry::fsutil::crash_point("embed.group");
     store.upsert(points)?;
     Ok(n)
 }
