@@ -552,3 +552,36 @@ fn non_utf8_names_stay_distinct_and_unreadable_directories_are_reported() {
     // Neither file's text was indexed under any name.
     assert!(common::files_containing(&[org.join(".ctxplane")], "zqxnonutf8").is_empty());
 }
+
+#[test]
+fn answers_count_only_what_the_caller_may_see() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    let indexed: serde_json::Value = serde_json::from_str(&run(org, &["index", "--json"])).unwrap();
+    let total = indexed["report"]["total_chunks"].as_u64().unwrap();
+    let docs = common::source_report(&indexed, "platform-docs");
+    let visible = docs["chunks_added"].as_u64().unwrap();
+    assert!(visible > 0 && visible < total, "{visible} of {total}");
+    // The support agent sees platform-docs (tier 1) only.
+    let a: serde_json::Value = serde_json::from_str(&run(
+        org,
+        &[
+            "query",
+            "failover runbook",
+            "--as",
+            "support-agent",
+            "--no-packages",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(a["dense"]["chunks"], visible, "{}", a["dense"]);
+    assert_eq!(a["dense"]["vectors"], visible, "{}", a["dense"]);
+    // The operator sees everything.
+    let all: serde_json::Value = serde_json::from_str(&run(
+        org,
+        &["query", "failover runbook", "--no-packages", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(all["dense"]["chunks"], total, "{}", all["dense"]);
+}

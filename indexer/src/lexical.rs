@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, QueryClone, QueryParser, TermQuery};
 use tantivy::schema::{
     Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
@@ -139,6 +139,52 @@ fn schema() -> (Schema, Fields) {
         ingested_at: b.add_i64_field("ingested_at", STORED),
     };
     (b.build(), f)
+}
+
+/// BM25 statistics (document count, document frequencies, field lengths)
+/// over the live documents a scope admits, instead of the whole index.
+struct ScopedStats<'a> {
+    searcher: &'a tantivy::Searcher,
+    scope: &'a BooleanQuery,
+}
+
+impl tantivy::query::Bm25StatisticsProvider for ScopedStats<'_> {
+    fn total_num_tokens(&self, field: tantivy::schema::Field) -> tantivy::Result<u64> {
+        use tantivy::DocSet;
+        let weight = self
+            .scope
+            .weight(tantivy::query::EnableScoring::disabled_from_searcher(
+                self.searcher,
+            ))?;
+        let mut total = 0u64;
+        for reader in self.searcher.segment_readers() {
+            let norms = reader.get_fieldnorms_reader(field)?;
+            let mut docs = weight.scorer(reader, 1.0)?;
+            let mut doc = docs.doc();
+            while doc != tantivy::TERMINATED {
+                if !reader.is_deleted(doc) {
+                    total += u64::from(norms.fieldnorm(doc));
+                }
+                doc = docs.advance();
+            }
+        }
+        Ok(total)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.searcher.search(self.scope, &tantivy::collector::Count)? as u64)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, self.scope.box_clone()),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
+            ),
+        ]);
+        Ok(self.searcher.search(&q, &tantivy::collector::Count)? as u64)
+    }
 }
 
 impl Lexical {
@@ -316,12 +362,26 @@ impl Lexical {
                 .map(|t| Term::from_field_u64(f.tier, t))
                 .collect(),
         );
-        let q = BooleanQuery::new(vec![
-            (Occur::Must, user),
-            (Occur::Must, sources),
-            (Occur::Must, tiers),
-        ]);
-        self.fetch_scored(&q, limit)
+        let scope = BooleanQuery::new(vec![(Occur::Must, sources), (Occur::Must, tiers)]);
+        let q = BooleanQuery::new(vec![(Occur::Must, user), (Occur::Must, scope.box_clone())]);
+        // BM25 statistics over the caller's scope only: what it cannot see
+        // never changes how what it can see is ranked.
+        let searcher = self.reader.searcher();
+        let stats = ScopedStats {
+            searcher: &searcher,
+            scope: &scope,
+        };
+        let top = searcher
+            .search_with_statistics_provider(&q, &TopDocs::with_limit(limit.max(1)).order_by_score(), &stats)
+            .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let doc: TantivyDocument = searcher
+                .doc(addr)
+                .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
+            out.push((score, self.to_chunk(&doc)));
+        }
+        Ok(out)
     }
 
     /// Every chunk of one file, in line order.
@@ -374,6 +434,42 @@ impl Lexical {
             Term::from_field_text(self.f.source, source),
             IndexRecordOption::Basic,
         );
+        self.reader
+            .searcher()
+            .search(&q, &tantivy::collector::Count)
+            .map_or(0, |n| n as u64)
+    }
+
+    /// Number of chunks of `source` at tiers 1 to `max_tier`.
+    pub fn count_source_within(&self, source: &str, max_tier: u8) -> u64 {
+        if max_tier == 0 {
+            return 0;
+        }
+        let q = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.f.source, source),
+                    IndexRecordOption::Basic,
+                )) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                Box::new(BooleanQuery::new(
+                    (1..=u64::from(max_tier))
+                        .map(|t| {
+                            (
+                                Occur::Should,
+                                Box::new(TermQuery::new(
+                                    Term::from_field_u64(self.f.tier, t),
+                                    IndexRecordOption::Basic,
+                                )) as Box<dyn Query>,
+                            )
+                        })
+                        .collect(),
+                )),
+            ),
+        ]);
         self.reader
             .searcher()
             .search(&q, &tantivy::collector::Count)

@@ -276,6 +276,36 @@ impl Retriever {
         }
     }
 
+    /// The dense side's state as a caller may see it: chunks and vectors
+    /// counted only within `sources` up to `max_tier`, so that an answer
+    /// never tells a scoped caller the size of what it cannot see.
+    pub fn dense_status_within(&self, sources: &BTreeSet<String>, max_tier: u8) -> DenseStatus {
+        let chunks: u64 = sources
+            .iter()
+            .map(|s| self.lexical.count_source_within(s, max_tier))
+            .sum();
+        let mut status = self.dense_status();
+        status.chunks = chunks;
+        if let Some(d) = &self.dense {
+            let filter = VectorFilter {
+                sources: sources.clone(),
+                max_tier,
+                path_prefix: None,
+            };
+            status.vectors = d
+                .store
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .count(&filter);
+            status.coverage = if chunks == 0 {
+                1.0
+            } else {
+                status.vectors as f64 / chunks as f64
+            };
+        }
+        status
+    }
+
     /// Picks up commits made by an indexer since the last call: the
     /// lexical index and the vectors.
     pub fn refresh(&self) -> Result<()> {
@@ -332,7 +362,7 @@ impl Retriever {
                     results: Vec::new(),
                     max_tokens: opts.max_tokens,
                     over_budget: 0,
-                    dense: self.dense_status(),
+                    dense: self.dense_status_within(&sources, max_tier),
                     took_ms: started.elapsed().as_secs_f64() * 1000.0,
                     embed_ms,
                 });
@@ -416,7 +446,7 @@ impl Retriever {
             tokens,
             max_tokens: opts.max_tokens,
             over_budget,
-            dense: self.dense_status(),
+            dense: self.dense_status_within(&sources, max_tier),
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             embed_ms,
         })

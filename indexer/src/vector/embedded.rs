@@ -529,6 +529,23 @@ impl VectorStore for EmbeddedStore {
         self.alive
     }
 
+    fn count(&self, filter: &VectorFilter) -> usize {
+        let allowed: Vec<bool> = self.sources.iter().map(|s| filter.sources.contains(s)).collect();
+        self.rows
+            .iter()
+            .filter(|r| {
+                r.alive
+                    && allowed[r.source as usize]
+                    && r.tier >= 1
+                    && r.tier <= filter.max_tier
+                    && filter
+                        .path_prefix
+                        .as_deref()
+                        .is_none_or(|p| r.path.starts_with(p))
+            })
+            .count()
+    }
+
     fn file_chunks(&self) -> Result<FileChunks> {
         let mut out = FileChunks::new();
         for ((sid, path), rows) in &self.by_file {

@@ -70,6 +70,9 @@ pub trait VectorStore: Send + Sync + std::fmt::Debug {
     /// The best `k` chunks by cosine similarity among those `filter` admits.
     fn search(&self, vector: &[f32], filter: &VectorFilter, k: usize) -> Result<Vec<(String, f32)>>;
     fn len(&self) -> usize;
+    /// Vectors `filter` admits (what a caller may see), for counts shown
+    /// to that caller.
+    fn count(&self, filter: &VectorFilter) -> usize;
     fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -259,6 +259,23 @@ impl VectorStore for QdrantStore {
             .map_or(0, |c| c.count as usize)
     }
 
+    fn count(&self, filter: &VectorFilter) -> usize {
+        if filter.sources.is_empty() || filter.max_tier == 0 {
+            return 0;
+        }
+        self.rt
+            .block_on(
+                self.client.count(
+                    CountPointsBuilder::new(&self.collection)
+                        .filter(Self::filter(filter))
+                        .exact(true),
+                ),
+            )
+            .ok()
+            .and_then(|r| r.result)
+            .map_or(0, |c| c.count as usize)
+    }
+
     fn file_chunks(&self) -> Result<FileChunks> {
         let mut out = FileChunks::new();
         let mut offset: Option<PointId> = None;
