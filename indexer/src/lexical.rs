@@ -6,7 +6,7 @@ use std::path::Path;
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, Occur, Query, QueryClone, QueryParser, TermQuery};
 use tantivy::schema::{
-    Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
@@ -34,6 +34,7 @@ struct Fields {
     chunk_hash: Field,
     commit: Field,
     ingested_at: Field,
+    tiebreak: Field,
 }
 
 /// A chunk as stored and returned.
@@ -103,6 +104,17 @@ fn file_key(source: &str, path: &str) -> String {
     format!("{source}\u{1f}{path}")
 }
 
+/// A fast field derived from the chunk id: equal scores rank by it, so an
+/// answer does not depend on how the index happens to be segmented.
+const TIEBREAK: &str = "tiebreak";
+
+fn tiebreak_of(chunk_id: &str) -> u64 {
+    let h = blake3::hash(chunk_id.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    u64::from_le_bytes(b)
+}
+
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let code = |stored: bool| {
@@ -137,6 +149,7 @@ fn schema() -> (Schema, Fields) {
         chunk_hash: b.add_text_field("chunk_hash", STRING | STORED),
         commit: b.add_text_field("commit", STRING | STORED),
         ingested_at: b.add_i64_field("ingested_at", STORED),
+        tiebreak: b.add_u64_field(TIEBREAK, FAST),
     };
     (b.build(), f)
 }
@@ -257,6 +270,7 @@ impl Lexical {
             d.add_text(f.commit, commit);
         }
         d.add_i64(f.ingested_at, c.ingested_at);
+        d.add_u64(f.tiebreak, tiebreak_of(&c.chunk_id));
         w.add_document(d)
             .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
         Ok(())
@@ -371,11 +385,24 @@ impl Lexical {
             searcher: &searcher,
             scope: &scope,
         };
+        let ranked = TopDocs::with_limit(limit.max(1)).tweak_score(|segment: &tantivy::SegmentReader| {
+            let tiebreak = segment
+                .fast_fields()
+                .u64(TIEBREAK)
+                .ok()
+                .map(|c| c.first_or_default_col(0));
+            move |doc: tantivy::DocId, score: tantivy::Score| {
+                (
+                    score,
+                    std::cmp::Reverse(tiebreak.as_ref().map_or(0, |c| c.get_val(doc))),
+                )
+            }
+        });
         let top = searcher
-            .search_with_statistics_provider(&q, &TopDocs::with_limit(limit.max(1)).order_by_score(), &stats)
+            .search_with_statistics_provider(&q, &ranked, &stats)
             .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
         let mut out = Vec::with_capacity(top.len());
-        for (score, addr) in top {
+        for ((score, _), addr) in top {
             let doc: TantivyDocument = searcher
                 .doc(addr)
                 .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
