@@ -19,6 +19,27 @@ fn audit(c: &mut Criterion) {
             .expect("append")
         })
     });
+    // Eight threads recording at once, as a busy server does: appends that
+    // arrive together share one fdatasync (group commit).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit");
+    group.throughput(Throughput::Elements(8 * 16));
+    group.bench_function("append_fsync_8_threads_x16", |b| {
+        b.iter(|| {
+            std::thread::scope(|s| {
+                for t in 0..8 {
+                    let path = path.clone();
+                    s.spawn(move || {
+                        let log = AuditLog::open(path);
+                        for i in 0..16 {
+                            log.append(now, vec![Event::new("bench", "query", &format!("t{t}-{i}"))])
+                                .expect("append");
+                        }
+                    });
+                }
+            })
+        })
+    });
     let dir = tempfile::tempdir().expect("tempdir");
     let log = AuditLog::open(dir.path().join("audit"));
     let n = 10_000u64;

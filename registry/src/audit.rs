@@ -239,10 +239,21 @@ impl AuditLog {
 
     /// Appends events in order, fsyncs, then moves the head, under the
     /// log's own lock. Returns the written entries.
+    ///
+    /// Group commit: appends that arrive while another thread of this
+    /// process is writing wait for it, then go out together as one write,
+    /// one `fdatasync` and one head update; each caller returns only after
+    /// the group holding its events is durable, with its own entries
+    /// (contiguous, in its order).
     pub fn append(&self, now: Timestamp, events: Vec<Event>) -> Result<Vec<Entry>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        group_for(&self.dir).append(self, now, events)
+    }
+
+    /// One durable append of `events` (a whole group) under the log's lock.
+    fn append_now(&self, now: Timestamp, events: Vec<Event>) -> Result<Vec<Entry>> {
         let _lock = self.lock()?;
         self.ensure_created()?;
         let path = self.log_path();
@@ -631,6 +642,94 @@ impl VerifyReport {
 
 fn hex_key(k: &ed25519_dalek::VerifyingKey) -> String {
     k.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Appends waiting to go out together, per audit directory.
+#[derive(Default)]
+struct Group {
+    state: std::sync::Mutex<GroupState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GroupState {
+    /// Events waiting for the next write, by ticket.
+    queue: Vec<(u64, Timestamp, Vec<Event>)>,
+    /// A thread is writing a group now.
+    writing: bool,
+    next_ticket: u64,
+    /// Outcomes not yet picked up, by ticket.
+    results: std::collections::HashMap<u64, std::result::Result<Vec<Entry>, String>>,
+}
+
+fn group_for(dir: &Path) -> Arc<Group> {
+    static GROUPS: std::sync::OnceLock<std::sync::Mutex<BTreeMap<PathBuf, Arc<Group>>>> =
+        std::sync::OnceLock::new();
+    let mut groups = GROUPS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    groups.entry(dir.to_path_buf()).or_default().clone()
+}
+
+impl Group {
+    fn append(&self, log: &AuditLog, now: Timestamp, events: Vec<Event>) -> Result<Vec<Entry>> {
+        fn lock(m: &std::sync::Mutex<GroupState>) -> std::sync::MutexGuard<'_, GroupState> {
+            m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+        let mut st = lock(&self.state);
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.queue.push((ticket, now, events));
+        loop {
+            if let Some(r) = st.results.remove(&ticket) {
+                return r.map_err(|message| RegistryError::Audit {
+                    path: log.log_path(),
+                    message,
+                });
+            }
+            if !st.writing {
+                break;
+            }
+            st = self
+                .done
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        // This thread writes: everything queued so far, as one group.
+        st.writing = true;
+        let batch = std::mem::take(&mut st.queue);
+        drop(st);
+        // The group's time is its latest caller's (entries stay in order).
+        let at = batch.iter().map(|b| b.1).max().unwrap_or(now);
+        let sizes: Vec<(u64, usize)> = batch.iter().map(|(t, _, e)| (*t, e.len())).collect();
+        let all: Vec<Event> = batch.into_iter().flat_map(|(_, _, e)| e).collect();
+        let written = log.append_now(at, all);
+        let mut st = lock(&self.state);
+        match written {
+            Ok(entries) => {
+                let mut rest = entries.into_iter();
+                for (t, n) in sizes {
+                    st.results.insert(t, Ok(rest.by_ref().take(n).collect()));
+                }
+            }
+            Err(e) => {
+                for (t, _) in sizes {
+                    st.results.insert(t, Err(e.to_string()));
+                }
+            }
+        }
+        st.writing = false;
+        self.done.notify_all();
+        let r = st
+            .results
+            .remove(&ticket)
+            .unwrap_or_else(|| Err("audit group lost an append".into()));
+        r.map_err(|message| RegistryError::Audit {
+            path: log.log_path(),
+            message,
+        })
+    }
 }
 
 /// Path of the audit directory inside a data directory.

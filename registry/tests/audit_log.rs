@@ -186,6 +186,53 @@ fn concurrent_appends_and_verifies_keep_one_chain() {
 }
 
 #[test]
+fn grouped_appends_return_each_caller_its_own_contiguous_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            let root = root.clone();
+            std::thread::spawn(move || {
+                let log = AuditLog::open(root.join("audit"));
+                let mut mine = Vec::new();
+                for i in 0..30 {
+                    let written = log
+                        .append(
+                            now(),
+                            vec![
+                                Event::new("agent", "query", &format!("t{t}-{i}-a")),
+                                Event::new("agent", "query", &format!("t{t}-{i}-b")),
+                            ],
+                        )
+                        .unwrap();
+                    // Exactly this call's events, in its order, back to back.
+                    assert_eq!(written.len(), 2);
+                    assert_eq!(written[0].subject, format!("t{t}-{i}-a"));
+                    assert_eq!(written[1].subject, format!("t{t}-{i}-b"));
+                    assert_eq!(written[1].seq, written[0].seq + 1);
+                    assert_eq!(written[1].prev, written[0].hash);
+                    mine.push(written[0].seq);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut seqs: Vec<u64> = writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 240, "an append was lost or duplicated");
+    let log = AuditLog::open(root.join("audit"));
+    let r = log.verify().unwrap();
+    assert!(r.intact, "{r:?}");
+    assert_eq!(r.entries, 480);
+    // Each durable entry is where its caller was told it is.
+    let entries = log.tail_entries(480).unwrap();
+    for e in entries.iter().filter(|e| e.subject.ends_with("-a")) {
+        assert!(seqs.binary_search(&e.seq).is_ok(), "{e:?}");
+    }
+}
+
+#[test]
 fn recorded_events_do_not_wait_for_the_data_directory_lock() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
