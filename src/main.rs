@@ -89,13 +89,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         data_dir: cli.data_dir,
         actor: cli.actor,
     })?;
+    // Reading and verifying the log need no secret; anything that may
+    // append does.
+    if !matches!(
+        cli.command,
+        Command::Audit(
+            crate::cli::AuditCmd::Verify { .. }
+                | crate::cli::AuditCmd::Tail { .. }
+                | crate::cli::AuditCmd::Keygen { .. }
+        )
+    ) {
+        settings.require_audit_signer()?;
+    }
     let store = RegistryStore::new(&settings.registry, &settings.data_dir, Arc::new(SystemClock))
         .with_audit_signer(settings.audit_signer.clone());
     // What this process appended to the audit log is covered by a signed
-    // checkpoint when it exits (servers at shutdown), whatever the outcome.
+    // checkpoint when it exits (servers at shutdown), whatever the outcome;
+    // a process that appended nothing signs nothing.
     let checkpoint = settings.audit_signer.as_ref().map(|_| store.audit());
     let outcome = command(cli.command, settings, store);
-    if let Some(log) = checkpoint
+    if let Some(log) = checkpoint.filter(|l| l.appended_here())
         && let Err(e) = log.checkpoint(jiff::Timestamp::now())
     {
         tracing::error!(error = %e, "could not sign an audit checkpoint at exit");

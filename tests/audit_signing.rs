@@ -210,6 +210,25 @@ fn an_untouched_signed_log_verifies_through_its_last_entry() {
 }
 
 #[test]
+fn only_processes_that_appended_sign_and_verifying_needs_no_secret() {
+    let (org, keys, public) = signed_org();
+    let cps = audit_dir(org.path()).join("checkpoints.jsonl");
+    let count = || std::fs::read_to_string(&cps).unwrap().lines().count();
+    let before = count();
+    run(org.path(), &["audit", "verify"]);
+    run(org.path(), &["audit", "tail"]);
+    run(org.path(), &["policy", "scope", "p0"]);
+    assert_eq!(count(), before, "a read-only command signed a checkpoint");
+    // The secret key gone (an auditor's machine): verifying works, anything
+    // that may append refuses to run unsigned.
+    std::fs::remove_file(keys.path().join("audit.key")).unwrap();
+    let (code, r) = verify(org.path(), Some(&public), &[]);
+    assert_eq!(code, 0, "{r}");
+    let out = command(org.path(), &["registry", "list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[test]
 fn rewriting_relinking_truncating_and_wiping_are_detected_with_the_key() {
     let (base, keys, public) = signed_org();
     let fresh = || {
@@ -320,6 +339,8 @@ fn a_forged_tail_adopted_after_a_crash_is_on_record() {
             "payments-api",
         ],
     );
+    let (_, r) = verify(org.path(), Some(&public), &[]);
+    assert!(r["notes"].to_string().contains("adopted 1"), "{r}");
     let text = std::fs::read_to_string(&log).unwrap();
     let adopted = text
         .lines()

@@ -147,6 +147,38 @@ fn a_server_starting_during_a_stop_finishes_a_killed_purge() {
 }
 
 #[test]
+fn a_purge_is_not_called_clean_while_its_vectors_cannot_be_checked() {
+    let tmp = indexed_org();
+    let org = tmp.path();
+    // No model here: the vector store on disk cannot be opened.
+    let empty = tempfile::tempdir().unwrap();
+    let out = command(
+        org,
+        &["registry", "revoke", "payments-api", "--reason", "leak", "--json"],
+    )
+    .env("CTXPLANE_MODEL_DIR", empty.path())
+    .output()
+    .unwrap();
+    assert!(
+        !out.status.success(),
+        "a purge without its vectors checked passed"
+    );
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains("purge_incomplete"), "{body}");
+    assert!(
+        data(org).join("index/purges.json").exists(),
+        "the intent was dropped"
+    );
+    // With the model back, the next pass finishes and proves it.
+    run(org, &["index"]);
+    assert!(on_disk(org).is_empty());
+    let proofs = purge_proofs(org);
+    let last = proofs.last().unwrap();
+    assert_eq!(last["details"]["clean"], true, "{proofs:?}");
+    assert!(!data(org).join("index/purges.json").exists());
+}
+
+#[test]
 fn embeddings_survive_a_pass_killed_while_embedding() {
     let tmp = example_org_today();
     let org = tmp.path();

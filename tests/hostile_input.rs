@@ -409,14 +409,19 @@ fn principals_are_held_to_their_rate_and_daily_token_quota() {
             || String::from_utf8_lossy(&out.stderr).contains("requests_per_minute must be between 1"),
         "{out:?}"
     );
-    // The coding agent: 3 requests a minute; the support agent: 60 tokens
-    // a day (from the registry-wide default).
+    // The coding agent: 3 requests a minute; the support agent: 1,200
+    // tokens a day (from the registry-wide default).
     let limited = format!(
-        "{}\n[limits]\ntokens_per_day = 60\n",
+        "{}\n[limits]\ntokens_per_day = 1200\n",
         text.replacen(
             "name = \"coding-agent\"",
             "name = \"coding-agent\"\nrequests_per_minute = 3\ntokens_per_day = 1000000",
             1,
+        )
+        .replacen(
+            "name = \"rivera\"",
+            "name = \"rivera\"\nrequests_per_minute = 1",
+            1
         )
     );
     std::fs::write(&reg, limited).unwrap();
@@ -444,7 +449,7 @@ fn principals_are_held_to_their_rate_and_daily_token_quota() {
     // The daily quota caps what is served, then refuses until midnight UTC.
     let mut served = 0;
     let mut refused = None;
-    for _ in 0..10 {
+    for _ in 0..20 {
         let (code, head, body) = raw_post(&addr, "/v1/context", "demo-agent-support-token", ask);
         if code == 429 {
             refused = Some(head);
@@ -455,7 +460,8 @@ fn principals_are_held_to_their_rate_and_daily_token_quota() {
         served += v["delivered_tokens"].as_u64().unwrap();
     }
     let head = refused.expect("the quota never ran out");
-    assert!(served >= 60, "refused after only {served} tokens");
+    assert!(served > 0, "refused before serving anything");
+    assert!(served <= 1200, "served {served} tokens on a quota of 1200");
     let retry: u64 = head
         .lines()
         .find_map(|l| l.strip_prefix("retry-after: "))
@@ -464,6 +470,24 @@ fn principals_are_held_to_their_rate_and_daily_token_quota() {
         .parse()
         .unwrap();
     assert!((1..=86_400).contains(&retry), "{retry}");
+    // A steward's bucket never holds back stop, resume or revoke.
+    assert_eq!(
+        common::http(&addr, "GET", "/v1/sources", Some("demo-steward-token"), None).0,
+        200
+    );
+    assert_eq!(
+        common::http(&addr, "GET", "/v1/sources", Some("demo-steward-token"), None).0,
+        429
+    );
+    for op in ["stop", "resume"] {
+        let (code, _, body) = raw_post(
+            &addr,
+            &format!("/v1/admin/{op}"),
+            "demo-steward-token",
+            r#"{"reason":"drill"}"#,
+        );
+        assert_eq!(code, 200, "{op}: {body}");
+    }
     server.kill().unwrap();
     server.wait().unwrap();
 
@@ -477,7 +501,7 @@ fn principals_are_held_to_their_rate_and_daily_token_quota() {
         .filter(|e| e["action"] == "principal.limited")
         .map(|e| e["subject"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(limited, ["coding-agent", "support-agent"], "{tail}");
+    assert_eq!(limited, ["coding-agent", "support-agent", "rivera"], "{tail}");
 }
 
 #[test]

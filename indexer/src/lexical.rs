@@ -70,6 +70,7 @@ pub struct Lexical {
     index: Index,
     reader: IndexReader,
     f: Fields,
+    stats: std::sync::Mutex<StatsCache>,
 }
 
 impl std::fmt::Debug for Lexical {
@@ -156,13 +157,92 @@ fn schema() -> (Schema, Fields) {
 
 /// BM25 statistics (document count, document frequencies, field lengths)
 /// over the live documents a scope admits, instead of the whole index.
+/// Per-field token totals and the document count are kept per searcher
+/// generation and scope (they only change when the index does); document
+/// frequencies are memoised for one query (tantivy asks once per term and
+/// field weight).
 struct ScopedStats<'a> {
     searcher: &'a tantivy::Searcher,
     scope: &'a BooleanQuery,
+    /// Identifies the scope within one searcher generation.
+    key: (u64, String),
+    cache: &'a std::sync::Mutex<StatsCache>,
+    doc_freqs: std::sync::Mutex<std::collections::HashMap<Term, u64>>,
+}
+
+/// Scope statistics of the latest searcher generation, per scope.
+#[derive(Default)]
+struct StatsCache {
+    generation: Option<u64>,
+    scopes: std::collections::HashMap<String, ScopeTotals>,
+}
+
+#[derive(Default)]
+struct ScopeTotals {
+    docs: Option<u64>,
+    tokens: std::collections::HashMap<tantivy::schema::Field, u64>,
+}
+
+/// Scopes remembered per generation (one per principal, typically).
+const MAX_CACHED_SCOPES: usize = 1024;
+
+impl ScopedStats<'_> {
+    fn cached<T>(&self, f: impl FnOnce(&mut ScopeTotals) -> T) -> T {
+        let mut c = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if c.generation != Some(self.key.0) || c.scopes.len() >= MAX_CACHED_SCOPES {
+            c.generation = Some(self.key.0);
+            c.scopes.clear();
+        }
+        f(c.scopes.entry(self.key.1.clone()).or_default())
+    }
 }
 
 impl tantivy::query::Bm25StatisticsProvider for ScopedStats<'_> {
     fn total_num_tokens(&self, field: tantivy::schema::Field) -> tantivy::Result<u64> {
+        if let Some(n) = self.cached(|c| c.tokens.get(&field).copied()) {
+            return Ok(n);
+        }
+        let n = self.count_tokens(field)?;
+        self.cached(|c| c.tokens.insert(field, n));
+        Ok(n)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        if let Some(n) = self.cached(|c| c.docs) {
+            return Ok(n);
+        }
+        let n = self.searcher.search(self.scope, &tantivy::collector::Count)? as u64;
+        self.cached(|c| c.docs = Some(n));
+        Ok(n)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let mut memo = self
+            .doc_freqs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = memo.get(term) {
+            return Ok(*n);
+        }
+        let q = BooleanQuery::new(vec![
+            (Occur::Must, self.scope.box_clone()),
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
+            ),
+        ]);
+        let n = self.searcher.search(&q, &tantivy::collector::Count)? as u64;
+        memo.insert(term.clone(), n);
+        Ok(n)
+    }
+}
+
+impl ScopedStats<'_> {
+    /// Sum of the field's lengths over the live documents in scope.
+    fn count_tokens(&self, field: tantivy::schema::Field) -> tantivy::Result<u64> {
         use tantivy::DocSet;
         let weight = self
             .scope
@@ -182,21 +262,6 @@ impl tantivy::query::Bm25StatisticsProvider for ScopedStats<'_> {
             }
         }
         Ok(total)
-    }
-
-    fn total_num_docs(&self) -> tantivy::Result<u64> {
-        Ok(self.searcher.search(self.scope, &tantivy::collector::Count)? as u64)
-    }
-
-    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
-        let q = BooleanQuery::new(vec![
-            (Occur::Must, self.scope.box_clone()),
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
-            ),
-        ]);
-        Ok(self.searcher.search(&q, &tantivy::collector::Count)? as u64)
     }
 }
 
@@ -222,7 +287,12 @@ impl Lexical {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(|e| IndexError::lexical(dir, e))?;
-        Ok(Lexical { index, reader, f })
+        Ok(Lexical {
+            index,
+            reader,
+            f,
+            stats: Default::default(),
+        })
     }
 
     /// The index's one writer. Files a killed commit wrote but never made
@@ -381,9 +451,17 @@ impl Lexical {
         // BM25 statistics over the caller's scope only: what it cannot see
         // never changes how what it can see is ranked.
         let searcher = self.reader.searcher();
+        let mut scope_key = filter.sources.clone();
+        scope_key.sort();
         let stats = ScopedStats {
             searcher: &searcher,
             scope: &scope,
+            key: (
+                searcher.generation().generation_id(),
+                format!("{}|{}", filter.max_tier, scope_key.join("\u{0}")),
+            ),
+            cache: &self.stats,
+            doc_freqs: Default::default(),
         };
         let ranked = TopDocs::with_limit(limit.max(1)).tweak_score(|segment: &tantivy::SegmentReader| {
             let tiebreak = segment

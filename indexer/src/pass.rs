@@ -234,11 +234,12 @@ impl Pass<'_> {
                     continue;
                 }
                 if let Some(problem) = &found.problem {
+                    // Reported only: an escaped name may equal a real file's,
+                    // whose chunks must not be touched for it.
                     sr.skipped
                         .entry(problem.code().to_string())
                         .or_default()
                         .add(&found.rel);
-                    source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
                     continue;
                 }
                 let decision = policy.decide_ingest(id, &found.rel);

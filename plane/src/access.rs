@@ -196,7 +196,11 @@ impl Plane {
         {
             return Err(Error::Stopped { reason });
         }
-        if let Some(per_minute) = who.registry.limits_for(&who.principal).requests_per_minute {
+        // Stop, resume and revoke are never rate limited: a leak response
+        // must not wait for a bucket to refill.
+        if !op.even_when_stopped()
+            && let Some(per_minute) = who.registry.limits_for(&who.principal).requests_per_minute
+        {
             self.meter
                 .request(who.name(), per_minute)
                 .map_err(|r| self.refused(who, op, r))?;

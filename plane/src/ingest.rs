@@ -171,14 +171,18 @@ pub(crate) fn verify_purges(
     }
     let mut events = Vec::new();
     let mut verified = Vec::new();
-    for id in pending {
-        let remaining = ing.remaining(store.data_dir(), id)?;
+    // One lock over checking and finishing, so that a pass of another
+    // process cannot add an intent in between that this one then drops.
+    let lock = registry::fsutil::DirLock::acquire(store.data_dir())?;
+    let pending = ing.indexer.pending_purges()?;
+    for id in &pending {
+        let remaining = ing.remaining_locked(store.data_dir(), id)?;
         let approved_again = reg
             .sources
             .values()
             .any(|s| s.id.as_str() == id && s.status == registry::Status::Approved);
         let clean = if approved_again {
-            remaining.deleted_in_index == 0 && remaining.dead_vectors == 0
+            remaining.deleted_in_index == 0 && remaining.dead_vectors == 0 && remaining.vectors_checked
         } else {
             remaining.clean()
         };
@@ -204,6 +208,7 @@ pub(crate) fn verify_purges(
     // never not at all.
     store.record(events)?;
     ing.indexer.finish_purges(&verified)?;
+    drop(lock);
     Ok(out)
 }
 
@@ -323,6 +328,9 @@ pub struct Remaining {
     pub deleted_in_index: u64,
     /// Dead records still in the vector log (any source).
     pub dead_vectors: u64,
+    /// The vector store could be checked (false when it exists but could
+    /// not be opened: the model or the server is unavailable).
+    pub vectors_checked: bool,
 }
 
 impl Remaining {
@@ -332,6 +340,7 @@ impl Remaining {
             && !self.manifest
             && self.deleted_in_index == 0
             && self.dead_vectors == 0
+            && self.vectors_checked
     }
 }
 
@@ -341,6 +350,11 @@ impl Ingest {
     /// may have committed since this one last looked).
     pub(crate) fn remaining(&self, data_dir: &Path, id: &str) -> Result<Remaining> {
         let _lock = registry::fsutil::DirLock::acquire(data_dir)?;
+        self.remaining_locked(data_dir, id)
+    }
+
+    /// [`Ingest::remaining`] for a caller that holds the data-dir lock.
+    fn remaining_locked(&self, data_dir: &Path, id: &str) -> Result<Remaining> {
         self.indexer.lexical().reload()?;
         let chunks = self.indexer.lexical().count_source(id);
         let vectors = match &self.dense {
@@ -356,14 +370,23 @@ impl Ingest {
         let manifest = self.indexer.manifests().path_of(id).exists();
         let deleted_in_index = self.indexer.lexical().deleted_docs()?;
         let dead_vectors = self.dense.as_ref().map_or(0, |d| d.store.dead_records());
+        // Without the store open, the purge is proven only if there is no
+        // store on disk to hold anything.
+        let vectors_checked = self.dense.is_ok() || !vector_store_on_disk(data_dir);
         Ok(Remaining {
             chunks,
             vectors: vectors as u64,
             manifest,
             deleted_in_index,
             dead_vectors: dead_vectors as u64,
+            vectors_checked,
         })
     }
+}
+
+/// Whether an embedded vector store has files on disk.
+fn vector_store_on_disk(data_dir: &Path) -> bool {
+    std::fs::read_dir(Indexer::vectors_dir(data_dir)).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// Opens the indexer with the settings' rules and limits.

@@ -37,6 +37,8 @@ struct State {
     shared: BTreeMap<String, u64>,
     /// Tokens this process served since then.
     unflushed: BTreeMap<String, u64>,
+    /// Tokens set aside for answers being computed now.
+    reserved: BTreeMap<String, u64>,
     last_flush: Option<Instant>,
     last_audit: HashMap<String, Instant>,
 }
@@ -95,14 +97,33 @@ impl Meter {
         })
     }
 
-    /// Tokens `who` may still be served today under `per_day`; refused when
-    /// none are left (retry after the next UTC midnight).
-    pub fn tokens_left(&self, who: &str, per_day: u64, now: Timestamp) -> std::result::Result<u64, Refused> {
+    /// Sets aside up to `want` of what `who` may still be served today
+    /// under `per_day` (answers computed at the same time cannot spend the
+    /// same tokens twice); refused when nothing is left (retry after the
+    /// next UTC midnight). Settle it with [`Reservation::settle`]; dropped
+    /// unsettled, it is given back.
+    pub fn reserve(
+        &self,
+        who: &str,
+        per_day: u64,
+        want: u64,
+        now: Timestamp,
+    ) -> std::result::Result<Reservation<'_>, Refused> {
         let mut st = self.lock();
         self.roll(&mut st, now);
-        let used = st.shared.get(who).copied().unwrap_or(0) + st.unflushed.get(who).copied().unwrap_or(0);
+        let get = |m: &BTreeMap<String, u64>| m.get(who).copied().unwrap_or(0);
+        let used = get(&st.shared) + get(&st.unflushed) + get(&st.reserved);
         if used < per_day {
-            return Ok(per_day - used);
+            let granted = want.min(per_day - used);
+            *st.reserved.entry(who.to_string()).or_insert(0) += granted;
+            return Ok(Reservation {
+                meter: self,
+                who: who.to_string(),
+                granted,
+                room: per_day - used,
+                now,
+                settled: false,
+            });
         }
         let audit = first_in_a_while(&mut st, who, Instant::now());
         Err(Refused {
@@ -114,12 +135,17 @@ impl Meter {
         })
     }
 
-    /// Counts `tokens` served to `who`; adds them to the shared file when
-    /// the last flush is old enough.
-    pub fn served(&self, who: &str, tokens: u64, now: Timestamp) {
+    /// Gives back a reservation of `granted` and counts `tokens` served to
+    /// `who`; adds them to the shared file when the last flush is old enough.
+    fn settle(&self, who: &str, granted: u64, tokens: u64, now: Timestamp) {
         let mut st = self.lock();
+        if let Some(r) = st.reserved.get_mut(who) {
+            *r = r.saturating_sub(granted);
+        }
         self.roll(&mut st, now);
-        *st.unflushed.entry(who.to_string()).or_insert(0) += tokens;
+        if tokens > 0 {
+            *st.unflushed.entry(who.to_string()).or_insert(0) += tokens;
+        }
         if st.last_flush.is_none_or(|t| t.elapsed() >= FLUSH_EVERY)
             && let Err(e) = self.flush_locked(&mut st)
         {
@@ -195,6 +221,54 @@ impl Drop for Meter {
     }
 }
 
+impl Meter {
+    /// A refusal of `who` for `error`, audited at most once in a while.
+    pub fn refusal(&self, who: &str, error: Error) -> Refused {
+        let mut st = self.lock();
+        let audit = first_in_a_while(&mut st, who, Instant::now());
+        Refused { error, audit }
+    }
+}
+
+/// Tokens set aside for one answer.
+#[derive(Debug)]
+pub(crate) struct Reservation<'a> {
+    meter: &'a Meter,
+    who: String,
+    granted: u64,
+    /// What was left of the quota when reserved.
+    room: u64,
+    now: Timestamp,
+    settled: bool,
+}
+
+impl Reservation<'_> {
+    /// The most this answer may deliver.
+    pub fn granted(&self) -> u64 {
+        self.granted
+    }
+
+    /// What was left of today's quota when this was reserved: an answer
+    /// larger than this must be refused, not served.
+    pub fn room(&self) -> u64 {
+        self.room
+    }
+
+    /// Counts what was delivered.
+    pub fn settle(mut self, delivered: u64) {
+        self.settled = true;
+        self.meter.settle(&self.who, self.granted, delivered, self.now);
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.meter.settle(&self.who, self.granted, 0, self.now);
+        }
+    }
+}
+
 fn first_in_a_while(st: &mut State, who: &str, now: Instant) -> bool {
     match st.last_audit.get(who) {
         Some(t) if now.duration_since(*t) < AUDIT_EVERY => false,
@@ -205,7 +279,7 @@ fn first_in_a_while(st: &mut State, who: &str, now: Instant) -> bool {
     }
 }
 
-fn secs_to_midnight(now: Timestamp) -> u64 {
+pub(crate) fn secs_to_midnight(now: Timestamp) -> u64 {
     let z = now.to_zoned(jiff::tz::TimeZone::UTC);
     let next = z
         .date()
@@ -247,27 +321,46 @@ mod tests {
         let noon: Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
         let one = Meter::new(tmp.path());
         let two = Meter::new(tmp.path());
-        assert_eq!(one.tokens_left("a", 1000, noon).unwrap(), 1000);
-        one.served("a", 600, noon);
+        let left = |m: &Meter| m.reserve("a", 1000, u64::MAX, noon).map(|r| r.granted());
+        assert_eq!(left(&one).unwrap(), 1000);
+        one.reserve("a", 1000, 600, noon).unwrap().settle(600);
         one.flush().unwrap();
-        two.served("a", 300, noon);
+        two.reserve("a", 1000, 300, noon).unwrap().settle(300);
         two.flush().unwrap();
         // `one` sees `two`'s usage once it has flushed.
         one.flush().unwrap();
-        let before = one.tokens_left("a", 1000, noon).unwrap();
+        let before = left(&one).unwrap();
         assert!(before == 100 || before == 400, "{before}");
-        one.served("a", 100, noon);
+        one.reserve("a", 1000, 100, noon).unwrap().settle(100);
         one.flush().unwrap();
-        let r = one.tokens_left("a", 1000, noon).unwrap_err();
+        let r = one.reserve("a", 1000, 1, noon).unwrap_err();
         match r.error {
             Error::Limited { retry_after_secs, .. } => assert_eq!(retry_after_secs, 12 * 3600),
             e => panic!("{e:?}"),
         }
         let tomorrow: Timestamp = "2026-12-03T00:00:01Z".parse().unwrap();
-        assert_eq!(one.tokens_left("a", 1000, tomorrow).unwrap(), 1000);
+        assert_eq!(
+            one.reserve("a", 1000, u64::MAX, tomorrow).unwrap().granted(),
+            1000
+        );
         // A new process reads today's total back.
         drop(two);
         let three = Meter::new(tmp.path());
-        assert!(three.tokens_left("a", 1000, noon).is_err());
+        assert!(three.reserve("a", 1000, 1, noon).is_err());
+    }
+
+    #[test]
+    fn concurrent_answers_cannot_spend_the_same_tokens() {
+        let tmp = tempfile::tempdir().unwrap();
+        let noon: Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
+        let m = Meter::new(tmp.path());
+        let first = m.reserve("a", 1000, 700, noon).unwrap();
+        let second = m.reserve("a", 1000, 700, noon).unwrap();
+        assert_eq!((first.granted(), second.granted()), (700, 300));
+        assert!(m.reserve("a", 1000, 1, noon).is_err());
+        // What an answer did not use (or an answer that failed) comes back.
+        first.settle(200);
+        drop(second);
+        assert_eq!(m.reserve("a", 1000, u64::MAX, noon).unwrap().granted(), 800);
     }
 }

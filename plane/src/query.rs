@@ -246,26 +246,44 @@ impl Plane {
         let now = self.store().clock().now();
         for req in reqs {
             let answered = req.validate().and_then(|mut v| {
-                // A daily token quota caps the budget by what is left of it.
-                if let Asker::Principal(who) = asker
-                    && let Some(per_day) = who.registry.limits_for(&who.principal).tokens_per_day
-                {
-                    let left = self
-                        .meter
-                        .tokens_left(who.name(), per_day, now)
-                        .map_err(|r| self.refused(who, crate::access::Operation::Context, r))?;
-                    v.options.max_tokens = v
-                        .options
-                        .max_tokens
-                        .min(usize::try_from(left).unwrap_or(usize::MAX));
-                }
+                // A daily token quota caps the budget by what is left of it,
+                // set aside while the answer is made.
+                let reservation = match asker {
+                    Asker::Principal(who) => match who.registry.limits_for(&who.principal).tokens_per_day {
+                        Some(per_day) => {
+                            let r = self
+                                .meter
+                                .reserve(who.name(), per_day, v.options.max_tokens as u64, now)
+                                .map_err(|r| self.refused(who, crate::access::Operation::Context, r))?;
+                            v.options.max_tokens = usize::try_from(r.granted()).unwrap_or(usize::MAX);
+                            Some((who, r))
+                        }
+                        None => None,
+                    },
+                    Asker::Operator => None,
+                };
                 let caller = self.caller(&registry, asker, v.sources.as_deref());
-                let a = retriever.query(&caller, &v.query, &v.options)?;
-                Ok(fit(a))
+                let d = fit(retriever.query(&caller, &v.query, &v.options)?);
+                if let Some((who, r)) = reservation {
+                    let delivered = d.delivered_tokens as u64;
+                    if delivered > r.room() {
+                        // Even its first result does not fit what is left.
+                        let refused = self.meter.refusal(
+                            who.name(),
+                            Error::Limited {
+                                reason: format!(
+                                    "this answer needs {delivered} context tokens, {} are left of today's quota",
+                                    r.room()
+                                ),
+                                retry_after_secs: crate::limits::secs_to_midnight(now),
+                            },
+                        );
+                        return Err(self.refused(who, crate::access::Operation::Context, refused));
+                    }
+                    r.settle(delivered);
+                }
+                Ok(d)
             });
-            if let (Ok(d), Asker::Principal(who)) = (&answered, asker) {
-                self.meter.served(who.name(), d.delivered_tokens as u64, now);
-            }
             if let Ok(d) = &answered {
                 self.metrics
                     .record_query(&d.answer.served_by, d.answer.took_ms, d.delivered_tokens);

@@ -78,6 +78,10 @@ pub struct Settings {
     /// Signs audit checkpoints: `CTXPLANE_AUDIT_KEY` (hex), else the key
     /// file from `CTXPLANE_AUDIT_KEY_FILE` or the config's `audit_key_file`.
     pub audit_signer: Option<std::sync::Arc<registry::checkpoint::AuditSigner>>,
+    /// Why the configured signing key could not be loaded: every command
+    /// that may append refuses to run (see [`Settings::require_audit_signer`]),
+    /// while reading and verifying the log needs no secret.
+    pub audit_signer_problem: Option<String>,
 }
 
 /// What the command line and environment said (flags override env).
@@ -108,12 +112,23 @@ impl Settings {
             .data_dir
             .or_else(|| file.data_dir.map(|p| file_dir.join(p)))
             .unwrap_or_else(|| parent(&registry).join(".ctxplane"));
-        let audit_signer = audit_signer(
+        let every = file
+            .audit_checkpoint_every
+            .unwrap_or(registry::checkpoint::DEFAULT_EVERY);
+        if !(1..=1_000_000).contains(&every) {
+            return Err(ConfigError(
+                "audit_checkpoint_every must be between 1 and 1000000".into(),
+            ));
+        }
+        let (audit_signer, audit_signer_problem) = match audit_signer(
             file.audit_key_file.map(|p| file_dir.join(p)),
-            file.audit_checkpoint_every,
+            every,
             file.audit_checkpoint_export.map(|p| file_dir.join(p)),
             &data_dir,
-        )?;
+        ) {
+            Ok(s) => (s, None),
+            Err(e) => (None, Some(e.0)),
+        };
         let actor = o
             .actor
             .or_else(|| std::env::var("USER").ok())
@@ -176,6 +191,7 @@ impl Settings {
             .map(PathBuf::from);
         Ok(Settings {
             audit_signer,
+            audit_signer_problem,
             redaction_rules,
             topics_dir,
             topic_grace_days,
@@ -190,9 +206,20 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Fails when a signing key is configured but unusable: a command that
+    /// may append must not run unsigned by mistake.
+    pub fn require_audit_signer(&self) -> Result<(), ConfigError> {
+        match &self.audit_signer_problem {
+            Some(p) => Err(ConfigError(p.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
 fn audit_signer(
     config_key_file: Option<PathBuf>,
-    every: Option<u64>,
+    every: u64,
     export: Option<PathBuf>,
     data_dir: &Path,
 ) -> Result<Option<std::sync::Arc<registry::checkpoint::AuditSigner>>, ConfigError> {
@@ -211,12 +238,6 @@ fn audit_signer(
         }
         (None, None) => return Ok(None),
     };
-    let every = every.unwrap_or(registry::checkpoint::DEFAULT_EVERY);
-    if !(1..=1_000_000).contains(&every) {
-        return Err(ConfigError(
-            "audit_checkpoint_every must be between 1 and 1000000".into(),
-        ));
-    }
     Ok(Some(std::sync::Arc::new(signer.every(every).export_to(export))))
 }
 

@@ -309,24 +309,41 @@ impl AuditLog {
             prev = entry.hash.clone();
             written.push(entry);
         }
-        file.seek(SeekFrom::End(0))
+        let start = file
+            .seek(SeekFrom::End(0))
             .map_err(|e| RegistryError::io(&path, e))?;
         file.write_all(buf.as_bytes())
             .map_err(|e| RegistryError::io(&path, e))?;
         file.sync_data().map_err(|e| RegistryError::io(&path, e))?;
         let head = Head { seq, hash: prev };
         write_atomic(&self.head_path(), &serde_json::to_vec(&head).unwrap_or_default())?;
+        group_for(&self.dir)
+            .appended
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(signer) = &self.signer
             && first / signer.interval() != seq / signer.interval()
         {
-            signer.write(&self.dir, &signer.sign(head.seq, &head.hash, now))?;
+            // The entries are durable and acknowledged whatever happens
+            // to the checkpoint; a failed one is retried at the next.
+            if let Err(e) = self.sign_head(signer, &head, start + buf.len() as u64, now) {
+                tracing::warn!(error = %e, "audit checkpoint not signed");
+            }
         }
         Ok(written)
     }
 
+    /// Whether this process appended to the log (so its exit checkpoint
+    /// has something of its own to cover).
+    pub fn appended_here(&self) -> bool {
+        group_for(&self.dir)
+            .appended
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Signs a checkpoint of the head now, unless the last one already
-    /// covers it (a process calls this when it exits). `None` without a
-    /// signer or with nothing new.
+    /// covers it (a process that appended calls this when it exits).
+    /// `None` without a signer or with nothing new; an error when the chain
+    /// since the last checkpoint does not verify (nothing is signed then).
     pub fn checkpoint(&self, now: Timestamp) -> Result<Option<Checkpoint>> {
         let Some(signer) = &self.signer else {
             return Ok(None);
@@ -338,12 +355,65 @@ impl AuditLog {
         let head = self
             .read_head()?
             .ok_or_else(|| self.err("head.json is missing"))?;
-        if head.seq == 0 || checkpoint::last_seq(&self.checkpoints_path())? >= head.seq {
+        let last = checkpoint::last(&self.checkpoints_path())?;
+        if head.seq == 0 || last.as_ref().is_some_and(|c| c.seq >= head.seq) {
             return Ok(None);
         }
-        let cp = signer.sign(head.seq, &head.hash, now);
+        let end = std::fs::metadata(self.log_path())
+            .map_err(|e| RegistryError::io(self.log_path(), e))?
+            .len();
+        self.sign_head(signer, &head, end, now).map(Some)
+    }
+
+    /// Signs `head` (ending at byte `end` of the log) after checking every
+    /// entry since the last checkpoint: the chain links from the signed
+    /// hash to the head, each line canonical and hashing right. A tail
+    /// someone re-linked or rewrote is refused, never signed. Under the lock.
+    fn sign_head(&self, signer: &AuditSigner, head: &Head, end: u64, now: Timestamp) -> Result<Checkpoint> {
+        let last = checkpoint::last(&self.checkpoints_path())?;
+        let (mut seq, mut prev, from) = match &last {
+            Some(c) => (c.seq, c.hash.clone(), c.offset),
+            None => (0, GENESIS.to_string(), 0),
+        };
+        if from > end {
+            return Err(self.err("the log is shorter than at the last checkpoint; not signing"));
+        }
+        let mut file = File::open(self.log_path()).map_err(|e| RegistryError::io(self.log_path(), e))?;
+        file.seek(SeekFrom::Start(from))
+            .map_err(|e| RegistryError::io(self.log_path(), e))?;
+        let mut reader = BufReader::new(file.take(end - from));
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            let n = reader
+                .read_until(b'\n', &mut raw)
+                .map_err(|e| RegistryError::io(self.log_path(), e))?;
+            if n == 0 {
+                break;
+            }
+            let line = raw.strip_suffix(b"\n").unwrap_or(&raw);
+            let expected = seq + 1;
+            let ok = serde_json::from_slice::<Entry>(line).is_ok_and(|e| {
+                let good = e.to_line().as_bytes() == line
+                    && e.seq == seq + 1
+                    && e.prev == prev
+                    && e.compute_hash() == e.hash;
+                seq = e.seq;
+                prev = e.hash;
+                good
+            });
+            if !ok {
+                return Err(self.err(format!(
+                    "entry {expected} (after the last checkpoint) does not verify; not signing (run `ctxplane audit verify`)"
+                )));
+            }
+        }
+        if seq != head.seq || prev != head.hash {
+            return Err(self.err("the log does not end at its head; not signing"));
+        }
+        let cp = signer.sign(head.seq, &head.hash, end, now);
         signer.write(&self.dir, &cp)?;
-        Ok(Some(cp))
+        Ok(cp)
     }
 
     /// Finds the last complete entry (its seq and hash), discarding a torn
@@ -598,6 +668,12 @@ impl AuditLog {
             if entry.compute_hash() != entry.hash {
                 return Ok(report.fail(line_no, "content does not match its hash (entry altered)"));
             }
+            if let Some(n) = entry.details.get("adopted_after_crash") {
+                report.notes.push(format!(
+                    "entry {} adopted {n} entr(ies) found after the acknowledged head: written just before a crash, or by someone else",
+                    entry.seq
+                ));
+            }
             if signed.get(&entry.seq).is_some_and(|h| *h != entry.hash) {
                 return Ok(report.fail(line_no, "differs from the signed checkpoint (entry rewritten)"));
             }
@@ -649,6 +725,8 @@ fn hex_key(k: &ed25519_dalek::VerifyingKey) -> String {
 struct Group {
     state: std::sync::Mutex<GroupState>,
     done: std::sync::Condvar,
+    /// Something was appended by this process.
+    appended: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]

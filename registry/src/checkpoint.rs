@@ -39,6 +39,9 @@ const MAX_FILE_BYTES: u64 = 256 << 20;
 pub struct Checkpoint {
     pub seq: u64,
     pub hash: String,
+    /// Bytes of `log.jsonl` up to the end of entry `seq`: the next
+    /// checkpoint checks the chain from here on before it signs.
+    pub offset: u64,
     pub ts: Timestamp,
     /// The signer's public key (hex), so a verifier can tell keys apart.
     pub key: String,
@@ -46,11 +49,12 @@ pub struct Checkpoint {
     pub sig: String,
 }
 
-fn message(seq: u64, hash: &str, ts: &Timestamp) -> Vec<u8> {
+fn message(seq: u64, hash: &str, offset: u64, ts: &Timestamp) -> Vec<u8> {
     let ts = ts.to_string();
-    let mut m = Vec::with_capacity(DOMAIN.len() + 8 + hash.len() + ts.len() + 16);
+    let mut m = Vec::with_capacity(DOMAIN.len() + 16 + hash.len() + ts.len() + 16);
     m.extend_from_slice(DOMAIN);
     m.extend_from_slice(&seq.to_le_bytes());
+    m.extend_from_slice(&offset.to_le_bytes());
     m.extend_from_slice(&(hash.len() as u64).to_le_bytes());
     m.extend_from_slice(hash.as_bytes());
     m.extend_from_slice(&(ts.len() as u64).to_le_bytes());
@@ -169,11 +173,12 @@ impl AuditSigner {
         hex(self.key.verifying_key().as_bytes())
     }
 
-    pub(crate) fn sign(&self, seq: u64, hash: &str, ts: Timestamp) -> Checkpoint {
-        let sig = self.key.sign(&message(seq, hash, &ts));
+    pub(crate) fn sign(&self, seq: u64, hash: &str, offset: u64, ts: Timestamp) -> Checkpoint {
+        let sig = self.key.sign(&message(seq, hash, offset, &ts));
         Checkpoint {
             seq,
             hash: hash.to_string(),
+            offset,
             ts,
             key: self.public_hex(),
             sig: hex(&sig.to_bytes()),
@@ -194,13 +199,29 @@ impl AuditSigner {
     }
 }
 
+/// Appends one line; a torn last line (a crash mid-write) is closed first
+/// so the new line stands on its own.
 fn append_line(path: &Path, line: &str) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(path)
         .map_err(|e| RegistryError::io(path, e))?;
-    f.write_all(line.as_bytes())
+    let len = f.metadata().map_err(|e| RegistryError::io(path, e))?.len();
+    let mut out = String::with_capacity(line.len() + 1);
+    if len > 0 {
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1))
+            .and_then(|_| f.read_exact(&mut last))
+            .map_err(|e| RegistryError::io(path, e))?;
+        if last[0] != b'\n' {
+            out.push('\n');
+        }
+    }
+    out.push_str(line);
+    f.write_all(out.as_bytes())
         .and_then(|()| f.sync_data())
         .map_err(|e| RegistryError::io(path, e))
 }
@@ -239,8 +260,18 @@ pub fn read(path: &Path) -> Result<Vec<Checkpoint>> {
         Err(e) => return Err(RegistryError::io(path, e)),
     };
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    // A last line without its newline was torn by a crash: never written
+    // in full, so not a checkpoint.
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..=i],
+        None => "",
+    };
+    for (i, line) in complete.lines().enumerate() {
         if line.trim().is_empty() {
+            continue;
+        }
+        if !line.ends_with('}') {
+            // A torn line that a later append closed.
             continue;
         }
         let cp: Checkpoint = serde_json::from_str(line).map_err(|e| RegistryError::Audit {
@@ -252,10 +283,28 @@ pub fn read(path: &Path) -> Result<Vec<Checkpoint>> {
     Ok(out)
 }
 
-/// The last checkpoint's sequence number in `path` (0 when none), read
-/// from the file's end.
-pub(crate) fn last_seq(path: &Path) -> Result<u64> {
-    Ok(read(path)?.last().map_or(0, |c| c.seq))
+/// The last complete checkpoint in `path`, read from the file's end.
+pub(crate) fn last(path: &Path) -> Result<Option<Checkpoint>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(RegistryError::io(path, e)),
+    };
+    let len = f.metadata().map_err(|e| RegistryError::io(path, e))?.len();
+    let window = len.min(8192);
+    let mut tail = Vec::with_capacity(window as usize);
+    f.seek(SeekFrom::Start(len - window))
+        .and_then(|_| f.take(window).read_to_end(&mut tail))
+        .map_err(|e| RegistryError::io(path, e))?;
+    let text = String::from_utf8_lossy(&tail);
+    let complete = match text.rfind('\n') {
+        Some(i) => &text[..i],
+        None => return Ok(None),
+    };
+    Ok(complete
+        .rsplit('\n')
+        .find_map(|l| serde_json::from_str::<Checkpoint>(l).ok()))
 }
 
 impl Checkpoint {
@@ -267,7 +316,7 @@ impl Checkpoint {
         hex(key.as_bytes()) == self.key
             && key
                 .verify(
-                    &message(self.seq, &self.hash, &self.ts),
+                    &message(self.seq, &self.hash, self.offset, &self.ts),
                     &Signature::from_bytes(&sig),
                 )
                 .is_ok()
@@ -284,10 +333,14 @@ mod tests {
         let signer = AuditSigner::from_hex(&seed).unwrap();
         assert_eq!(signer.public_hex(), public);
         let key = verifying_key(&public).unwrap();
-        let cp = signer.sign(7, "abc", Timestamp::UNIX_EPOCH);
+        let cp = signer.sign(7, "abc", 900, Timestamp::UNIX_EPOCH);
         assert!(cp.verify(&key));
         for forged in [
             Checkpoint { seq: 8, ..cp.clone() },
+            Checkpoint {
+                offset: 901,
+                ..cp.clone()
+            },
             Checkpoint {
                 hash: "abd".into(),
                 ..cp.clone()
@@ -305,6 +358,29 @@ mod tests {
         }
         let (_, other) = AuditSigner::generate().unwrap();
         assert!(!cp.verify(&verifying_key(&other).unwrap()));
+    }
+
+    #[test]
+    fn a_torn_checkpoint_line_is_skipped_and_closed_by_the_next() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(FILE);
+        let (seed, _) = AuditSigner::generate().unwrap();
+        let signer = AuditSigner::from_hex(&seed).unwrap();
+        signer
+            .write(tmp.path(), &signer.sign(1, "a", 10, Timestamp::UNIX_EPOCH))
+            .unwrap();
+        // A crash mid-write leaves half a line.
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"seq\":2,\"ha");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 1);
+        assert_eq!(last(&path).unwrap().unwrap().seq, 1);
+        signer
+            .write(tmp.path(), &signer.sign(3, "c", 30, Timestamp::UNIX_EPOCH))
+            .unwrap();
+        let all = read(&path).unwrap();
+        assert_eq!(all.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(last(&path).unwrap().unwrap().seq, 3);
     }
 
     #[test]
