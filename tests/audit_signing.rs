@@ -34,24 +34,29 @@ fn signed_org() -> (tempfile::TempDir, tempfile::TempDir, String) {
         .iter()
         .enumerate()
     {
-        run(
-            org.path(),
-            &[
-                "registry",
-                "principal",
-                "add",
-                "--name",
-                &format!("p{i}"),
-                "--role",
-                role,
-                "--tier-ceiling",
-                "2",
-                "--source",
-                "payments-api",
-            ],
-        );
+        add_principal(org.path(), &format!("p{i}"), role);
     }
     (org, keys, public)
+}
+
+/// A principal reading payments-api, added through the CLI (an audited edit).
+fn add_principal(org: &Path, name: &str, role: &str) {
+    run(
+        org,
+        &[
+            "registry",
+            "principal",
+            "add",
+            "--name",
+            name,
+            "--role",
+            role,
+            "--tier-ceiling",
+            "2",
+            "--source",
+            "payments-api",
+        ],
+    );
 }
 
 fn audit_dir(org: &Path) -> PathBuf {
@@ -323,22 +328,7 @@ fn a_forged_tail_adopted_after_a_crash_is_on_record() {
             .contains("after the last signed checkpoint"),
         "{r}"
     );
-    run(
-        org.path(),
-        &[
-            "registry",
-            "principal",
-            "add",
-            "--name",
-            "late",
-            "--role",
-            "agent",
-            "--tier-ceiling",
-            "1",
-            "--source",
-            "payments-api",
-        ],
-    );
+    add_principal(org.path(), "late", "agent");
     let (_, r) = verify(org.path(), Some(&public), &[]);
     assert!(r["notes"].to_string().contains("adopted 1"), "{r}");
     let text = std::fs::read_to_string(&log).unwrap();

@@ -267,22 +267,21 @@ fn a_file_named_after_a_credential_is_refused_by_name_and_never_named() {
     }
 }
 
+/// `serve` over a lexical index of `org`, no watcher, with `extra` flags.
+fn lexical_server(org: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+    run(org, &["index", "--no-embed"]);
+    let mut args = vec!["--no-watch", "--no-embed"];
+    args.extend_from_slice(extra);
+    start_server(org, &args)
+}
+
 #[test]
 fn idle_sockets_are_closed_and_cannot_hold_every_slot() {
     use std::io::Read;
     let tmp = example_org_today();
-    let org = tmp.path();
-    run(org, &["index", "--no-embed"]);
-    let (mut server, addr) = start_server(
-        org,
-        &[
-            "--no-watch",
-            "--no-embed",
-            "--max-connections",
-            "4",
-            "--idle-timeout-secs",
-            "2",
-        ],
+    let (mut server, addr) = lexical_server(
+        tmp.path(),
+        &["--max-connections", "4", "--idle-timeout-secs", "2"],
     );
     // Four sockets take every slot and say nothing (one sends half a header).
     let mut idle: Vec<std::net::TcpStream> = (0..4)
@@ -313,18 +312,9 @@ fn idle_sockets_are_closed_and_cannot_hold_every_slot() {
 fn a_trickled_request_head_is_cut_at_the_header_deadline() {
     use std::io::{Read, Write};
     let tmp = example_org_today();
-    let org = tmp.path();
-    run(org, &["index", "--no-embed"]);
-    let (mut server, addr) = start_server(
-        org,
-        &[
-            "--no-watch",
-            "--no-embed",
-            "--idle-timeout-secs",
-            "60",
-            "--header-timeout-secs",
-            "2",
-        ],
+    let (mut server, addr) = lexical_server(
+        tmp.path(),
+        &["--idle-timeout-secs", "60", "--header-timeout-secs", "2"],
     );
     // One byte every 300 ms never lets the idle timer fire; the head's own
     // deadline must.
