@@ -102,10 +102,21 @@ impl Plane {
                 let file = src.root(&reg.base_dir).join(&doc.path);
                 match std::fs::symlink_metadata(&file) {
                     Ok(m) if m.is_file() => {
-                        let bytes = std::fs::read(&file)?;
-                        let hash = blake3::hash(&bytes).to_hex().to_string();
-                        let same = hash == doc.file_hash;
-                        (json!({"exists": true, "size": m.len(), "hash": hash}), Some(same))
+                        // Opened only if still a regular file (never blocking
+                        // on one swapped in), hashed as a stream.
+                        let mut hasher = blake3::Hasher::new();
+                        match indexer::walk::open_regular(&file) {
+                            Ok(f) => {
+                                hasher.update_reader(f)?;
+                                let hash = hasher.finalize().to_hex().to_string();
+                                let same = hash == doc.file_hash;
+                                (json!({"exists": true, "size": m.len(), "hash": hash}), Some(same))
+                            }
+                            Err(skip) => (
+                                json!({"exists": false, "note": format!("not readable ({})", skip.code())}),
+                                Some(false),
+                            ),
+                        }
                     }
                     Ok(_) => (
                         json!({"exists": false, "note": "not a regular file"}),
