@@ -296,8 +296,38 @@ fn a_pass_killed_at_any_moment_is_completed_by_the_next() {
         )
         .unwrap();
     }
+    // Five hundred files rewritten before each attempt, so that every pass
+    // has work a kill can interrupt; kills land at fractions of the time an
+    // uninterrupted pass over such a change takes on this machine.
+    let bulk = |tag: usize| {
+        for i in 1000..1500 {
+            std::fs::write(
+                generated.join(format!("mod_{i}.rs")),
+                format!("/// Bulk {tag}.\npub fn bulk_{tag}_{i}(x: u64) -> u64 {{\n    x + {i}\n}}\n"),
+            )
+            .unwrap();
+        }
+    };
+    run(org, &["index", "--no-embed"]);
+    bulk(1000);
+    let t = std::time::Instant::now();
+    run(org, &["index", "--no-embed"]);
+    let pass = t.elapsed();
+    let kill = |org: &std::path::Path, attempt: u32| -> bool {
+        let mut child = command(org, &["index", "--no-embed"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(pass * (attempt % 9 + 1) / 10);
+        let mid_pass = child.try_wait().unwrap().is_none();
+        child.kill().unwrap(); // SIGKILL on Unix
+        child.wait().unwrap();
+        mid_pass
+    };
     let mut killed_mid_pass = 0;
-    for (round, delay_ms) in [30u64, 120, 250, 400, 700, 1000, 1500].into_iter().enumerate() {
+    let mut attempt = 0u32;
+    for round in 0..7 {
         // Change something between attempts so later passes have work.
         std::fs::write(
             generated.join(format!("mod_{}.rs", round * 100)),
@@ -307,17 +337,15 @@ fn a_pass_killed_at_any_moment_is_completed_by_the_next() {
         if round % 2 == 1 {
             std::fs::remove_file(generated.join(format!("mod_{}.rs", round * 100 + 1))).unwrap();
         }
-        let mut child = command(org, &["index", "--no-embed"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        if child.try_wait().unwrap().is_none() {
-            killed_mid_pass += 1;
-        }
-        child.kill().unwrap(); // SIGKILL on Unix
-        child.wait().unwrap();
+        bulk(round);
+        killed_mid_pass += usize::from(kill(org, attempt));
+        attempt += 1;
+    }
+    // Until at least three kills landed inside a pass.
+    while killed_mid_pass < 3 && attempt < 40 {
+        bulk(attempt as usize + 100);
+        killed_mid_pass += usize::from(kill(org, attempt));
+        attempt += 1;
     }
     assert!(killed_mid_pass >= 3, "passes finished too fast to test a crash");
 
