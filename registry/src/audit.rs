@@ -355,65 +355,53 @@ impl AuditLog {
         let head = self
             .read_head()?
             .ok_or_else(|| self.err("head.json is missing"))?;
-        let last = checkpoint::last(&self.checkpoints_path())?;
-        if head.seq == 0 || last.as_ref().is_some_and(|c| c.seq >= head.seq) {
-            return Ok(None);
-        }
         let end = std::fs::metadata(self.log_path())
             .map_err(|e| RegistryError::io(self.log_path(), e))?
             .len();
-        self.sign_head(signer, &head, end, now).map(Some)
+        self.sign_head(signer, &head, end, now)
     }
 
     /// Signs `head` (ending at byte `end` of the log) after checking every
     /// entry since the last checkpoint: the chain links from the signed
     /// hash to the head, each line canonical and hashing right. A tail
     /// someone re-linked or rewrote is refused, never signed. Under the lock.
-    fn sign_head(&self, signer: &AuditSigner, head: &Head, end: u64, now: Timestamp) -> Result<Checkpoint> {
+    fn sign_head(
+        &self,
+        signer: &AuditSigner,
+        head: &Head,
+        end: u64,
+        now: Timestamp,
+    ) -> Result<Option<Checkpoint>> {
         let last = checkpoint::last(&self.checkpoints_path())?;
-        let (mut seq, mut prev, from) = match &last {
-            Some(c) => (c.seq, c.hash.clone(), c.offset),
+        if head.seq == 0 || last.as_ref().is_some_and(|c| c.seq >= head.seq) {
+            return Ok(None);
+        }
+        let (seq, prev, from) = match last {
+            Some(c) => (c.seq, c.hash, c.offset),
             None => (0, GENESIS.to_string(), 0),
         };
         if from > end {
             return Err(self.err("the log is shorter than at the last checkpoint; not signing"));
         }
-        let mut file = File::open(self.log_path()).map_err(|e| RegistryError::io(self.log_path(), e))?;
+        let path = self.log_path();
+        let mut file = File::open(&path).map_err(|e| RegistryError::io(&path, e))?;
         file.seek(SeekFrom::Start(from))
-            .map_err(|e| RegistryError::io(self.log_path(), e))?;
-        let mut reader = BufReader::new(file.take(end - from));
-        let mut raw = Vec::new();
-        loop {
-            raw.clear();
-            let n = reader
-                .read_until(b'\n', &mut raw)
-                .map_err(|e| RegistryError::io(self.log_path(), e))?;
-            if n == 0 {
-                break;
-            }
-            let line = raw.strip_suffix(b"\n").unwrap_or(&raw);
-            let expected = seq + 1;
-            let ok = serde_json::from_slice::<Entry>(line).is_ok_and(|e| {
-                let good = e.to_line().as_bytes() == line
-                    && e.seq == seq + 1
-                    && e.prev == prev
-                    && e.compute_hash() == e.hash;
-                seq = e.seq;
-                prev = e.hash;
-                good
-            });
-            if !ok {
+            .map_err(|e| RegistryError::io(&path, e))?;
+        let mut chain = Chain::new(BufReader::new(file.take(end - from)), seq, prev);
+        while let Some(link) = chain.next().map_err(|e| RegistryError::io(&path, e))? {
+            if !matches!(link, Link::Entry(_)) {
                 return Err(self.err(format!(
-                    "entry {expected} (after the last checkpoint) does not verify; not signing (run `ctxplane audit verify`)"
+                    "entry {} (after the last checkpoint) does not verify; not signing (run `ctxplane audit verify`)",
+                    chain.seq + 1
                 )));
             }
         }
-        if seq != head.seq || prev != head.hash {
+        if chain.seq != head.seq || chain.prev != head.hash {
             return Err(self.err("the log does not end at its head; not signing"));
         }
         let cp = signer.sign(head.seq, &head.hash, end, now);
         signer.write(&self.dir, &cp)?;
-        Ok(cp)
+        Ok(Some(cp))
     }
 
     /// Finds the last complete entry (its seq and hash), discarding a torn
@@ -534,7 +522,7 @@ impl AuditLog {
         for f in &files {
             for cp in checkpoint::read(f)? {
                 if !keys.iter().any(|k| cp.verify(k)) {
-                    if keys.iter().any(|k| hex_key(k) == cp.key) {
+                    if keys.iter().any(|k| checkpoint::hex(k.as_bytes()) == cp.key) {
                         bad.get_or_insert(format!(
                             "checkpoint of entry {} in {} has a bad signature (forged or altered)",
                             cp.seq,
@@ -618,56 +606,25 @@ impl AuditLog {
             let len = file.metadata().map_err(|e| RegistryError::io(&path, e))?.len();
             (file, head, len)
         };
-        let mut reader = BufReader::new(file.take(len));
-        let mut prev = GENESIS.to_string();
+        let mut chain = Chain::new(BufReader::new(file.take(len)), 0, GENESIS.to_string());
         let mut head_seen = head.seq == 0 && head.hash == GENESIS;
-        let mut line_no = 0u64;
-        let mut raw = Vec::new();
         loop {
-            raw.clear();
-            let n = reader
-                .read_until(b'\n', &mut raw)
-                .map_err(|e| RegistryError::io(&path, e))?;
-            if n == 0 {
-                break;
-            }
-            line_no += 1;
-            let expected_seq = report.entries + 1;
-            if raw.last() != Some(&b'\n') {
-                if expected_seq <= head.seq {
-                    return Ok(report.fail(line_no, "entry is cut short"));
+            let entry = match chain.next().map_err(|e| RegistryError::io(&path, e))? {
+                None => break,
+                Some(Link::Torn(bytes)) => {
+                    if chain.seq < head.seq {
+                        return Ok(report.fail(chain.line, "entry is cut short"));
+                    }
+                    report.notes.push(format!(
+                        "line {}: torn write of {bytes} bytes that was never acknowledged; the next append discards it",
+                        chain.line
+                    ));
+                    break;
                 }
-                report.notes.push(format!(
-                    "line {line_no}: torn write of {} bytes that was never acknowledged; the next append discards it",
-                    raw.len()
-                ));
-                break;
-            }
-            let line = &raw[..raw.len() - 1];
-            let Ok(entry) = serde_json::from_slice::<Entry>(line) else {
-                return Ok(report.fail(line_no, "not a valid audit entry"));
+                Some(Link::Bad(reason)) => return Ok(report.fail(chain.line, &reason)),
+                Some(Link::Entry(entry)) => entry,
             };
-            if entry.to_line().as_bytes() != line {
-                return Ok(report.fail(line_no, "entry was altered (not in the form it was written)"));
-            }
-            if entry.seq != expected_seq {
-                return Ok(report.fail(
-                    line_no,
-                    &format!(
-                        "sequence {} where {expected_seq} was expected (entries removed or reordered)",
-                        entry.seq
-                    ),
-                ));
-            }
-            if entry.prev != prev {
-                return Ok(report.fail(
-                    line_no,
-                    "does not link to the previous entry (entries removed or reordered)",
-                ));
-            }
-            if entry.compute_hash() != entry.hash {
-                return Ok(report.fail(line_no, "content does not match its hash (entry altered)"));
-            }
+            let line_no = chain.line;
             if let Some(n) = entry.details.get("adopted_after_crash") {
                 report.notes.push(format!(
                     "entry {} adopted {n} entr(ies) found after the acknowledged head: written just before a crash, or by someone else",
@@ -683,10 +640,10 @@ impl AuditLog {
                 }
                 head_seen = true;
             }
-            prev = entry.hash;
             report.entries += 1;
-            report.last_hash = Some(prev.clone());
+            report.last_hash = Some(entry.hash);
         }
+        let line_no = chain.line;
         if !head_seen {
             let reason = format!(
                 "log ends at entry {} but entry {} was acknowledged (entries removed)",
@@ -716,8 +673,74 @@ impl VerifyReport {
     }
 }
 
-fn hex_key(k: &ed25519_dalek::VerifyingKey) -> String {
-    k.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+/// What walking the chain found next.
+enum Link {
+    /// An entry in its written form, next in sequence, linked and hashing right.
+    Entry(Entry),
+    /// A last line without its newline (bytes): a write never acknowledged.
+    Torn(usize),
+    /// A line that breaks the chain, and why.
+    Bad(String),
+}
+
+/// Walks log lines forward from a known entry (`seq`, its hash `prev`),
+/// checking each the same way wherever the walk starts: whole-log
+/// verification and the check before signing a checkpoint.
+struct Chain<R> {
+    reader: R,
+    /// The last good entry's sequence number and hash.
+    seq: u64,
+    prev: String,
+    /// Lines read so far (1-based number of the last one).
+    line: u64,
+    raw: Vec<u8>,
+}
+
+impl<R: BufRead> Chain<R> {
+    fn new(reader: R, seq: u64, prev: String) -> Self {
+        Chain {
+            reader,
+            seq,
+            prev,
+            line: 0,
+            raw: Vec::new(),
+        }
+    }
+
+    fn next(&mut self) -> std::io::Result<Option<Link>> {
+        self.raw.clear();
+        if self.reader.read_until(b'\n', &mut self.raw)? == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        let Some(line) = self.raw.strip_suffix(b"\n") else {
+            return Ok(Some(Link::Torn(self.raw.len())));
+        };
+        let expected = self.seq + 1;
+        let Ok(entry) = serde_json::from_slice::<Entry>(line) else {
+            return Ok(Some(Link::Bad("not a valid audit entry".into())));
+        };
+        let bad = if entry.to_line().as_bytes() != line {
+            Some("entry was altered (not in the form it was written)".to_string())
+        } else if entry.seq != expected {
+            Some(format!(
+                "sequence {} where {expected} was expected (entries removed or reordered)",
+                entry.seq
+            ))
+        } else if entry.prev != self.prev {
+            Some("does not link to the previous entry (entries removed or reordered)".into())
+        } else if entry.compute_hash() != entry.hash {
+            Some("content does not match its hash (entry altered)".into())
+        } else {
+            None
+        };
+        if let Some(reason) = bad {
+            return Ok(Some(Link::Bad(reason)));
+        }
+        self.seq = entry.seq;
+        self.prev = entry.hash.clone();
+        Ok(Some(Link::Entry(entry)))
+    }
 }
 
 /// Appends waiting to go out together, per audit directory.

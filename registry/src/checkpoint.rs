@@ -62,7 +62,7 @@ fn message(seq: u64, hash: &str, offset: u64, ts: &Timestamp) -> Vec<u8> {
     m
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -133,16 +133,38 @@ impl AuditSigner {
                 )));
             }
         }
-        if let (Ok(key), Ok(data)) = (std::fs::canonicalize(path), std::fs::canonicalize(data_dir))
-            && key.starts_with(&data)
-        {
-            return Err(key_err(format!(
-                "audit key {} is inside the data directory; keep it where the data directory's writers cannot read it",
-                path.display()
-            )));
-        }
+        outside_data_dir(path, path, data_dir)?;
         let text = std::fs::read_to_string(path).map_err(|e| RegistryError::io(path, e))?;
         Self::from_hex(&text)
+    }
+
+    /// Writes a new random key to `path` (owner-only, never overwriting an
+    /// existing file, never inside `data_dir`) and returns its public key.
+    pub fn create_key_file(path: &Path, data_dir: &Path) -> Result<String> {
+        use std::io::Write;
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        outside_data_dir(path, parent, data_dir)?;
+        let (secret, public) = Self::generate()?;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(path).map_err(|e| {
+            key_err(format!(
+                "creating {} (an existing key is never overwritten): {e}",
+                path.display()
+            ))
+        })?;
+        f.write_all(format!("{secret}\n").as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| RegistryError::io(path, e))?;
+        Ok(public)
     }
 
     /// A new random key: (secret seed hex, public key hex).
@@ -201,6 +223,21 @@ impl AuditSigner {
 
 /// Appends one line; a torn last line (a crash mid-write) is closed first
 /// so the new line stands on its own.
+/// Refuses a key `path` whose `existing` part (the file, or the directory
+/// it goes in) resolves inside `data_dir`: whoever can write the data
+/// directory must not be able to read the key.
+fn outside_data_dir(path: &Path, existing: &Path, data_dir: &Path) -> Result<()> {
+    if let (Ok(at), Ok(data)) = (std::fs::canonicalize(existing), std::fs::canonicalize(data_dir))
+        && at.starts_with(&data)
+    {
+        return Err(key_err(format!(
+            "audit key {} is inside the data directory; keep it where the data directory's writers cannot read it",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 fn append_line(path: &Path, line: &str) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::OpenOptions::new()

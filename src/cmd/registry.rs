@@ -439,39 +439,9 @@ pub fn audit(cmd: AuditCmd, store: &RegistryStore) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Writes a new signing key to `out` (owner-only, never overwriting, never
-/// inside the data directory) and prints its public key.
+/// Writes a new signing key to `out` and prints its public key.
 fn keygen(out: &std::path::Path, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    use std::io::Write;
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    if let (Ok(dir), Ok(data)) = (std::fs::canonicalize(&parent), std::fs::canonicalize(data_dir))
-        && dir.starts_with(&data)
-    {
-        bail!(
-            "{} is inside the data directory; keep the signing key where the data directory's writers cannot read it",
-            out.display()
-        );
-    }
-    let (secret, public) = registry::checkpoint::AuditSigner::generate()?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(out).with_context(|| {
-        format!(
-            "creating {} (an existing key is never overwritten)",
-            out.display()
-        )
-    })?;
-    f.write_all(format!("{secret}\n").as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", out.display()))?;
+    let public = registry::checkpoint::AuditSigner::create_key_file(out, data_dir)?;
     println!("{public}");
     eprintln!(
         "secret key written to {}; verify with `ctxplane audit verify --key {public}`",
