@@ -421,32 +421,7 @@ impl Lexical {
             })
             .collect();
         let (user, _errors) = parser.parse_query_lenient(&plain);
-        let any_of = |terms: Vec<Term>| -> Box<dyn Query> {
-            Box::new(BooleanQuery::new(
-                terms
-                    .into_iter()
-                    .map(|t| {
-                        (
-                            Occur::Should,
-                            Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn Query>,
-                        )
-                    })
-                    .collect(),
-            ))
-        };
-        let sources = any_of(
-            filter
-                .sources
-                .iter()
-                .map(|s| Term::from_field_text(f.source, s))
-                .collect(),
-        );
-        let tiers = any_of(
-            (1..=u64::from(filter.max_tier))
-                .map(|t| Term::from_field_u64(f.tier, t))
-                .collect(),
-        );
-        let scope = BooleanQuery::new(vec![(Occur::Must, sources), (Occur::Must, tiers)]);
+        let scope = self.scope_query(&filter.sources, filter.max_tier);
         let q = BooleanQuery::new(vec![(Occur::Must, user), (Occur::Must, scope.box_clone())]);
         // BM25 statistics over the caller's scope only: what it cannot see
         // never changes how what it can see is ranked.
@@ -479,14 +454,7 @@ impl Lexical {
         let top = searcher
             .search_with_statistics_provider(&q, &ranked, &stats)
             .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
-        let mut out = Vec::with_capacity(top.len());
-        for ((score, _), addr) in top {
-            let doc: TantivyDocument = searcher
-                .doc(addr)
-                .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
-            out.push((score, self.to_chunk(&doc)));
-        }
-        Ok(out)
+        self.load(&searcher, top.into_iter().map(|((score, _), addr)| (score, addr)))
     }
 
     /// Every chunk of one file, in line order.
@@ -523,14 +491,23 @@ impl Lexical {
         let top = searcher
             .search(q, &TopDocs::with_limit(limit.max(1)).order_by_score())
             .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
-        let mut out = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            let doc: TantivyDocument = searcher
-                .doc(addr)
-                .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
-            out.push((score, self.to_chunk(&doc)));
-        }
-        Ok(out)
+        self.load(&searcher, top)
+    }
+
+    /// The stored chunks at `hits`, with their scores, in order.
+    fn load(
+        &self,
+        searcher: &tantivy::Searcher,
+        hits: impl IntoIterator<Item = (f32, tantivy::DocAddress)>,
+    ) -> Result<Vec<(f32, ChunkDoc)>> {
+        hits.into_iter()
+            .map(|(score, addr)| {
+                let doc: TantivyDocument = searcher
+                    .doc(addr)
+                    .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
+                Ok((score, self.to_chunk(&doc)))
+            })
+            .collect()
     }
 
     /// Number of chunks of `source` in the committed index.
@@ -545,39 +522,44 @@ impl Lexical {
             .map_or(0, |n| n as u64)
     }
 
-    /// Number of chunks of `source` at tiers 1 to `max_tier`.
-    pub fn count_source_within(&self, source: &str, max_tier: u8) -> u64 {
-        if max_tier == 0 {
+    /// Documents of `sources` at tiers 1 to `max_tier`: what a caller with
+    /// that scope may search (and what its BM25 statistics are over).
+    fn scope_query(&self, sources: &[String], max_tier: u8) -> BooleanQuery {
+        let any_of = |terms: Vec<Term>| -> Box<dyn Query> {
+            Box::new(BooleanQuery::new(
+                terms
+                    .into_iter()
+                    .map(|t| {
+                        (
+                            Occur::Should,
+                            Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn Query>,
+                        )
+                    })
+                    .collect(),
+            ))
+        };
+        let sources = any_of(
+            sources
+                .iter()
+                .map(|s| Term::from_field_text(self.f.source, s))
+                .collect(),
+        );
+        let tiers = any_of(
+            (1..=u64::from(max_tier))
+                .map(|t| Term::from_field_u64(self.f.tier, t))
+                .collect(),
+        );
+        BooleanQuery::new(vec![(Occur::Must, sources), (Occur::Must, tiers)])
+    }
+
+    /// Number of chunks a caller scoped to `sources` up to `max_tier` may see.
+    pub fn count_within(&self, sources: &[String], max_tier: u8) -> u64 {
+        if sources.is_empty() || max_tier == 0 {
             return 0;
         }
-        let q = BooleanQuery::new(vec![
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(
-                    Term::from_field_text(self.f.source, source),
-                    IndexRecordOption::Basic,
-                )) as Box<dyn Query>,
-            ),
-            (
-                Occur::Must,
-                Box::new(BooleanQuery::new(
-                    (1..=u64::from(max_tier))
-                        .map(|t| {
-                            (
-                                Occur::Should,
-                                Box::new(TermQuery::new(
-                                    Term::from_field_u64(self.f.tier, t),
-                                    IndexRecordOption::Basic,
-                                )) as Box<dyn Query>,
-                            )
-                        })
-                        .collect(),
-                )),
-            ),
-        ]);
         self.reader
             .searcher()
-            .search(&q, &tantivy::collector::Count)
+            .search(&self.scope_query(sources, max_tier), &tantivy::collector::Count)
             .map_or(0, |n| n as u64)
     }
 

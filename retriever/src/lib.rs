@@ -280,10 +280,8 @@ impl Retriever {
     /// counted only within `sources` up to `max_tier`, so that an answer
     /// never tells a scoped caller the size of what it cannot see.
     pub fn dense_status_within(&self, sources: &BTreeSet<String>, max_tier: u8) -> DenseStatus {
-        let chunks: u64 = sources
-            .iter()
-            .map(|s| self.lexical.count_source_within(s, max_tier))
-            .sum();
+        let listed: Vec<String> = sources.iter().cloned().collect();
+        let chunks = self.lexical.count_within(&listed, max_tier);
         let mut status = self.dense_status();
         status.chunks = chunks;
         if let Some(d) = &self.dense {
