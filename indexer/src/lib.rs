@@ -137,12 +137,7 @@ impl Indexer {
         let unfinished: Vec<String> = self
             .pending_purges()?
             .into_iter()
-            .filter(|id| {
-                registry
-                    .sources
-                    .values()
-                    .all(|s| s.id.as_str() != id || s.status != registry::Status::Approved)
-            })
+            .filter(|id| !registry.is_approved(id))
             .collect();
         if !unfinished.is_empty() {
             pass::drop_redactions(&redactions_log, &unfinished)?;

@@ -162,25 +162,21 @@ pub(crate) fn verify_purges(
     reg: &Registry,
     store: &RegistryStore,
     actor: &str,
-    pending: &BTreeSet<String>,
     this_pass: &[String],
 ) -> Result<BTreeMap<String, Remaining>> {
     let mut out = BTreeMap::new();
-    if pending.is_empty() {
-        return Ok(out);
-    }
     let mut events = Vec::new();
     let mut verified = Vec::new();
     // One lock over checking and finishing, so that a pass of another
     // process cannot add an intent in between that this one then drops.
     let lock = registry::fsutil::DirLock::acquire(store.data_dir())?;
     let pending = ing.indexer.pending_purges()?;
+    if pending.is_empty() {
+        return Ok(out);
+    }
     for id in &pending {
         let remaining = ing.remaining_locked(store.data_dir(), id)?;
-        let approved_again = reg
-            .sources
-            .values()
-            .any(|s| s.id.as_str() == id && s.status == registry::Status::Approved);
+        let approved_again = reg.is_approved(id);
         let clean = if approved_again {
             remaining.deleted_in_index == 0 && remaining.dead_vectors == 0 && remaining.vectors_checked
         } else {

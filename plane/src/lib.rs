@@ -297,7 +297,7 @@ impl Plane {
             serde_json::json!({"status": "not_run"})
         };
         registry::fsutil::crash_point("purge.expunged");
-        let purges = ingest::verify_purges(ing, &reg, &self.store, actor, &pending, &report.purged)?;
+        let purges = ingest::verify_purges(ing, &reg, &self.store, actor, &report.purged)?;
         drop(guard);
         if let Some(r) = lock(&self.retriever).as_ref() {
             r.refresh()?;

@@ -87,14 +87,14 @@ impl Meter {
             return Ok(());
         }
         let wait = ((1.0 - b.tokens) / rate).ceil().max(1.0) as u64;
-        let audit = first_in_a_while(&mut st, who, now);
-        Err(Refused {
-            error: Error::Limited {
+        Err(refuse(
+            &mut st,
+            who,
+            Error::Limited {
                 reason: format!("more than {per_minute} requests per minute"),
                 retry_after_secs: wait,
             },
-            audit,
-        })
+        ))
     }
 
     /// Sets aside up to `want` of what `who` may still be served today
@@ -125,14 +125,14 @@ impl Meter {
                 settled: false,
             });
         }
-        let audit = first_in_a_while(&mut st, who, Instant::now());
-        Err(Refused {
-            error: Error::Limited {
+        Err(refuse(
+            &mut st,
+            who,
+            Error::Limited {
                 reason: format!("daily quota of {per_day} context tokens used"),
                 retry_after_secs: secs_to_midnight(now),
             },
-            audit,
-        })
+        ))
     }
 
     /// Gives back a reservation of `granted` and counts `tokens` served to
@@ -224,10 +224,14 @@ impl Drop for Meter {
 impl Meter {
     /// A refusal of `who` for `error`, audited at most once in a while.
     pub fn refusal(&self, who: &str, error: Error) -> Refused {
-        let mut st = self.lock();
-        let audit = first_in_a_while(&mut st, who, Instant::now());
-        Refused { error, audit }
+        refuse(&mut self.lock(), who, error)
     }
+}
+
+/// A refusal, to be audited only if it is `who`'s first in a while.
+fn refuse(st: &mut State, who: &str, error: Error) -> Refused {
+    let audit = first_in_a_while(st, who, Instant::now());
+    Refused { error, audit }
 }
 
 /// Tokens set aside for one answer.

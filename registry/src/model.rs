@@ -841,6 +841,14 @@ impl Registry {
         self.sources.get(id)
     }
 
+    /// Whether the source with this id exists and is approved.
+    pub fn is_approved(&self, id: &str) -> bool {
+        SourceId::new(id.to_string())
+            .ok()
+            .and_then(|id| self.sources.get(&id))
+            .is_some_and(|s| s.status == Status::Approved)
+    }
+
     pub fn principal(&self, name: &str) -> Option<&Principal> {
         self.principals.iter().find(|p| p.name == name)
     }
