@@ -379,6 +379,16 @@ fn raw_post(addr: &str, path: &str, token: &str, body: &str) -> (u16, String, St
     (code, head.to_ascii_lowercase(), body.to_string())
 }
 
+/// Seconds in the Retry-After header of a (lower-cased) response head.
+fn retry_after(head: &str) -> u64 {
+    head.lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .expect("Retry-After header")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn principals_are_held_to_their_rate_and_daily_token_quota() {
     let tmp = example_org_today();
@@ -426,13 +436,7 @@ fn principals_are_held_to_their_rate_and_daily_token_quota() {
     }
     let (code, head, body) = raw_post(&addr, "/v1/context", "demo-agent-platform-token", ask);
     assert_eq!(code, 429, "{body}");
-    let retry: u64 = head
-        .lines()
-        .find_map(|l| l.strip_prefix("retry-after: "))
-        .expect("Retry-After header")
-        .trim()
-        .parse()
-        .unwrap();
+    let retry = retry_after(&head);
     assert!((1..=60).contains(&retry), "{retry}");
     assert!(body.contains("rate_limited"), "{body}");
 
@@ -452,13 +456,7 @@ fn principals_are_held_to_their_rate_and_daily_token_quota() {
     let head = refused.expect("the quota never ran out");
     assert!(served > 0, "refused before serving anything");
     assert!(served <= 1200, "served {served} tokens on a quota of 1200");
-    let retry: u64 = head
-        .lines()
-        .find_map(|l| l.strip_prefix("retry-after: "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let retry = retry_after(&head);
     assert!((1..=86_400).contains(&retry), "{retry}");
     // A steward's bucket never holds back stop, resume or revoke.
     assert_eq!(
