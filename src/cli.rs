@@ -391,6 +391,11 @@ pub struct CheckArgs {
     /// Check only this source.
     #[arg(long, value_name = "ID")]
     pub source: Option<String>,
+    /// Instead of the sources: check every `ctxplane:snap-…` cited in this
+    /// text (a PR description, commit messages; `-` reads stdin). Exit 1
+    /// when any no longer holds or is unknown.
+    #[arg(long, value_name = "FILE|-", conflicts_with = "source")]
+    pub snapshots: Option<std::path::PathBuf>,
     /// text, json, junit or github (workflow annotations).
     #[arg(long, default_value = "text")]
     pub format: String,

@@ -73,7 +73,8 @@ pub struct GetContext {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Explain {
-    /// A result id from get_context (`c-…` or `topic:<id>`).
+    /// A result id from get_context (`c-…` or `topic:<id>`), or an
+    /// answer's snapshot (`snap-…` or `ctxplane:snap-…`).
     pub result_id: String,
 }
 
@@ -254,7 +255,7 @@ impl Mcp {
     }
 
     #[tool(
-        description = "Where a result came from: its source, owner, path, lines, commit, content hashes, when it was ingested and under which policy decision, and whether it is still fresh.",
+        description = "Where a result came from: its source, owner, path, lines, commit, content hashes, when it was ingested and under which policy decision, and whether it is still fresh. Given an answer's snapshot (`snap-…` or `ctxplane:snap-…`): what the whole answer was grounded in and whether each part still holds now, with a verdict.",
         annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false),
         output_schema = output_schema::<Object>()
     )]

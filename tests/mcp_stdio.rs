@@ -215,3 +215,53 @@ fn a_stop_over_http_and_a_rotated_token_reach_a_running_mcp_server() {
 fn registry_hash(token: &str) -> String {
     blake3::hash(token.as_bytes()).to_hex().to_string()
 }
+
+#[test]
+fn get_context_answers_carry_a_snapshot_and_the_registry_as_it_is_now() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    let mut coding = Session::start(org, "demo-agent-platform-token");
+    let ask = json!({"query": "refund window", "mode": "lexical", "packages": false});
+    let (err, a) = coding.call("get_context", ask.clone());
+    assert!(!err, "{a:#}");
+    let cite = a["snapshot"]["cite"].as_str().unwrap().to_string();
+    assert!(cite.starts_with("ctxplane:snap-"), "{a:#}");
+    assert!(
+        a["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["provenance"]["path"] == "src/refunds.rs")
+    );
+    // The pasted citation line resolves through explain_provenance.
+    let (err, r) = coding.call("explain_provenance", json!({"result_id": cite}));
+    assert!(!err, "{r:#}");
+    assert_eq!(r["verdict"], "holds", "{r:#}");
+    assert_eq!(r["snapshot"]["via"], "mcp");
+
+    // A steward denies the path; the running session sees it at once.
+    let reg = org.join("registry.toml");
+    let text = std::fs::read_to_string(&reg).unwrap();
+    std::fs::write(
+        &reg,
+        text.replace(r#""*.sql.gz"]"#, r#""*.sql.gz", "**/refunds.rs"]"#),
+    )
+    .unwrap();
+    let (err, after) = coding.call("get_context", ask);
+    assert!(!err);
+    assert!(
+        !after["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["provenance"]["path"] == "src/refunds.rs"),
+        "{after:#}"
+    );
+    assert!(after["withheld_by_policy"].as_u64().unwrap() >= 1);
+    let (err, tier1) = coding.call("get_context", json!({"query": "refund", "mode": "lexical"}));
+    assert!(!err);
+    assert_eq!(tier1["topic"]["outcome"], "citation_denied", "{tier1:#}");
+    let (_, r) = coding.call("explain_provenance", json!({"result_id": cite}));
+    assert_eq!(r["verdict"], "partly_stale", "{r:#}");
+    coding.close();
+}

@@ -21,6 +21,9 @@ pub const MAX_TOKEN_BYTES: usize = 512;
 pub enum Operation {
     Context,
     Provenance,
+    /// Resolving an answer's snapshot (no content is served: hashes,
+    /// lines and what changed), so CI may check citations too.
+    Snapshot,
     ListSources,
     Freshness,
     Check,
@@ -47,7 +50,7 @@ impl Operation {
         use Operation::*;
         match self {
             Context | Provenance => READERS,
-            ListSources | Freshness => EVERYONE,
+            ListSources | Freshness | Snapshot => EVERYONE,
             Check => CHECKERS,
             ProposeSource | Approve | Deny | Revoke | ListExceptions | GrantException | ReadAudit
             | VerifyAudit | Stop | Resume => STEWARDS,
@@ -65,6 +68,7 @@ impl Operation {
         match self {
             Context => "context",
             Provenance => "provenance",
+            Snapshot => "snapshot",
             ListSources => "list_sources",
             Freshness => "freshness",
             Check => "check",

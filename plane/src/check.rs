@@ -183,13 +183,7 @@ pub fn report(
         }
     }
     check_topics(only, s, reg, &policy, scope, &mut checked, &mut findings)?;
-    let errors = findings.iter().filter(|f| f.severity == "error").count();
-    Ok(CheckReport {
-        ok: errors == 0,
-        errors,
-        sources: checked,
-        findings,
-    })
+    Ok(CheckReport::new(checked, findings))
 }
 
 /// What `check` found: the sources and packages checked, and the findings.
@@ -199,6 +193,18 @@ pub struct CheckReport {
     pub errors: usize,
     pub sources: Vec<String>,
     pub findings: Vec<Finding>,
+}
+
+impl CheckReport {
+    fn new(sources: Vec<String>, findings: Vec<Finding>) -> CheckReport {
+        let errors = findings.iter().filter(|f| f.severity == "error").count();
+        CheckReport {
+            ok: errors == 0,
+            errors,
+            sources,
+            findings,
+        }
+    }
 }
 
 /// Topic packages: parse, owner, every citation against the checkout,
@@ -309,5 +315,60 @@ impl Plane {
         };
         let scope = who.map(|w| w.scope(self)).filter(|sc| !sc.oversees_registry());
         report(self, &reg, only, scope.as_ref())
+    }
+}
+
+impl Plane {
+    /// The CI side of snapshots: every `ctxplane:snap-…` cited in `text`
+    /// (a pull request description, commit messages) resolved for `asker`.
+    /// A citation that no longer holds, is unknown or malformed is an
+    /// error; one that holds with warnings (past max age, drift) a warning.
+    /// `file` names the text in the findings. `sources` in the report lists
+    /// the snapshots checked.
+    pub fn check_snapshots(
+        &self,
+        asker: &crate::query::Asker,
+        text: &str,
+        file: &str,
+    ) -> Result<CheckReport> {
+        let mut findings = Vec::new();
+        let mut checked = Vec::new();
+        for id in crate::snapshots::cited_in(text) {
+            let line = text
+                .lines()
+                .position(|l| l.contains(&format!("{}{id}", crate::snapshots::CITE_PREFIX)))
+                .map_or(1, |i| i + 1);
+            let finding = |code: &str, message: String, severity| Finding {
+                source: id.clone(),
+                file: file.to_string(),
+                line,
+                code: code.to_string(),
+                message,
+                severity,
+            };
+            checked.push(id.clone());
+            match self.snapshot(asker, &id) {
+                Err(Error::NotFound(_)) => findings.push(finding(
+                    "unknown_snapshot",
+                    format!(
+                        "{id}: no such snapshot (unknown, pruned after {} days, or not visible to this caller)",
+                        self.settings().snapshot_retention_days
+                    ),
+                    "error",
+                )),
+                Err(e) => return Err(e),
+                Ok(r) => {
+                    let failing = r.results.iter().any(|x| !x.holds) || !r.record_intact;
+                    if r.verdict != "holds" {
+                        findings.push(finding(
+                            if failing { "snapshot_stale" } else { "snapshot_warning" },
+                            format!("{id} {}: {}", r.verdict, r.reasons.join("; ")),
+                            if failing { "error" } else { "warning" },
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(CheckReport::new(checked, findings))
     }
 }

@@ -22,6 +22,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod query;
 pub mod settings;
+pub mod snapshots;
 pub mod stewardship;
 pub mod topics;
 pub mod views;
@@ -96,6 +97,7 @@ pub struct Plane {
     path_redactor: std::sync::OnceLock<indexer::redact::Redactor>,
     pub metrics: Metrics,
     meter: limits::Meter,
+    snapshots: snapshots::Store,
 }
 
 impl std::fmt::Debug for Plane {
@@ -129,6 +131,7 @@ impl Plane {
             path_redactor: std::sync::OnceLock::new(),
             metrics: Metrics::default(),
             meter: limits::Meter::new(&settings.data_dir),
+            snapshots: snapshots::Store::new(&settings.data_dir),
             settings,
             store,
             profile,

@@ -31,6 +31,12 @@ impl Plane {
         if id.is_empty() || id.len() > MAX_RESULT_ID_BYTES {
             return Err(no_such_result());
         }
+        // An answer's snapshot, pasted as `ctxplane:snap-…` or bare.
+        let snap = id.strip_prefix(crate::snapshots::CITE_PREFIX).unwrap_or(id);
+        if snap.starts_with("snap-") {
+            let r = self.snapshot(asker, snap)?;
+            return serde_json::to_value(r).map_err(Error::internal);
+        }
         let (reg, scope, actor) = match asker {
             Asker::Principal(who) => (
                 who.registry.clone(),
@@ -58,7 +64,8 @@ impl Plane {
         if let Some(sc) = scope {
             let readable = SourceId::new(doc.source.clone())
                 .is_ok_and(|sid| registry::Tier::new(doc.tier).is_ok_and(|t| sc.permits(&sid, t)));
-            if !readable {
+            // What the registry denies now is not served, by id either.
+            if !readable || retriever.denied_now(reg, &doc.source, &doc.path).is_some() {
                 return Err(no_such_result());
             }
         }

@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::snapshots::SnapshotRef;
 use crate::{Plane, Who};
 
 /// Longest query accepted, in bytes of UTF-8.
@@ -173,6 +174,10 @@ impl ContextRequest {
 pub struct Delivered {
     #[serde(flatten)]
     pub answer: Answer,
+    /// The snapshot this answer is recorded under: resolve it later with
+    /// `ctxplane provenance`, `GET /v1/snapshots/{id}` or MCP
+    /// `explain_provenance`; paste `cite` beside what the answer grounded.
+    pub snapshot: SnapshotRef,
     /// Tokens of everything delivered (content, provenance and JSON
     /// framing, as compact JSON; see [`delivered_tokens`]), at most
     /// `max_tokens` unless a single result or package is larger on its own.
@@ -199,12 +204,16 @@ pub fn json_tokens(v: &impl Serialize) -> usize {
 /// when it alone is larger (the answer says so by its numbers). Each part
 /// is measured once; the total is measured again exactly at the end.
 fn fit(mut answer: Answer) -> Delivered {
-    let budget = answer.max_tokens;
+    let snapshot = SnapshotRef::placeholder();
+    // The snapshot reference and its framing are delivered too.
+    let fixed = json_tokens(&snapshot) + delivered_tokens(",\"snapshot\":");
+    let budget = answer.max_tokens.saturating_sub(fixed);
     loop {
         let total = json_tokens(&answer);
         if total <= budget || answer.results.len() <= 1 {
             return Delivered {
-                delivered_tokens: total,
+                delivered_tokens: total + fixed,
+                snapshot,
                 answer,
             };
         }
@@ -284,12 +293,20 @@ impl Plane {
                 }
                 Ok(d)
             });
-            if let Ok(d) = &answered {
-                self.metrics
-                    .record_query(&d.answer.served_by, d.answer.took_ms, d.delivered_tokens);
-                events.push(self.query_event(asker, d, via));
-            }
             out.push(answered);
+        }
+        // Each answer's snapshot is durable before its audit record, and
+        // the audit record vouches for the snapshot (id and line hash).
+        let mut delivered: Vec<&mut Delivered> = out.iter_mut().filter_map(|a| a.as_mut().ok()).collect();
+        let recorded = self.record_snapshots(asker, via, &registry.version.to_hex(), &mut delivered)?;
+        for (d, (id, hash)) in delivered.iter().zip(recorded) {
+            self.metrics
+                .record_query(&d.answer.served_by, d.answer.took_ms, d.delivered_tokens);
+            events.push(
+                self.query_event(asker, d, via)
+                    .detail("snapshot", id)
+                    .detail("snapshot_hash", hash),
+            );
         }
         self.record(events)?;
         Ok(out)
@@ -358,6 +375,7 @@ impl Plane {
             )
             .detail("tokens", a.tokens)
             .detail("delivered_tokens", d.delivered_tokens)
+            .detail("withheld_by_policy", a.withheld_by_policy)
     }
 }
 

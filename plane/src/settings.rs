@@ -42,6 +42,10 @@ struct FileConfig {
     /// A second directory every checkpoint is also appended to (make it
     /// append-only, or another host's mount).
     audit_checkpoint_export: Option<PathBuf>,
+    /// Days a context snapshot is kept before it is pruned (default 90).
+    snapshot_retention_days: Option<u32>,
+    /// Keep each answer's query text in its snapshot (default: only its hash).
+    snapshot_store_query: Option<bool>,
 }
 
 /// Which vector store holds the dense vectors.
@@ -82,6 +86,10 @@ pub struct Settings {
     /// that may append refuses to run (see [`Settings::require_audit_signer`]),
     /// while reading and verifying the log needs no secret.
     pub audit_signer_problem: Option<String>,
+    /// Days a context snapshot is kept (1 to 3650; default 90).
+    pub snapshot_retention_days: u32,
+    /// Whether snapshots keep the query text (default: only its hash).
+    pub snapshot_store_query: bool,
 }
 
 /// What the command line and environment said (flags override env).
@@ -186,10 +194,18 @@ impl Settings {
         if topic_grace_days > 365 {
             return Err(ConfigError("topic_grace_days is at most 365".into()));
         }
+        let snapshot_retention_days = file.snapshot_retention_days.unwrap_or(90);
+        if !(1..=3650).contains(&snapshot_retention_days) {
+            return Err(ConfigError(
+                "snapshot_retention_days must be between 1 and 3650".into(),
+            ));
+        }
         let redaction_rules = std::env::var_os("CTXPLANE_REDACTION_RULES")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
         Ok(Settings {
+            snapshot_retention_days,
+            snapshot_store_query: file.snapshot_store_query.unwrap_or(false),
             audit_signer,
             audit_signer_problem,
             redaction_rules,

@@ -18,9 +18,10 @@ const TOKENS: [(&str, Role); 4] = [
     ("tok-ci", Role::Ci),
 ];
 
-const OPS: [Operation; 15] = [
+const OPS: [Operation; 16] = [
     Operation::Context,
     Operation::Provenance,
+    Operation::Snapshot,
     Operation::ListSources,
     Operation::Freshness,
     Operation::Check,
@@ -88,7 +89,7 @@ fn the_role_matrix_is_one_table_for_every_interface() {
             let allowed = plane.authorize(&who, op).is_ok();
             let expected = match op {
                 Operation::Context | Operation::Provenance => role != Role::Ci,
-                Operation::ListSources | Operation::Freshness => true,
+                Operation::ListSources | Operation::Freshness | Operation::Snapshot => true,
                 Operation::Check => role != Role::Agent,
                 _ => role == Role::Steward,
             };

@@ -171,6 +171,21 @@ impl<'r> Policy<'r> {
         self.now
     }
 
+    /// What ingest decisions depend on besides the path: the registry
+    /// version and which exceptions are live now. Two policies with the
+    /// same epoch decide every path alike, so decisions can be cached by it.
+    pub fn epoch(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(self.registry.version.to_hex().as_bytes());
+        for x in &self.registry.exceptions {
+            if x.window(self.now) == Window::Live {
+                h.update(&(x.id.len() as u64).to_le_bytes());
+                h.update(x.id.as_bytes());
+            }
+        }
+        h.finalize().to_hex().to_string()
+    }
+
     pub fn decide_ingest(&self, source: &str, path: &str) -> Decision {
         let outcome = self.outcome(source, path);
         let mut h = blake3::Hasher::new();

@@ -8,6 +8,7 @@
 //! vectors the same query is served lexically and says so.
 
 mod fusion;
+mod policy_now;
 mod provenance;
 mod topics;
 
@@ -24,7 +25,7 @@ use registry::{Registry, Scope, Status};
 use serde::Serialize;
 
 pub use fusion::Fusion;
-pub use provenance::{Freshness, Provenance};
+pub use provenance::{Freshness, Provenance, citation};
 pub use topics::{
     CitationProvenance, LoadProblem, MatchScore, PackageHit, PackageProvenance, TopicDecision, TopicMatch,
     Topics, default_max_age, read_package_file, readable_by, terms,
@@ -143,6 +144,10 @@ pub struct Answer {
     pub max_tokens: usize,
     /// Results left out because they did not fit the budget.
     pub over_budget: usize,
+    /// Results left out because the registry as it is now denies their
+    /// path (a never-ingest rule or a lapsed exception not yet applied by
+    /// an indexing pass, which will purge them).
+    pub withheld_by_policy: usize,
     pub dense: DenseStatus,
     pub took_ms: f64,
     pub embed_ms: f64,
@@ -152,6 +157,10 @@ pub struct Answer {
 type CachedManifest = (Option<std::time::SystemTime>, Arc<SourceManifest>);
 /// A source's pinned versions, for the manifest they were read with.
 type CachedDeps = (Arc<SourceManifest>, Arc<packages::lockfile::DependencyMap>);
+/// A file's imports, by (source, path, file hash).
+type CachedImports = Arc<Vec<indexer::chunk::imports::Import>>;
+/// Files whose imports are kept before the cache starts over.
+const MAX_CACHED_IMPORTS: usize = 20_000;
 
 struct Dense {
     embedder: Arc<Embedder>,
@@ -165,7 +174,9 @@ pub struct Retriever {
     manifests: Manifests,
     manifest_cache: Mutex<HashMap<String, CachedManifest>>,
     deps_cache: Mutex<HashMap<String, CachedDeps>>,
+    imports_cache: Mutex<HashMap<(String, String, String), CachedImports>>,
     topics: Option<Topics>,
+    decisions: policy_now::Decisions,
     pub fusion: Fusion,
     pub topic_match: TopicMatch,
     /// Every reading of "now" (freshness, topic staleness) comes from here.
@@ -211,7 +222,9 @@ impl Retriever {
             manifests: Manifests::new(data_dir.join("index/manifests")),
             manifest_cache: Mutex::new(HashMap::new()),
             deps_cache: Mutex::new(HashMap::new()),
+            imports_cache: Mutex::new(HashMap::new()),
             topics: None,
+            decisions: policy_now::Decisions::default(),
             fusion: Fusion::default(),
             topic_match: TopicMatch::default(),
             clock: Arc::new(registry::SystemClock),
@@ -360,6 +373,7 @@ impl Retriever {
                     results: Vec::new(),
                     max_tokens: opts.max_tokens,
                     over_budget: 0,
+                    withheld_by_policy: 0,
                     dense: self.dense_status_within(&sources, max_tier),
                     took_ms: started.elapsed().as_secs_f64() * 1000.0,
                     embed_ms,
@@ -410,6 +424,9 @@ impl Retriever {
         let mut results = Vec::new();
         let mut tokens = 0;
         let mut over_budget = 0;
+        let mut withheld_by_policy = 0;
+        let policy = caller.registry.policy(&*self.clock);
+        let epoch = policy.epoch();
         for f in fused {
             let doc = f.doc;
             // Defence in depth: the engines filtered already.
@@ -419,6 +436,14 @@ impl Retriever {
             }
             if results.len() >= want {
                 break;
+            }
+            if self
+                .decisions
+                .denied(&policy, &epoch, &doc.source, &doc.path)
+                .is_some()
+            {
+                withheld_by_policy += 1;
+                continue;
             }
             let t = estimate_tokens(&doc.content);
             if tokens + t > opts.max_tokens {
@@ -444,10 +469,24 @@ impl Retriever {
             tokens,
             max_tokens: opts.max_tokens,
             over_budget,
+            withheld_by_policy,
             dense: self.dense_status_within(&sources, max_tier),
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             embed_ms,
         })
+    }
+
+    /// Why the registry as it is now (at the retriever's clock) denies
+    /// `source:path` (the reason's code and description), or `None` if it
+    /// lets it in.
+    pub fn denied_now(
+        &self,
+        registry: &Registry,
+        source: &str,
+        path: &str,
+    ) -> Option<(&'static str, String)> {
+        let policy = registry.policy(&*self.clock);
+        self.decisions.denied(&policy, &policy.epoch(), source, path)
     }
 
     /// The chunk behind a result id, if it is still in the index.
@@ -490,6 +529,36 @@ impl Retriever {
         let deps = Arc::new(indexer::alignment::dependency_map(&self.lexical, &manifest).ok()?);
         cache.insert(source.to_string(), (manifest, deps.clone()));
         Some(deps)
+    }
+}
+
+impl Retriever {
+    /// The imports of an indexed file (its redacted text, as agents see
+    /// it), cached by content hash.
+    pub(crate) fn file_imports(&self, doc: &ChunkDoc) -> CachedImports {
+        let key = (doc.source.clone(), doc.path.clone(), doc.file_hash.clone());
+        if let Some(hit) = self
+            .imports_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return hit.clone();
+        }
+        let found = Arc::new(
+            indexer::alignment::indexed_text(&self.lexical, &doc.source, &doc.path)
+                .map(|text| indexer::chunk::imports::imports(&text, &doc.language))
+                .unwrap_or_default(),
+        );
+        let mut cache = self
+            .imports_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED_IMPORTS {
+            cache.clear();
+        }
+        cache.insert(key, found.clone());
+        found
     }
 }
 

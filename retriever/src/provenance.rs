@@ -22,9 +22,29 @@ pub struct Freshness {
     pub checked_at: Timestamp,
 }
 
+/// A reference to lines of a file at a version, to paste beside what was
+/// taken from them: `source:path#Lx-Ly@<commit>` for a git source, else
+/// `@b3:<file hash>` (both shortened to 12 hex digits).
+pub fn citation(
+    source: &str,
+    path: &str,
+    start: u32,
+    end: u32,
+    commit: Option<&str>,
+    file_hash: &str,
+) -> String {
+    let at = match commit {
+        Some(c) if !c.is_empty() => c.chars().take(12).collect::<String>(),
+        _ => format!("b3:{}", file_hash.chars().take(12).collect::<String>()),
+    };
+    format!("{source}:{path}#L{start}-L{end}@{at}")
+}
+
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Provenance {
     pub result_id: String,
+    /// `source:path#Lx-Ly@commit-or-hash`, to cite this result by.
+    pub citation: String,
     pub source: String,
     pub owner: Option<String>,
     pub tier: u8,
@@ -56,7 +76,15 @@ pub struct Provenance {
     /// Dependency versions this text claims that the source's lockfiles
     /// contradict (docs only).
     pub drift: Vec<indexer::alignment::DriftNote>,
+    /// The dependencies this result refers to, resolved against the
+    /// source's lockfiles: for code, the imports it uses (`tokio 1.41.1
+    /// (Cargo.lock:275)`); for docs, every version it claims and whether
+    /// the pins match it.
+    pub versions: Vec<indexer::alignment::VersionRef>,
 }
+
+static EMPTY: std::sync::LazyLock<packages::lockfile::DependencyMap> =
+    std::sync::LazyLock::new(Default::default);
 
 impl Retriever {
     /// The provenance of a chunk looked up by id (not served by a query).
@@ -106,8 +134,29 @@ impl Retriever {
             }
             _ => "unknown",
         };
+        let deps = self.dependencies(&doc.source);
+        let versions = if indexer::chunk::imports::reads_imports(&doc.language) {
+            let all = self.file_imports(doc);
+            let used = indexer::chunk::imports::used_by(&all, &doc.content, doc.start_line, doc.end_line);
+            indexer::alignment::import_versions(&doc.language, &used, deps.as_deref().unwrap_or(&EMPTY))
+        } else if indexer::alignment::is_doc(&doc.language) {
+            deps.as_deref()
+                .map(|d| indexer::alignment::claim_versions(&doc.path, &doc.content, doc.start_line, d))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         Provenance {
+            versions,
             result_id: doc.chunk_id.clone(),
+            citation: citation(
+                &doc.source,
+                &doc.path,
+                doc.start_line,
+                doc.end_line,
+                doc.commit.as_deref(),
+                &doc.file_hash,
+            ),
             source: doc.source.clone(),
             owner: source.as_ref().map(|s| s.owner.clone()),
             tier: doc.tier,
@@ -137,9 +186,9 @@ impl Retriever {
             lexical_rank,
             dense_rank,
             drift: if indexer::alignment::is_doc(&doc.language) {
-                self.dependencies(&doc.source)
+                deps.as_deref()
                     .map(|deps| {
-                        indexer::alignment::chunk_drift(&doc.path, &doc.content, doc.start_line, &deps)
+                        indexer::alignment::chunk_drift(&doc.path, &doc.content, doc.start_line, deps)
                     })
                     .unwrap_or_default()
             } else {

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use indexer::embed::Embedder;
 use indexer::redact::{Redactor, RuleSet};
 use jiff::Timestamp;
-use packages::topic::{Cited, PackageStatus, TopicPackage, Verification, parse, verify};
+use packages::topic::{CitationStatus, Cited, PackageStatus, TopicPackage, Verification, parse, verify};
 use registry::{Registry, Scope, SourceId};
 use serde::Serialize;
 
@@ -116,8 +116,9 @@ struct State {
     verified: HashMap<String, Verified>,
 }
 
-/// A verification and what it depended on: the cited files' hashes and the day.
-type Verified = (Vec<Option<String>>, jiff::civil::Date, Arc<Verification>);
+/// A verification and what it depended on: the cited files' hashes, the
+/// day and the policy epoch.
+type Verified = (Vec<Option<String>>, jiff::civil::Date, String, Arc<Verification>);
 
 /// The topic packages a retriever serves.
 pub struct Topics {
@@ -381,7 +382,9 @@ pub struct MatchScore {
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TopicDecision {
     /// `served`, `served_stale`, `below_threshold`, `stale_past_grace`,
-    /// `over_budget`, or `no_packages` (none in the caller's scope).
+    /// `citation_denied` (the policy now denies a cited path, or its source
+    /// is no longer approved), `over_budget`, or `no_packages` (none in the
+    /// caller's scope).
     pub outcome: String,
     /// The best package in the caller's scope, if any.
     pub candidate: Option<String>,
@@ -389,6 +392,10 @@ pub struct TopicDecision {
     pub scores: Option<MatchScore>,
     pub threshold: f32,
     pub packages_in_scope: usize,
+    /// Why the candidate was not served, when a citation may not be served
+    /// now (`citation_denied`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One cited span, as served.
@@ -398,6 +405,8 @@ pub struct CitationProvenance {
     pub n: usize,
     #[serde(rename = "ref")]
     pub reference: String,
+    /// `source:path#Lx-Ly@commit-or-hash` (see [`crate::citation`]).
+    pub citation: String,
     pub source: String,
     pub owner: Option<String>,
     pub tier: u8,
@@ -494,6 +503,8 @@ impl Retriever {
         e: &Entry,
     ) -> Arc<Verification> {
         let today = self.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        let policy = registry.policy(&*self.clock);
+        let epoch = policy.epoch();
         let key: Vec<Option<String>> = e
             .pkg
             .citations
@@ -503,9 +514,10 @@ impl Retriever {
                     .and_then(|m| m.files.get(&c.path).map(|f| f.hash.clone()))
             })
             .collect();
-        if let Some((k, d, v)) = topics.lock().verified.get(&e.pkg.id)
+        if let Some((k, d, p, v)) = topics.lock().verified.get(&e.pkg.id)
             && *k == key
             && *d == today
+            && *p == epoch
         {
             return v.clone();
         }
@@ -516,6 +528,10 @@ impl Retriever {
                 .is_some_and(|s| s.status == registry::Status::Approved);
             if !approved {
                 return Cited::Denied(format!("source {} is not an approved source", c.source));
+            }
+            // The registry as it is now decides, not the last pass.
+            if let Some((_, why)) = self.decisions.denied(&policy, &epoch, &c.source, &c.path) {
+                return Cited::Denied(format!("the policy now denies {}: {why}", c.path));
             }
             let Some(entry) = self
                 .manifest(&c.source)
@@ -540,7 +556,7 @@ impl Retriever {
         topics
             .lock()
             .verified
-            .insert(e.pkg.id.clone(), (key, today, v.clone()));
+            .insert(e.pkg.id.clone(), (key, today, epoch, v.clone()));
         v
     }
 
@@ -569,6 +585,7 @@ impl Retriever {
             scores: None,
             threshold,
             packages_in_scope: visible.len(),
+            reason: None,
         };
         if visible.is_empty() {
             return Ok(Tier1 { hit: None, decision });
@@ -615,6 +632,17 @@ impl Retriever {
             return Ok(Tier1 { hit: None, decision });
         }
         let v = self.verify_package(topics, caller.registry, &best);
+        // A package citing what may not be served now is never served,
+        // whatever its grace.
+        if let Some(c) = v.citations.iter().find(|c| c.status == CitationStatus::Denied) {
+            decision.outcome = "citation_denied".into();
+            decision.reason = Some(format!(
+                "{} may not be served: {}",
+                c.reference,
+                c.detail.as_deref().unwrap_or("denied")
+            ));
+            return Ok(Tier1 { hit: None, decision });
+        }
         let stale = v.status != PackageStatus::Fresh;
         if stale {
             let grace = jiff::SignedDuration::from_hours(24 * i64::from(topics.grace_days));
@@ -715,6 +743,14 @@ impl Retriever {
                 CitationProvenance {
                     n: i + 1,
                     reference: format!("{}:{}#L{start}-L{end}", c.source, c.path),
+                    citation: crate::provenance::citation(
+                        &c.source,
+                        &c.path,
+                        start,
+                        end,
+                        entry.as_ref().and_then(|f| f.commit.as_deref()),
+                        entry.as_ref().map_or("", |f| f.hash.as_str()),
+                    ),
                     source: c.source.clone(),
                     owner: src.as_ref().map(|s| s.owner.clone()),
                     tier: src.as_ref().map_or(0, |s| s.tier.get()),

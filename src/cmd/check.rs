@@ -17,14 +17,30 @@ pub fn check(args: CheckArgs, plane: &Plane) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    let rep = plane.check(None, args.source.as_deref()).map_err(|e| match e {
-        // Naming a source that does not exist is bad usage (exit 2).
-        plane::Error::NotFound(_) => plane::Error::Config(format!(
-            "no source {:?} in the registry",
-            args.source.as_deref().unwrap_or("")
-        )),
-        other => other,
-    })?;
+    let rep = match &args.snapshots {
+        Some(file) => {
+            let (text, label) = if file.as_os_str() == "-" {
+                let mut t = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                    .map_err(|e| plane::ConfigError(format!("reading stdin: {e}")))?;
+                (t, "-".to_string())
+            } else {
+                let t = std::fs::read_to_string(file)
+                    .map_err(|e| plane::ConfigError(format!("reading {}: {e}", file.display())))?;
+                (t, file.display().to_string())
+            };
+            plane.check_snapshots(&plane::query::Asker::Operator, &text, &label)?
+        }
+        None => plane.check(None, args.source.as_deref()).map_err(|e| match e {
+            // Naming a source that does not exist is bad usage (exit 2).
+            plane::Error::NotFound(_) => plane::Error::Config(format!(
+                "no source {:?} in the registry",
+                args.source.as_deref().unwrap_or("")
+            )),
+            other => other,
+        })?,
+    };
+    let snapshots = args.snapshots.is_some();
     let (checked, findings, errors) = (rep.sources, rep.findings, rep.errors);
     match format {
         "json" => println!(
@@ -54,6 +70,19 @@ pub fn check(args: CheckArgs, plane: &Plane) -> anyhow::Result<ExitCode> {
                 println!("{}:{}: {} [{}] {}", f.file, f.line, f.severity, f.code, f.message);
             }
             let packages = checked.iter().filter(|c| c.starts_with("topic")).count();
+            if snapshots {
+                println!(
+                    "{} snapshot(s) checked: {} error(s), {} warning(s)",
+                    checked.len(),
+                    errors,
+                    findings.len() - errors
+                );
+                return Ok(if errors > 0 {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
             println!(
                 "{} source(s) and {packages} topic package(s) checked: {} error(s), {} warning(s)",
                 checked.len() - packages,

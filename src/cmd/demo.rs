@@ -138,6 +138,7 @@ pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Resul
     crate::cmd::check::check(
         crate::cli::CheckArgs {
             source: None,
+            snapshots: None,
             format: "text".into(),
             json: false,
         },

@@ -166,14 +166,22 @@ pub fn provenance(args: ProvenanceArgs, plane: &Plane) -> anyhow::Result<ExitCod
             &args.result_id["topic:".len()..],
             plane.settings().topics_dir.display()
         ),
+        Err(plane::Error::NotFound(_)) if args.result_id.contains("snap-") => anyhow::bail!(
+            "no snapshot {} (unknown, or pruned after {} days)",
+            args.result_id,
+            plane.settings().snapshot_retention_days
+        ),
         Err(plane::Error::NotFound(_)) => anyhow::bail!(
             "result {} is not in the index: its file changed or was removed since, or the id is wrong",
             args.result_id
         ),
         other => other?,
     };
+    let verdict = out.get("verdict").and_then(|v| v.as_str()).map(str::to_string);
     if args.out.json {
         print_json(&out)?;
+    } else if verdict.is_some() {
+        print_snapshot(&out);
     } else if out.get("package").is_some() {
         print_package(&out);
     } else {
@@ -256,6 +264,7 @@ pub(crate) fn print_answer(d: &Delivered) {
         "delivered ~{} tokens with provenance (budget {})",
         d.delivered_tokens, d.answer.max_tokens
     );
+    println!("cite as {}", d.snapshot.cite);
 }
 
 fn print_tier(a: &Answer) {
@@ -330,8 +339,13 @@ fn print_tier(a: &Answer) {
         Some(r) => format!("lexical only: {r}"),
         None => format!("vector coverage {:.1}%", a.dense.coverage * 100.0),
     };
+    let withheld = if a.withheld_by_policy > 0 {
+        format!(", {} withheld: the policy now denies them", a.withheld_by_policy)
+    } else {
+        String::new()
+    };
     println!(
-        "{} results, {} of {} tokens ({} over budget); served by {}; {dense}; {:.1} ms",
+        "{} results, {} of {} tokens ({} over budget{withheld}); served by {}; {dense}; {:.1} ms",
         a.results.len(),
         a.tokens,
         a.max_tokens,
@@ -339,6 +353,47 @@ fn print_tier(a: &Answer) {
         a.served_by,
         a.took_ms
     );
+}
+
+fn print_snapshot(v: &serde_json::Value) {
+    let s = &v["snapshot"];
+    println!(
+        "{}  {}  (asked by {} via {} at {}; served by {})",
+        s["id"].as_str().unwrap_or(""),
+        v["verdict"].as_str().unwrap_or(""),
+        s["principal"].as_str().unwrap_or(""),
+        s["via"].as_str().unwrap_or(""),
+        s["at"].as_str().unwrap_or(""),
+        s["served_by"].as_str().unwrap_or("")
+    );
+    if v["record_intact"] != true {
+        println!("  WARNING: the record does not match its id or its audit entry");
+    }
+    for r in v["results"].as_array().into_iter().flatten() {
+        let lines = match r["lines_now"].as_array() {
+            Some(l) => format!(" (now L{}-L{})", l[0], l[1]),
+            None => String::new(),
+        };
+        println!(
+            "  {:<15} {}{lines}  {}",
+            r["status"].as_str().unwrap_or(""),
+            r["citation"].as_str().unwrap_or(""),
+            r["detail"].as_str().unwrap_or("")
+        );
+        for w in r["warnings"].as_array().into_iter().flatten() {
+            println!("  {:<15} {}", "", w.as_str().unwrap_or(""));
+        }
+    }
+    for c in v["changes_since"].as_array().into_iter().flatten() {
+        println!(
+            "  since: #{} {} {} {} by {}",
+            c["seq"],
+            c["at"].as_str().unwrap_or(""),
+            c["action"].as_str().unwrap_or(""),
+            c["subject"].as_str().unwrap_or(""),
+            c["actor"].as_str().unwrap_or("")
+        );
+    }
 }
 
 fn print_provenance(v: &serde_json::Value) {

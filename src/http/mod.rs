@@ -44,6 +44,7 @@ pub fn operation(method: &Method, path: &str) -> Option<Operation> {
     Some(match (method.as_str(), path) {
         ("POST", "/v1/context") => Context,
         ("GET", "/v1/provenance/{id}") => Provenance,
+        ("GET", "/v1/snapshots/{id}") => Snapshot,
         ("GET", "/v1/sources") => ListSources,
         ("POST", "/v1/sources") => ProposeSource,
         ("POST", "/v1/sources/{id}/approve") => Approve,
@@ -168,6 +169,19 @@ async fn get_provenance(
     blocking(move || plane.provenance(&Asker::Principal(who), &id))
         .await
         .map(Json)
+}
+
+async fn get_snapshot(
+    State(plane): State<Shared>,
+    Extension(who): Extension<Who>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<plane::snapshots::Resolution>> {
+    blocking(move || {
+        let id = id.strip_prefix(plane::snapshots::CITE_PREFIX).unwrap_or(&id);
+        plane.snapshot(&Asker::Principal(who), id)
+    })
+    .await
+    .map(Json)
 }
 
 async fn get_sources(State(plane): State<Shared>, Extension(who): Extension<Who>) -> Json<Value> {
@@ -431,6 +445,7 @@ pub fn router(plane: Shared, extra: Option<Router>) -> Router {
     let v1 = Router::new()
         .route("/v1/context", post(post_context))
         .route("/v1/provenance/{id}", get(get_provenance))
+        .route("/v1/snapshots/{id}", get(get_snapshot))
         .route("/v1/sources", get(get_sources).post(post_source))
         .route("/v1/sources/{id}/approve", post(post_approve))
         .route("/v1/sources/{id}/deny", post(post_deny))

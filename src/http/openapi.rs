@@ -83,7 +83,7 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
             method: "get",
             path: "/v1/provenance/{id}",
             op: Some(Provenance),
-            summary: "The whole chain behind a result id (`c-…` or `topic:<id>`); a result outside the caller's scope is the same 404 as an unknown one.",
+            summary: "The whole chain behind a result id (`c-…` or `topic:<id>`), or an answer's snapshot (`snap-…`, as under /v1/snapshots); a result outside the caller's scope is the same 404 as an unknown one.",
             body: None,
             params: vec![path_param("id", "A result id from /v1/context.", Some(200))],
             ok: (
@@ -92,6 +92,19 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
                     "The result's content, provenance tag, registry entry and history, ingest, redactions and checks now.",
                 ),
             ),
+        },
+        Op {
+            method: "get",
+            path: "/v1/snapshots/{id}",
+            op: Some(Snapshot),
+            summary: "An answer's snapshot (the `snapshot.id` of a /v1/context answer): what it was grounded in and whether each part still holds now (unchanged, moved, changed with the changed lines, removed, source revoked, now never-ingest), with a verdict. Stewards see every snapshot, a principal its own and those whose every result it may read; any other is the same 404 as an unknown one.",
+            body: None,
+            params: vec![{
+                let mut p = path_param("id", "A snapshot id, `snap-<yyyymmdd>-<24 hex>`.", Some(200));
+                p["schema"]["pattern"] = json!("^(ctxplane:)?snap-[0-9]{8}-[0-9a-f]{24}$");
+                p
+            }],
+            ok: (200, of::<plane::snapshots::Resolution>(g)),
         },
         Op {
             method: "get",

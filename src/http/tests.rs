@@ -304,6 +304,7 @@ fn the_openapi_document_covers_exactly_the_routes() {
     for (m, p) in [
         ("POST", "/v1/context"),
         ("GET", "/v1/provenance/{id}"),
+        ("GET", "/v1/snapshots/{id}"),
         ("GET", "/v1/sources"),
         ("POST", "/v1/sources"),
         ("POST", "/v1/sources/{id}/approve"),

@@ -16,6 +16,7 @@
 //! neighbours are merged.
 
 mod code;
+pub mod imports;
 mod text;
 
 use serde::{Deserialize, Serialize};
