@@ -328,8 +328,10 @@ impl Plane {
             Err(e) => json!({"error": e.to_string(), "served_by": "none"}),
         };
         let ok = audit.as_ref().is_ok_and(|r| r.intact) && index.get("error").is_none();
+        let (days, bytes) = self.snapshot_usage();
         Ok(json!({
             "ok": ok,
+            "snapshots": {"days": days, "bytes": bytes, "retention_days": self.settings().snapshot_retention_days},
             "registry": {"path": self.store().registry_path(), "version": reg.version.to_hex(), "sources": reg.sources.len(), "approved": approved, "principals": reg.principals.len()},
             "index": index,
             "audit": match &audit {

@@ -297,8 +297,10 @@ impl Plane {
         }
         // Each answer's snapshot is durable before its audit record, and
         // the audit record vouches for the snapshot (id and line hash).
+        let answered_at = std::time::Instant::now();
         let mut delivered: Vec<&mut Delivered> = out.iter_mut().filter_map(|a| a.as_mut().ok()).collect();
         let recorded = self.record_snapshots(asker, via, &registry.version.to_hex(), &mut delivered)?;
+        let snapshot_ms = answered_at.elapsed().as_secs_f64() * 1000.0;
         for (d, (id, hash)) in delivered.iter().zip(recorded) {
             self.metrics
                 .record_query(&d.answer.served_by, d.answer.took_ms, d.delivered_tokens);
@@ -309,6 +311,12 @@ impl Plane {
             );
         }
         self.record(events)?;
+        tracing::debug!(
+            answers = out.len(),
+            snapshot_ms,
+            audit_ms = answered_at.elapsed().as_secs_f64() * 1000.0 - snapshot_ms,
+            "answers recorded"
+        );
         Ok(out)
     }
 

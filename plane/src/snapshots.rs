@@ -327,19 +327,17 @@ impl Store {
         Ok(Some(pruned))
     }
 
-    /// Snapshots kept and their bytes (for status and the benchmark).
+    /// Day files kept and their bytes (metadata only: cheap for status).
     pub(crate) fn usage(&self) -> (u64, u64) {
-        let mut n = 0;
+        let mut files = 0;
         let mut bytes = 0;
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for e in entries.flatten() {
-                if let Ok(text) = std::fs::read(e.path()) {
-                    n += text.iter().filter(|b| **b == b'\n').count() as u64;
-                    bytes += text.len() as u64;
-                }
+            for m in entries.flatten().filter_map(|e| e.metadata().ok()) {
+                files += 1;
+                bytes += m.len();
             }
         }
-        (n, bytes)
+        (files, bytes)
     }
 }
 
@@ -413,17 +411,14 @@ pub struct ResultNow {
     /// Whether what was served is still true now.
     pub holds: bool,
     /// Where the served lines are now (moved or changed).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lines_now: Option<(u32, u32)>,
     /// Served lines that changed or were removed, as `[first, last]`
     /// ranges in the numbering that was served.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changed_lines: Vec<(u32, u32)>,
     /// Why, in a line.
     pub detail: String,
     /// Warnings that do not change `status`: past the source's max age,
     /// version claims that drift from the pins now.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 
@@ -553,7 +548,7 @@ impl Plane {
         Ok(out)
     }
 
-    /// Snapshots kept and their total bytes.
+    /// Snapshot day files kept and their total bytes.
     pub fn snapshot_usage(&self) -> (u64, u64) {
         self.snapshots.usage()
     }
@@ -854,7 +849,17 @@ fn compare(r: &SnapResult, text: Option<&str>) -> ResultNow {
     out.status = "changed".into();
     out.holds = false;
     let count: u32 = changed.iter().map(|(a, b)| b - a + 1).sum();
-    out.detail = format!("{count} of the {n} served lines changed");
+    let which: Vec<String> = changed
+        .iter()
+        .map(|(a, b)| {
+            if a == b {
+                format!("L{a}")
+            } else {
+                format!("L{a}-L{b}")
+            }
+        })
+        .collect();
+    out.detail = format!("{count} of the {n} served lines changed: {}", which.join(", "));
     out.changed_lines = changed;
     out
 }

@@ -271,3 +271,72 @@ fn a_registry_edit_that_keeps_the_mtime_still_takes_effect() {
     ));
     plane.authenticate(Some("tok-rotated")).unwrap();
 }
+
+/// A clock the test moves.
+#[derive(Debug)]
+struct MovingClock(std::sync::Mutex<Timestamp>);
+
+impl registry::Clock for MovingClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[test]
+fn a_lapsed_exception_withholds_its_path_on_the_next_query_and_its_snapshots_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::write(
+        root.join("src/notes.md"),
+        "# Settlement notes\n\nThe quokka batch settles at noon.\n",
+    )
+    .unwrap();
+    let start = now();
+    let reg = format!(
+        "version = 1\n\n[never_ingest]\npatterns = [\"**/notes.md\"]\n\n[[sources]]\nid = \"app\"\nkind = \"dir\"\nlocation = \"src\"\nowner = \"team\"\ntier = 2\nstatus = \"approved\"\n\n\
+         [[exceptions]]\nid = \"exc-notes\"\nsource = \"app\"\npath = \"notes.md\"\npermits = [\"never_ingest\"]\napprover = \"lead\"\nreason = \"reviewed\"\ngranted_at = {}\nexpires_at = {}\n\n\
+         [[principals]]\nname = \"agent\"\nrole = \"agent\"\ntoken_hash = \"{}\"\ntier_ceiling = 2\nsources = [\"*\"]\n",
+        start - SignedDuration::from_hours(24),
+        start + SignedDuration::from_hours(24),
+        ContentHash::of(b"tok-agent").to_hex()
+    );
+    std::fs::write(root.join("registry.toml"), reg).unwrap();
+    let settings = Settings::resolve(plane::Overrides {
+        registry: Some(root.join("registry.toml")),
+        data_dir: Some(root.join(".ctxplane")),
+        actor: Some("operator".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let clock = Arc::new(MovingClock(std::sync::Mutex::new(start)));
+    let store = RegistryStore::new(&settings.registry, &settings.data_dir, clock.clone());
+    let plane = Plane::open(settings, store, Profile::reader(Embedding::Off("test".into()))).unwrap();
+    plane.update(None, PassKind::Full, &mut plane::Quiet).unwrap();
+
+    let ask = || {
+        let who = plane.authenticate(Some("tok-agent")).unwrap();
+        let req: ContextRequest =
+            serde_json::from_str(r#"{"query":"quokka batch settles","mode":"lexical","packages":false}"#)
+                .unwrap();
+        plane.context(&Asker::Principal(who), req, Via::Http).unwrap()
+    };
+    let live = ask();
+    assert_eq!(live.answer.results.len(), 1, "the exception lets notes.md in");
+    assert_eq!(live.answer.results[0].provenance.path, "notes.md");
+    let snap = live.snapshot.id.clone();
+
+    // A day and a minute later the exception has lapsed; nothing was re-indexed.
+    *clock.0.lock().unwrap() = start + SignedDuration::from_hours(24) + SignedDuration::from_secs(60);
+    let lapsed = ask();
+    assert!(lapsed.answer.results.is_empty());
+    assert_eq!(lapsed.answer.withheld_by_policy, 1);
+    let r = plane.snapshot(&Asker::Operator, &snap).unwrap();
+    assert_eq!(r.results[0].status, "never_ingest", "{:?}", r.results[0]);
+    assert!(
+        r.results[0].detail.contains("exc-notes"),
+        "{}",
+        r.results[0].detail
+    );
+    assert_eq!(r.verdict, "no_longer_valid");
+}
