@@ -155,6 +155,9 @@ pub(crate) struct Store {
     done: Condvar,
     /// The last day old files were pruned on.
     pruned_on: Mutex<Option<Date>>,
+    /// Line hashes of cited spans, by citation (file hash and lines): a
+    /// package's citations change only when their files do.
+    cited: Mutex<HashMap<String, String>>,
 }
 
 /// Record lines to append, each with the day file it goes to.
@@ -175,7 +178,35 @@ impl Store {
             state: Mutex::new(GroupState::default()),
             done: Condvar::new(),
             pruned_on: Mutex::new(None),
+            cited: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The line hashes of a cited span, computed once per file version.
+    fn cited_lines(&self, c: &retriever::CitationProvenance, compute: impl FnOnce() -> String) -> String {
+        let key = format!(
+            "{}:{}#{}-{}@{}",
+            c.source,
+            c.path,
+            c.start_line,
+            c.end_line,
+            c.file_hash.as_deref().unwrap_or("")
+        );
+        if let Some(hit) = self
+            .cited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return hit.clone();
+        }
+        let lines = compute();
+        let mut cache = self.cited.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(key, lines.clone());
+        lines
     }
 
     fn file_of(&self, day: Date) -> PathBuf {
@@ -481,12 +512,15 @@ impl Plane {
                 .collect();
             let package = a.package.as_ref().map(|pkg| {
                 for c in &pkg.provenance.citations {
-                    let text = indexer::alignment::indexed_text(retriever.lexical(), &c.source, &c.path)
-                        .unwrap_or_default();
-                    let span = text
-                        .lines()
-                        .skip(c.start_line.saturating_sub(1) as usize)
-                        .take((c.end_line + 1).saturating_sub(c.start_line) as usize);
+                    let lines = self.snapshots.cited_lines(c, || {
+                        let text = indexer::alignment::indexed_text(retriever.lexical(), &c.source, &c.path)
+                            .unwrap_or_default();
+                        line_hashes(
+                            text.lines()
+                                .skip(c.start_line.saturating_sub(1) as usize)
+                                .take((c.end_line + 1).saturating_sub(c.start_line) as usize),
+                        )
+                    });
                     let manifest = retriever.manifest(&c.source);
                     let entry = manifest.as_ref().and_then(|m| m.files.get(&c.path));
                     results.push(SnapResult {
@@ -501,7 +535,7 @@ impl Plane {
                         commit: c.commit.clone(),
                         decision_id: entry.map(|e| e.decision_id.clone()),
                         citation: c.citation.clone(),
-                        lines: line_hashes(span),
+                        lines,
                     });
                 }
                 SnapPackage {
@@ -589,7 +623,9 @@ impl Plane {
     fn resolve(&self, reg: &Registry, rec: SnapshotRecord, line_hash: &str) -> Result<Resolution> {
         let retriever = self.retriever()?;
         let now = self.store().clock().now();
-        let audit = self.store().audit().tail_entries(usize::MAX)?;
+        // Only what was recorded from the answer on: its own entry and
+        // the changes since.
+        let audit = self.store().audit().entries_since(rec.at)?;
         let vouched = audit
             .iter()
             .find(|e| e.action == "query" && e.details["snapshot"] == rec.id.as_str());

@@ -492,6 +492,57 @@ impl AuditLog {
         Ok(ring.into_iter().collect())
     }
 
+    /// The entries stamped at or after `since` (oldest first), found by a
+    /// binary search over the log's bytes (entries are appended in time
+    /// order; a window of slack before `since` absorbs a clock stepped
+    /// back), so a lookup near the end of a long log reads little of it.
+    pub fn entries_since(&self, since: Timestamp) -> Result<Vec<Entry>> {
+        let path = self.log_path();
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(RegistryError::io(&path, e)),
+        };
+        let io = |e| RegistryError::io(&path, e);
+        let len = file.metadata().map_err(io)?.len();
+        let slack = since - jiff::SignedDuration::from_secs(300);
+        // The first whole line at or after `at`, and its timestamp.
+        let mut line_after = |at: u64| -> Result<Option<(u64, Timestamp)>> {
+            file.seek(SeekFrom::Start(at)).map_err(io)?;
+            let mut r = BufReader::new(&mut file);
+            let mut skipped = Vec::new();
+            let mut start = at;
+            if at > 0 {
+                start += r.read_until(b'\n', &mut skipped).map_err(io)? as u64;
+            }
+            let mut line = String::new();
+            if r.read_line(&mut line).map_err(io)? == 0 {
+                return Ok(None);
+            }
+            Ok(serde_json::from_str::<Entry>(&line).ok().map(|e| (start, e.ts)))
+        };
+        let (mut lo, mut hi) = (0u64, len);
+        while hi - lo > 64 * 1024 {
+            let mid = lo + (hi - lo) / 2;
+            match line_after(mid)? {
+                Some((start, ts)) if ts < slack => lo = start,
+                _ => hi = mid,
+            }
+        }
+        file.seek(SeekFrom::Start(lo)).map_err(io)?;
+        let mut out = Vec::new();
+        // `lo` is 0 or where a whole line starts.
+        for line in BufReader::new(&mut file).lines() {
+            let line = line.map_err(io)?;
+            if let Ok(e) = serde_json::from_str::<Entry>(&line)
+                && e.ts >= since
+            {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
     /// Walks the whole log: every line canonical, every hash right, every
     /// link to the previous entry intact, and the head present in the log.
     pub fn verify(&self) -> Result<VerifyReport> {

@@ -258,3 +258,31 @@ fn recorded_events_do_not_wait_for_the_data_directory_lock() {
     assert_eq!(recorded.unwrap(), 1);
     drop(held);
 }
+
+#[test]
+fn entries_since_finds_exactly_the_entries_from_an_instant_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path().join("audit"));
+    // Several hundred KB of log, one group a minute, so the search has
+    // something to halve.
+    for minute in 0..300i64 {
+        let at = now() + jiff::SignedDuration::from_mins(minute);
+        let events = (0..10)
+            .map(|i| Event::new("t", "query", &format!("m{minute}-{i}")).detail("pad", "x".repeat(100)))
+            .collect();
+        log.append(at, events).unwrap();
+    }
+    for (since, expected) in [(0i64, 3000usize), (1, 2990), (150, 1500), (299, 10), (300, 0)] {
+        let got = log
+            .entries_since(now() + jiff::SignedDuration::from_mins(since))
+            .unwrap();
+        assert_eq!(got.len(), expected, "since minute {since}");
+        if let Some(first) = got.first() {
+            assert_eq!(first.subject, format!("m{since}-0"));
+        }
+    }
+    let early = log
+        .entries_since(now() - jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    assert_eq!(early.len(), 3000);
+}
