@@ -340,3 +340,43 @@ fn a_lapsed_exception_withholds_its_path_on_the_next_query_and_its_snapshots_say
     );
     assert_eq!(r.verdict, "no_longer_valid");
 }
+
+#[test]
+fn snapshots_past_their_retention_are_pruned_with_an_audit_entry() {
+    let (_dir, plane) = open();
+    let clock = Arc::new(MovingClock(std::sync::Mutex::new(now())));
+    // The same data dir, read by a plane whose clock moves.
+    let settings = plane.settings().clone();
+    let store = RegistryStore::new(&settings.registry, &settings.data_dir, clock.clone());
+    let plane = Plane::open(settings, store, Profile::reader(Embedding::Off("test".into()))).unwrap();
+    let ask = || {
+        let req: ContextRequest =
+            serde_json::from_str(r#"{"query":"settles a payment","mode":"lexical"}"#).unwrap();
+        plane.context(&Asker::Operator, req, Via::Cli).unwrap()
+    };
+    let old = ask().snapshot.id;
+    assert!(plane.snapshot(&Asker::Operator, &old).is_ok());
+    let (days, bytes) = plane.snapshot_usage();
+    assert_eq!(days, 1);
+    assert!(bytes > 0);
+
+    *clock.0.lock().unwrap() = now() + SignedDuration::from_hours(24 * 91);
+    let new = ask().snapshot.id;
+    assert!(matches!(
+        plane.snapshot(&Asker::Operator, &old),
+        Err(Error::NotFound(_))
+    ));
+    assert!(plane.snapshot(&Asker::Operator, &new).is_ok());
+    let pruned: Vec<_> = plane
+        .store()
+        .audit()
+        .tail_entries(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "snapshots.pruned")
+        .collect();
+    assert_eq!(pruned.len(), 1);
+    assert_eq!(pruned[0].details["snapshots"], 1);
+    assert_eq!(pruned[0].details["retention_days"], 90);
+    assert_eq!(plane.snapshot_usage().0, 1);
+}
