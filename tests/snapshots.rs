@@ -118,6 +118,10 @@ fn a_new_never_ingest_rule_hides_a_path_at_once_in_both_tiers_and_every_interfac
         None,
     );
     assert_eq!(code, 404, "{body}");
+    // The operator sees where it is and why, not the text.
+    let op = run_json(org, &["provenance", &refunds_chunk, "--json"]);
+    assert!(op["content"].is_null(), "{op:#}");
+    assert_eq!(op["checks"]["policy_now"]["reason"], "never_ingest");
 
     // The next pass purges it, as before.
     let planted = "never exceed the captured amount";

@@ -142,7 +142,9 @@ impl Plane {
         Ok(json!({
             "result_id": doc.chunk_id,
             "provenance": provenance,
-            "content": doc.content,
+            // Text the registry denies now is not shown, to anyone; the
+            // operator still sees where it is and why (`policy_now`).
+            "content": decision_now.is_allowed().then_some(&doc.content),
             "source": source.map(|s| json!({
                 "id": s.id.as_str(), "kind": s.kind.as_str(), "location": s.location, "owner": s.owner,
                 "tier": s.tier.get(), "status": s.status.as_str(), "description": s.description,
