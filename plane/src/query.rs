@@ -299,7 +299,8 @@ impl Plane {
         // the audit record vouches for the snapshot (id and line hash).
         let answered_at = std::time::Instant::now();
         let mut delivered: Vec<&mut Delivered> = out.iter_mut().filter_map(|a| a.as_mut().ok()).collect();
-        let recorded = self.record_snapshots(asker, via, &registry.version.to_hex(), &mut delivered)?;
+        let (recorded, sidecars) =
+            self.snapshot_answers(asker, via, &registry.version.to_hex(), &mut delivered)?;
         let snapshot_ms = answered_at.elapsed().as_secs_f64() * 1000.0;
         for (d, (id, hash)) in delivered.iter().zip(recorded) {
             self.metrics
@@ -310,13 +311,14 @@ impl Plane {
                     .detail("snapshot_hash", hash),
             );
         }
-        self.record(events)?;
+        self.store().record_with(events, sidecars)?;
         tracing::debug!(
             answers = out.len(),
             snapshot_ms,
-            audit_ms = answered_at.elapsed().as_secs_f64() * 1000.0 - snapshot_ms,
+            durable_ms = answered_at.elapsed().as_secs_f64() * 1000.0 - snapshot_ms,
             "answers recorded"
         );
+        self.prune_snapshots()?;
         Ok(out)
     }
 

@@ -10,18 +10,19 @@
 //! query is kept as a hash unless `snapshot_store_query` is set.
 //!
 //! Records are appended to one JSON-lines file per UTC day under
-//! `<data_dir>/snapshots/` with group commit (concurrent answers share one
-//! `fdatasync`; none is acknowledged before it is durable), and the audit
-//! record of the query carries the snapshot id and the blake3 of its line,
-//! so the hash-chained audit log vouches for every snapshot. The id is
+//! `<data_dir>/snapshots/` in the audit log's group commit (a sidecar,
+//! synced before the group's audit entries; concurrent answers share both
+//! syncs; none is returned before it is durable), and the audit record of
+//! the query carries the snapshot id and the blake3 of its line, so the
+//! hash-chained audit log vouches for every snapshot. The id is
 //! `snap-<yyyymmdd>-<24 hex of blake3 over the record>`: content-addressed,
 //! and the day says which file holds it. Days older than the retention
 //! (`snapshot_retention_days`, default 90) are pruned with an audit entry.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -65,6 +66,10 @@ impl SnapshotRef {
         }
     }
 }
+
+/// Per answer, what its audit entry carries: the snapshot id and the
+/// blake3 of the snapshot's record.
+pub(crate) type Vouchers = Vec<(String, String)>;
 
 /// One served result as recorded.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -148,11 +153,9 @@ fn split_hashes(s: &str) -> Vec<&str> {
         .collect()
 }
 
-/// The day-file store with group commit.
+/// The day files: where records go, lookups, pruning.
 pub(crate) struct Store {
     dir: PathBuf,
-    state: Mutex<GroupState>,
-    done: Condvar,
     /// The last day old files were pruned on.
     pruned_on: Mutex<Option<Date>>,
     /// Line hashes of cited spans, by citation (file hash and lines): a
@@ -160,23 +163,10 @@ pub(crate) struct Store {
     cited: Mutex<HashMap<String, String>>,
 }
 
-/// Record lines to append, each with the day file it goes to.
-type Lines = Vec<(Date, Vec<u8>)>;
-
-#[derive(Default)]
-struct GroupState {
-    queue: Vec<(u64, Lines)>,
-    writing: bool,
-    next_ticket: u64,
-    results: HashMap<u64, std::result::Result<(), String>>,
-}
-
 impl Store {
     pub(crate) fn new(data_dir: &Path) -> Store {
         Store {
             dir: data_dir.join("snapshots"),
-            state: Mutex::new(GroupState::default()),
-            done: Condvar::new(),
             pruned_on: Mutex::new(None),
             cited: Mutex::new(HashMap::new()),
         }
@@ -209,83 +199,8 @@ impl Store {
         lines
     }
 
-    fn file_of(&self, day: Date) -> PathBuf {
+    pub(crate) fn file_of(&self, day: Date) -> PathBuf {
         self.dir.join(format!("{}.jsonl", day.strftime("%Y-%m-%d")))
-    }
-
-    /// Appends `lines` (each a record, newline-terminated), returning once
-    /// they are on disk. Callers arriving while a group is written join
-    /// the next one: one write and one `fdatasync` per file per group.
-    fn append(&self, lines: Lines) -> Result<()> {
-        fn lock(m: &Mutex<GroupState>) -> std::sync::MutexGuard<'_, GroupState> {
-            m.lock().unwrap_or_else(PoisonError::into_inner)
-        }
-        let mut st = lock(&self.state);
-        let ticket = st.next_ticket;
-        st.next_ticket += 1;
-        st.queue.push((ticket, lines));
-        loop {
-            if let Some(r) = st.results.remove(&ticket) {
-                return r.map_err(|m| Error::internal(anyhow::anyhow!("recording a snapshot: {m}")));
-            }
-            if !st.writing {
-                break;
-            }
-            st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
-        }
-        st.writing = true;
-        let batch = std::mem::take(&mut st.queue);
-        drop(st);
-        let mut by_day: std::collections::BTreeMap<Date, Vec<u8>> = Default::default();
-        for (_, lines) in &batch {
-            for (day, line) in lines {
-                by_day.entry(*day).or_default().extend_from_slice(line);
-            }
-        }
-        let written = by_day
-            .into_iter()
-            .try_for_each(|(day, bytes)| self.write_day(day, &bytes))
-            .map_err(|e| e.to_string());
-        let mut st = lock(&self.state);
-        for (t, _) in batch {
-            st.results.insert(t, written.clone());
-        }
-        st.writing = false;
-        let mine = st.results.remove(&ticket).unwrap_or(Ok(()));
-        drop(st);
-        self.done.notify_all();
-        mine.map_err(|m| Error::internal(anyhow::anyhow!("recording a snapshot: {m}")))
-    }
-
-    fn write_day(&self, day: Date, bytes: &[u8]) -> std::io::Result<()> {
-        let path = self.file_of(day);
-        let created = !path.exists();
-        if created {
-            std::fs::create_dir_all(&self.dir)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        // A torn tail a crash left behind is closed off first, so the new
-        // record starts on a line of its own.
-        let len = f.metadata()?.len();
-        if len > 0 {
-            use std::io::{Read, Seek, SeekFrom};
-            let mut r = std::fs::File::open(&path)?;
-            r.seek(SeekFrom::Start(len - 1))?;
-            let mut last = [0u8; 1];
-            r.read_exact(&mut last)?;
-            if last[0] != b'\n' {
-                f.write_all(b"\n")?;
-            }
-        }
-        f.write_all(bytes)?;
-        f.sync_data()?;
-        if created {
-            registry::fsutil::fsync_dir(&self.dir).map_err(std::io::Error::other)?;
-        }
-        Ok(())
     }
 
     /// The record with `id` and the blake3 of its line, if kept.
@@ -467,17 +382,19 @@ fn no_such_snapshot() -> Error {
 }
 
 impl Plane {
-    /// Records a snapshot for each answer (one group commit) and returns
-    /// the audit details that vouch for it: the id and its line's hash.
-    pub(crate) fn record_snapshots(
+    /// Makes a snapshot of each answer: its id goes into the answer; the
+    /// records come back as a sidecar for the audit append (written and
+    /// synced in the same group commit, before the entries that vouch for
+    /// them), with the id and record hash each audit entry carries.
+    pub(crate) fn snapshot_answers(
         &self,
         asker: &Asker,
         via: Via,
         registry_version: &str,
         answers: &mut [&mut Delivered],
-    ) -> Result<Vec<(String, String)>> {
+    ) -> Result<(Vouchers, Vec<registry::audit::Sidecar>)> {
         if answers.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         let retriever = self.retriever()?;
         let at = self.store().clock().now();
@@ -485,7 +402,7 @@ impl Plane {
             Asker::Principal(who) => who.name().to_string(),
             Asker::Operator => "(operator)".to_string(),
         };
-        let mut lines = Vec::with_capacity(answers.len());
+        let mut lines = Vec::new();
         let mut out = Vec::with_capacity(answers.len());
         for d in answers.iter_mut() {
             let a = &d.answer;
@@ -562,10 +479,26 @@ impl Plane {
             let hash = blake3::hash(&line).to_hex().to_string();
             d.snapshot = SnapshotRef::of(rec.id.clone());
             out.push((rec.id, hash));
-            lines.push((at.to_zoned(jiff::tz::TimeZone::UTC).date(), line));
+            lines.extend_from_slice(&line);
         }
-        self.snapshots.append(lines)?;
-        let today = at.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let sidecar = registry::audit::Sidecar {
+            path: self
+                .snapshots
+                .file_of(at.to_zoned(jiff::tz::TimeZone::UTC).date()),
+            bytes: lines,
+        };
+        Ok((out, vec![sidecar]))
+    }
+
+    /// Prunes the day files past the retention (at most once a day),
+    /// audited.
+    pub(crate) fn prune_snapshots(&self) -> Result<()> {
+        let today = self
+            .store()
+            .clock()
+            .now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date();
         if let Some(p) = self
             .snapshots
             .prune(today, self.settings().snapshot_retention_days)?
@@ -579,7 +512,7 @@ impl Plane {
                     .detail("retention_days", self.settings().snapshot_retention_days),
             ])?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Snapshot day files kept and their total bytes.

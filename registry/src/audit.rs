@@ -246,10 +246,24 @@ impl AuditLog {
     /// the group holding its events is durable, with its own entries
     /// (contiguous, in its order).
     pub fn append(&self, now: Timestamp, events: Vec<Event>) -> Result<Vec<Entry>> {
-        if events.is_empty() {
+        self.append_with(now, events, Vec::new())
+    }
+
+    /// [`AuditLog::append`], with records for other append-only files
+    /// written in the same group: each sidecar is appended and
+    /// `fdatasync`ed before the group's audit entries are, so an entry
+    /// that vouches for a sidecar record (by its hash) is never durable
+    /// without it, and concurrent callers share both syncs.
+    pub fn append_with(
+        &self,
+        now: Timestamp,
+        events: Vec<Event>,
+        sidecars: Vec<Sidecar>,
+    ) -> Result<Vec<Entry>> {
+        if events.is_empty() && sidecars.is_empty() {
             return Ok(Vec::new());
         }
-        group_for(&self.dir).append(self, now, events)
+        group_for(&self.dir).append(self, now, events, sidecars)
     }
 
     /// One durable append of `events` (a whole group) under the log's lock.
@@ -803,10 +817,50 @@ struct Group {
     appended: std::sync::atomic::AtomicBool,
 }
 
+/// Bytes to append to a file beside the log, in the same group commit.
+#[derive(Clone, Debug)]
+pub struct Sidecar {
+    pub path: PathBuf,
+    /// Whole records, each ending in a newline.
+    pub bytes: Vec<u8>,
+}
+
+impl Sidecar {
+    /// Appends to the file (created with its directory if need be) after
+    /// closing off a torn tail a crash left, then syncs it.
+    fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let created = !path.exists();
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if created {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        let len = f.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                f.write_all(b"\n")?;
+            }
+        }
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        if created {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Default)]
 struct GroupState {
-    /// Events waiting for the next write, by ticket.
-    queue: Vec<(u64, Timestamp, Vec<Event>)>,
+    /// Events (and sidecar records) waiting for the next write, by ticket.
+    queue: Vec<(u64, Timestamp, Vec<Event>, Vec<Sidecar>)>,
     /// A thread is writing a group now.
     writing: bool,
     next_ticket: u64,
@@ -825,14 +879,20 @@ fn group_for(dir: &Path) -> Arc<Group> {
 }
 
 impl Group {
-    fn append(&self, log: &AuditLog, now: Timestamp, events: Vec<Event>) -> Result<Vec<Entry>> {
+    fn append(
+        &self,
+        log: &AuditLog,
+        now: Timestamp,
+        events: Vec<Event>,
+        sidecars: Vec<Sidecar>,
+    ) -> Result<Vec<Entry>> {
         fn lock(m: &std::sync::Mutex<GroupState>) -> std::sync::MutexGuard<'_, GroupState> {
             m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
         }
         let mut st = lock(&self.state);
         let ticket = st.next_ticket;
         st.next_ticket += 1;
-        st.queue.push((ticket, now, events));
+        st.queue.push((ticket, now, events, sidecars));
         loop {
             if let Some(r) = st.results.remove(&ticket) {
                 return r.map_err(|message| RegistryError::Audit {
@@ -854,9 +914,25 @@ impl Group {
         drop(st);
         // The group's time is its latest caller's (entries stay in order).
         let at = batch.iter().map(|b| b.1).max().unwrap_or(now);
-        let sizes: Vec<(u64, usize)> = batch.iter().map(|(t, _, e)| (*t, e.len())).collect();
-        let all: Vec<Event> = batch.into_iter().flat_map(|(_, _, e)| e).collect();
-        let written = log.append_now(at, all);
+        let sizes: Vec<(u64, usize)> = batch.iter().map(|(t, _, e, _)| (*t, e.len())).collect();
+        let mut files: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
+        let mut all: Vec<Event> = Vec::new();
+        for (_, _, events, sidecars) in batch {
+            all.extend(events);
+            for sc in sidecars {
+                files.entry(sc.path).or_default().extend_from_slice(&sc.bytes);
+            }
+        }
+        let written = files
+            .iter()
+            .try_for_each(|(path, bytes)| Sidecar::write(path, bytes).map_err(|e| RegistryError::io(path, e)))
+            .and_then(|()| {
+                if all.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    log.append_now(at, all)
+                }
+            });
         let mut st = lock(&self.state);
         match written {
             Ok(entries) => {

@@ -222,6 +222,16 @@ impl RegistryStore {
         self.audit().append(self.clock.now(), events)
     }
 
+    /// [`RegistryStore::record`] with sidecar records made durable first,
+    /// in the same group commit (see [`crate::audit::AuditLog::append_with`]).
+    pub fn record_with(
+        &self,
+        events: Vec<Event>,
+        sidecars: Vec<crate::audit::Sidecar>,
+    ) -> Result<Vec<Entry>> {
+        self.audit().append_with(self.clock.now(), events, sidecars)
+    }
+
     /// Creates a new registry file; refuses to overwrite one.
     pub fn init(&self, actor: &str, text: &str) -> Result<Registry> {
         let _lock = DirLock::acquire(&self.data_dir)?;

@@ -286,3 +286,52 @@ fn entries_since_finds_exactly_the_entries_from_an_instant_on() {
         .unwrap();
     assert_eq!(early.len(), 3000);
 }
+
+#[test]
+fn sidecar_records_go_out_in_the_same_group_as_the_entries_that_vouch_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(dir.path().join("audit"));
+    let side = dir.path().join("snapshots/day.jsonl");
+    let record = b"{\"id\":\"a\"}\n".to_vec();
+    let hash = blake3::hash(&record).to_hex().to_string();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let (log, side, record, hash) = (log.clone(), side.clone(), record.clone(), hash.clone());
+            std::thread::spawn(move || {
+                log.append_with(
+                    now(),
+                    vec![Event::new("t", "query", &format!("q{i}")).detail("record_hash", hash)],
+                    vec![registry::audit::Sidecar {
+                        path: side,
+                        bytes: record,
+                    }],
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap().len(), 1);
+    }
+    let text = std::fs::read_to_string(&side).unwrap();
+    assert_eq!(text.lines().count(), 8);
+    assert!(
+        text.lines()
+            .all(|l| blake3::hash(format!("{l}\n").as_bytes()).to_hex().as_str() == hash)
+    );
+    assert_eq!(log.tail_entries(100).unwrap().len(), 8);
+    assert!(log.verify().unwrap().intact);
+    // A torn tail is closed off before the next record.
+    std::fs::write(&side, format!("{text}{{\"id\":\"tor")).unwrap();
+    log.append_with(
+        now(),
+        vec![],
+        vec![registry::audit::Sidecar {
+            path: side.clone(),
+            bytes: record.clone(),
+        }],
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&side).unwrap();
+    assert!(text.ends_with("{\"id\":\"tor\n{\"id\":\"a\"}\n"), "{text}");
+}
