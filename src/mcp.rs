@@ -380,6 +380,7 @@ pub fn mcp(
     plane.retriever()?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = crate::watch::spawn(&plane, args.no_watch, &stop)?;
+    let filler = crate::cmd::serve::spawn_filler(&plane, &stop);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -393,6 +394,7 @@ pub fn mcp(
         anyhow::Ok(())
     });
     crate::watch::stop(&stop, watcher);
+    let _ = filler.join();
     result?;
     Ok(std::process::ExitCode::SUCCESS)
 }

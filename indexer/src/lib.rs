@@ -172,6 +172,19 @@ impl Indexer {
         embedder: &embed::Embedder,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<vector::sync::SyncReport> {
+        self.sync_vectors_at_most(store, embedder, None, progress)
+    }
+
+    /// [`Indexer::sync_vectors`] that embeds at most `limit` chunks (removals
+    /// and cache hits are always done in full); `remaining` in the report
+    /// says what is left for the next call.
+    pub fn sync_vectors_at_most(
+        &self,
+        store: &mut dyn vector::VectorStore,
+        embedder: &embed::Embedder,
+        limit: Option<u64>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<vector::sync::SyncReport> {
         let mut cache =
             vector::cache::EmbeddingCache::open(&self.data_dir.join("vectors/cache"), embedder.model_id())?;
         vector::sync::sync(
@@ -180,6 +193,7 @@ impl Indexer {
             store,
             &mut cache,
             embedder,
+            limit,
             progress,
         )
     }

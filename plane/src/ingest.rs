@@ -268,6 +268,7 @@ pub(crate) fn sync_vectors(
     dense: &mut Result<Dense, String>,
     actor: &str,
     store: &RegistryStore,
+    limit: Option<u64>,
     progress: &mut dyn Progress,
 ) -> Result<serde_json::Value> {
     let d = match dense {
@@ -281,7 +282,7 @@ pub(crate) fn sync_vectors(
     };
     let lock = registry::fsutil::DirLock::acquire(store.data_dir())?;
     let started = Instant::now();
-    let report = indexer.sync_vectors(d.store.as_mut(), &d.embedder, &mut |done, total| {
+    let report = indexer.sync_vectors_at_most(d.store.as_mut(), &d.embedder, limit, &mut |done, total| {
         progress.chunks(done, total)
     });
     progress.finish();
@@ -307,7 +308,11 @@ pub(crate) fn sync_vectors(
         ])?;
     }
     Ok(json!({
-        "status": "ready", "store": d.store.kind(), "model_id": report.model_id,
+        // `building`: a limited sync stopped with chunks still to embed
+        // (a server fills them in the background).
+        "status": if report.remaining > 0 { "building" } else { "ready" },
+        "remaining": report.remaining,
+        "store": d.store.kind(), "model_id": report.model_id,
         "chunks": report.chunks, "vectors": report.vectors, "coverage": report.coverage(),
         "embedded": report.embedded, "from_cache": report.from_cache, "files_removed": report.files_removed,
         "embed_ms": report.embed_ms, "elapsed_ms": started.elapsed().as_millis() as u64, "served_by": "hybrid",

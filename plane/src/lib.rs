@@ -58,7 +58,15 @@ pub struct Profile {
     /// Approving a source ingests it at once (a serving process); the CLI
     /// leaves that to `ctxplane index`. Revocation always purges at once.
     pub ingest_on_approve: bool,
+    /// Most chunks a pass embeds before it returns (`None`: all). A server
+    /// answers from the lexical index at once and fills the vectors in the
+    /// background ([`Plane::fill_vectors`]); the CLI embeds everything.
+    pub embed_per_pass: Option<u64>,
 }
+
+/// Chunks embedded per background step: a few seconds of one core, so a
+/// pass or a revocation waiting for the ingest lock waits at most that.
+pub const FILL_STEP: u64 = 64;
 
 impl Profile {
     /// A one-shot command that reads (queries, provenance, status).
@@ -66,6 +74,7 @@ impl Profile {
         Profile {
             embedding,
             ingest_on_approve: false,
+            embed_per_pass: None,
         }
     }
 
@@ -78,6 +87,7 @@ impl Profile {
                 Embedding::Off("embedding disabled (--no-embed)".into())
             },
             ingest_on_approve: true,
+            embed_per_pass: Some(FILL_STEP),
         }
     }
 }
@@ -98,6 +108,9 @@ pub struct Plane {
     pub metrics: Metrics,
     meter: limits::Meter,
     snapshots: snapshots::Store,
+    /// Passes run by this process (a background filler waits for the next
+    /// one once the vectors are complete).
+    passes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Plane {
@@ -132,6 +145,7 @@ impl Plane {
             metrics: Metrics::default(),
             meter: limits::Meter::new(&settings.data_dir),
             snapshots: snapshots::Store::new(&settings.data_dir),
+            passes: std::sync::atomic::AtomicU64::new(0),
             settings,
             store,
             profile,
@@ -294,6 +308,7 @@ impl Plane {
                 &mut ing.dense,
                 &self.settings.actor,
                 &self.store,
+                self.profile.embed_per_pass,
                 progress,
             )?
         } else {
@@ -302,6 +317,7 @@ impl Plane {
         registry::fsutil::crash_point("purge.expunged");
         let purges = ingest::verify_purges(ing, &reg, &self.store, actor, &report.purged)?;
         drop(guard);
+        self.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(r) = lock(&self.retriever).as_ref() {
             r.refresh()?;
         }
@@ -327,6 +343,51 @@ impl Plane {
             vectors,
             purges,
         })
+    }
+
+    /// One step of filling in vectors behind the lexical index: embeds at
+    /// most [`FILL_STEP`] chunks under the ingest lock, then makes them
+    /// searchable. Returns the chunks still without a vector (0: complete,
+    /// or no model). Does nothing during an emergency stop.
+    pub fn fill_vectors(&self) -> Result<u64> {
+        if self.stop.reason().is_some() {
+            return Ok(0);
+        }
+        let (before, after, remaining) = {
+            let mut guard = self.ingest()?;
+            let Some(ing) = guard.as_mut() else {
+                return Ok(0);
+            };
+            let before = match &ing.dense {
+                Ok(d) => d.store.len(),
+                Err(_) => return Ok(0),
+            };
+            let v = ingest::sync_vectors(
+                &ing.indexer,
+                &mut ing.dense,
+                &self.settings.actor,
+                &self.store,
+                Some(FILL_STEP),
+                &mut Quiet,
+            )?;
+            let after = ing.dense.as_ref().map_or(0, |d| d.store.len());
+            (before, after, v["remaining"].as_u64().unwrap_or(0))
+        };
+        let mut r = lock(&self.retriever);
+        if before == 0 && after > 0 {
+            // The retriever was opened without vectors: open it again so
+            // that hybrid search starts.
+            *r = None;
+        } else if let Some(r) = r.as_ref() {
+            r.refresh()?;
+        }
+        Ok(remaining)
+    }
+
+    /// Passes this process has run; changes when there may be new chunks
+    /// to embed.
+    pub fn passes(&self) -> u64 {
+        self.passes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records audit events; the action is acknowledged only after this returns.

@@ -179,6 +179,15 @@ impl Metrics {
                 dense.coverage,
             ),
             (
+                "ctxplane_vectors_complete",
+                "1 when every chunk has a vector (hybrid search over everything); 0 while vectors are built behind the lexical index, or without a model.",
+                if dense.available && dense.coverage >= 1.0 {
+                    1.0
+                } else {
+                    0.0
+                },
+            ),
+            (
                 "ctxplane_stopped",
                 "1 during an emergency stop.",
                 if stopped { 1.0 } else { 0.0 },

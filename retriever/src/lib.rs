@@ -212,7 +212,10 @@ impl Retriever {
                 }),
                 None,
             ),
-            Ok(_) => (None, Some("no vectors yet; run `ctxplane index`".to_string())),
+            Ok(_) => (
+                None,
+                Some("no vectors yet (`serve` builds them in the background; `ctxplane index` builds them all)".to_string()),
+            ),
             Err(reason) => (None, Some(reason)),
         };
         Ok(Retriever {

@@ -23,6 +23,50 @@ pub fn serve(args: ServeArgs, s: &Settings, store: RegistryStore) -> anyhow::Res
     serve_plane(plane, args, None)
 }
 
+/// Fills in vectors behind the lexical index, one step at a time (so a
+/// pass or a revocation never waits long for the ingest lock), until
+/// `stop`; once complete it sleeps until the next pass may have added
+/// chunks. Queries are answered throughout, lexically until the first
+/// vectors exist, then hybrid with the coverage reported.
+pub(crate) fn spawn_filler(plane: &Arc<Plane>, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    use std::sync::atomic::Ordering;
+    let (plane, stop) = (plane.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let pause = |ms: u64| {
+            for _ in 0..ms / 50 {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        };
+        let mut idle_since: Option<u64> = None;
+        while !stop.load(Ordering::Relaxed) {
+            if idle_since == Some(plane.passes()) {
+                pause(500);
+                continue;
+            }
+            let passes = plane.passes();
+            match plane.fill_vectors() {
+                Ok(0) => {
+                    if idle_since.is_none() {
+                        tracing::info!("vectors complete");
+                    }
+                    idle_since = Some(passes);
+                }
+                Ok(remaining) => {
+                    idle_since = None;
+                    tracing::debug!(remaining, "filling vectors");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "building vectors failed; retrying");
+                    pause(5_000);
+                }
+            }
+        }
+    })
+}
+
 /// Serves `plane` until SIGINT/SIGTERM; `ready` is called with the bound
 /// address once it listens. In-flight requests and the current indexing
 /// pass finish before it returns.
@@ -35,6 +79,7 @@ pub(crate) fn serve_plane(
     plane.retriever()?;
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = crate::watch::spawn(&plane, args.no_watch, &stop)?;
+    let filler = spawn_filler(&plane, &stop);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -65,6 +110,7 @@ pub(crate) fn serve_plane(
             .context("serving")
     });
     crate::watch::stop(&stop, watcher);
+    let _ = filler.join();
     result?;
     tracing::info!("ctxplane stopped");
     Ok(std::process::ExitCode::SUCCESS)

@@ -361,12 +361,22 @@ async fn readyz(State(plane): State<Shared>) -> Response {
     } else {
         "invalid; see the server log"
     };
+    // Serving starts as soon as the lexical index is usable; vectors may
+    // still be being built behind it (`vectors`: building, complete, off).
+    let model = plane.model().is_ok();
     let body = match &dense {
         Ok(d) => json!({
             "ready": ready,
             "stopped": stopped,
             "registry": registry,
             "served_by": if d.available { "hybrid" } else { "lexical" },
+            "vectors": if !model {
+                "off"
+            } else if d.chunks == 0 || (d.available && d.coverage >= 1.0) {
+                "complete"
+            } else {
+                "building"
+            },
             "model": {"available": d.available, "model_id": d.model_id, "reason": d.reason},
             "index": {"chunks": d.chunks, "vectors": d.vectors, "coverage": d.coverage},
         }),

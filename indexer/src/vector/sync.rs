@@ -37,6 +37,9 @@ pub struct SyncReport {
     pub files_removed: u64,
     /// Milliseconds spent in the model.
     pub embed_ms: u64,
+    /// Chunks still without a vector when a limited sync stopped (0 when
+    /// the store caught up with the index).
+    pub remaining: u64,
 }
 
 impl SyncReport {
@@ -62,6 +65,7 @@ pub fn sync(
     store: &mut dyn VectorStore,
     cache: &mut EmbeddingCache,
     embedder: &Embedder,
+    limit: Option<u64>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<SyncReport> {
     let mut report = SyncReport {
@@ -102,7 +106,13 @@ pub fn sync(
     let mut done = 0u64;
     let mut queue: Vec<Pending> = Vec::new();
     let mut since_commit = 0usize;
-    for ((source, path), ids) in todo {
+    // With a limit, stop once that many chunks were embedded (cache hits
+    // are cheap and do not count); what is left waits for the next call.
+    let within = |report: &SyncReport| limit.is_none_or(|l| report.embedded < l);
+    'files: for ((source, path), ids) in todo {
+        if !within(&report) {
+            break 'files;
+        }
         for doc in lexical.docs_for_file(source, path)? {
             if !ids.contains(&doc.chunk_id) {
                 continue;
@@ -145,6 +155,7 @@ pub fn sync(
     cache.flush()?;
     store.commit()?;
     report.vectors = store.len() as u64;
+    report.remaining = total.saturating_sub(done);
     Ok(report)
 }
 
