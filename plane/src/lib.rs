@@ -59,8 +59,9 @@ pub struct Profile {
     /// leaves that to `ctxplane index`. Revocation always purges at once.
     pub ingest_on_approve: bool,
     /// Most chunks a pass embeds before it returns (`None`: all). A server
-    /// answers from the lexical index at once and fills the vectors in the
-    /// background ([`Plane::fill_vectors`]); the CLI embeds everything.
+    /// embeds none in a pass: it answers from the lexical index at once and
+    /// fills the vectors in the background ([`Plane::fill_vectors`]); the
+    /// CLI embeds everything.
     pub embed_per_pass: Option<u64>,
 }
 
@@ -87,7 +88,9 @@ impl Profile {
                 Embedding::Off("embedding disabled (--no-embed)".into())
             },
             ingest_on_approve: true,
-            embed_per_pass: Some(FILL_STEP),
+            // Passes only commit the lexical index (and remove what is
+            // gone); the background filler embeds.
+            embed_per_pass: Some(0),
         }
     }
 }

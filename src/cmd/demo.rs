@@ -53,8 +53,32 @@ pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Resul
     };
     if let Some(o) = &outcome {
         crate::cmd::index::print_summary(&o.report, std::time::Duration::from_millis(o.elapsed_ms));
-        crate::cmd::index::print_vectors(&o.vectors);
     }
+    // As `serve` does: answer from the lexical index at once, while the
+    // vectors are built behind it.
+    heading("Answering before the vectors exist: lexical at once, vectors filled in behind");
+    let first = plane.context(
+        &Asker::Operator,
+        ContextRequest {
+            query: "How do we fail over the database?".into(),
+            limit: Some(2),
+            max_tokens: Some(3_000),
+            packages: Some(false),
+            ..Default::default()
+        },
+        Via::Cli,
+    )?;
+    crate::cmd::query::print_answer(&first);
+    let started = std::time::Instant::now();
+    while plane.fill_vectors()? > 0 {}
+    let dense = plane.retriever()?.dense_status();
+    println!(
+        "vectors complete after {:.1} s: {} of {} chunks ({})",
+        started.elapsed().as_secs_f64(),
+        dense.vectors,
+        dense.chunks,
+        dense.reason.as_deref().unwrap_or("hybrid search from here on")
+    );
     let asks = [
         (
             "coding-agent",
