@@ -37,8 +37,20 @@ fn the_api_end_to_end() {
     let addr = addr.as_str();
 
     assert_eq!(http(addr, "GET", "/healthz", None, None).0, 200);
+    // Serving from the start; the vectors fill in behind (a few seconds here).
     let (code, ready) = get(addr, "/readyz", None);
     assert_eq!(code, 200);
+    assert_eq!(ready["ready"], true, "{ready:#}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ready = loop {
+        let (_, r) = get(addr, "/readyz", None);
+        if r["vectors"] == "complete" {
+            break r;
+        }
+        assert_eq!(r["vectors"], "building", "{r:#}");
+        assert!(Instant::now() < deadline, "vectors never completed: {r:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(ready["model"]["available"], true, "{ready:#}");
     let (code, doc) = get(addr, "/v1/openapi.json", None);
     assert_eq!(code, 200);
