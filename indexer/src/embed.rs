@@ -160,13 +160,47 @@ impl Embedder {
     }
 
     fn run(session: &Mutex<TextEmbedding>, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Self::run_ordered(session, texts, true)
+    }
+
+    /// [`Embedder::embed`] without sorting by length: the baseline the
+    /// embedding benchmark compares against.
+    pub fn embed_unsorted(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Self::run_ordered(&self.model, texts, false)
+    }
+
+    /// Each batch is padded to its longest text, so texts go to the model
+    /// shortest first (batches of similar lengths compute little padding);
+    /// the vectors come back in the input order.
+    fn run_ordered(
+        session: &Mutex<TextEmbedding>,
+        texts: &[&str],
+        sort: bool,
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        if sort {
+            order.sort_by_key(|&i| texts[i].len());
+        }
+        let sorted: Vec<&str> = order.iter().map(|&i| texts[i]).collect();
         let mut model = session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut out = model
-            .embed(texts, Some(BATCH))
+        let vectors = model
+            .embed(sorted, Some(BATCH))
             .map_err(|e| EmbedError::Run(e.to_string()))?;
+        drop(model);
+        if vectors.len() != texts.len() {
+            return Err(EmbedError::Run(format!(
+                "model returned {} vectors for {} texts",
+                vectors.len(),
+                texts.len()
+            )));
+        }
+        let mut out = vec![Vec::new(); texts.len()];
+        for (v, &i) in vectors.into_iter().zip(&order) {
+            out[i] = v;
+        }
         for v in &mut out {
             if v.len() != DIM {
                 return Err(EmbedError::Run(format!(

@@ -1,0 +1,123 @@
+//! Embedding cost per chunk, texts in input order against texts sorted by
+//! length before batching (what `Embedder::embed` does): each batch is
+//! padded to its longest text, so sorting saves the padding's compute.
+//!
+//! Chunks come from a real tree (files in path order, chunked as the
+//! indexer chunks them), in groups of 64 as indexing embeds them; each
+//! group is embedded both ways on one thread, alternating which goes
+//! first, and the process CPU time of each is summed. The vectors of both
+//! ways are compared (they must agree).
+//!
+//! ```text
+//! cargo build --release -p benches --bin embed_bench
+//! CTXPLANE_MODEL_DIR=vendor/model target/release/embed_bench --tree PATH [--chunks 1024]
+//! ```
+
+use std::path::{Path, PathBuf};
+
+type Res<T> = Result<T, String>;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("embed_bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// User + system CPU time of this process, in milliseconds.
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ")".
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 (1-based), 11 and 12 after ")".
+    (ticks(11) + ticks(12)) * 10.0
+}
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = rd.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn run() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let tree = PathBuf::from(arg("--tree").ok_or("--tree PATH is required")?);
+    let want: usize =
+        arg("--chunks").map_or(Ok(1024), |s| s.parse().map_err(|_| "--chunks needs a number"))?;
+    let dir = indexer::embed::find_model_dir(None).map_err(|e| e.to_string())?;
+    let embedder = indexer::embed::Embedder::load_with(&dir, 1, 1).map_err(|e| e.to_string())?;
+
+    let mut paths = Vec::new();
+    files(&tree, &mut paths);
+    let mut chunks: Vec<String> = Vec::new();
+    for p in paths {
+        let rel = p.strip_prefix(&tree).unwrap_or(&p).to_string_lossy().to_string();
+        let language = indexer::chunk::language_of(&rel);
+        if language == "text" {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        chunks.extend(indexer::chunk::chunk(&text, language).into_iter().map(|c| c.text));
+        if chunks.len() >= want {
+            break;
+        }
+    }
+    chunks.truncate(want);
+    if chunks.is_empty() {
+        return Err(format!("no chunks under {}", tree.display()));
+    }
+    let (mut unsorted_ms, mut sorted_ms, mut worst) = (0.0, 0.0, 1.0f32);
+    for (i, group) in chunks.chunks(64).enumerate() {
+        let texts: Vec<&str> = group.iter().map(String::as_str).collect();
+        let time = |sorted: bool| -> Res<(f64, Vec<Vec<f32>>)> {
+            let t = cpu_ms();
+            let v = if sorted {
+                embedder.embed(&texts)
+            } else {
+                embedder.embed_unsorted(&texts)
+            }
+            .map_err(|e| e.to_string())?;
+            Ok((cpu_ms() - t, v))
+        };
+        let ((a_ms, a), (b_ms, b)) = if i % 2 == 0 {
+            let a = time(false)?;
+            (a, time(true)?)
+        } else {
+            let b = time(true)?;
+            (time(false)?, b)
+        };
+        unsorted_ms += a_ms;
+        sorted_ms += b_ms;
+        for (x, y) in a.iter().zip(&b) {
+            worst = worst.min(x.iter().zip(y).map(|(p, q)| p * q).sum());
+        }
+    }
+    let n = chunks.len() as f64;
+    println!(
+        "{} chunks from {} in groups of 64, one thread: input order {:.1} CPU-ms/chunk, sorted by length {:.1} CPU-ms/chunk ({:+.1}%); lowest cosine between the two ways {:.6}",
+        chunks.len(),
+        tree.display(),
+        unsorted_ms / n,
+        sorted_ms / n,
+        (sorted_ms / unsorted_ms - 1.0) * 100.0,
+        worst
+    );
+    Ok(())
+}
