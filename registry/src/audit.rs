@@ -7,8 +7,10 @@
 //!   sorted object keys); a line that is not canonical counts as tampered,
 //!   so a change to any byte is detected.
 //! * `head.json` — the sequence number and hash of the last acknowledged
-//!   entry, replaced atomically after each append; it catches entries cut
-//!   from the end, which the chain alone cannot.
+//!   entry, rewritten in place after each group (a fixed 256 bytes, one
+//!   write and one `fdatasync`, under the log's lock, which every reader
+//!   takes); it catches entries cut from the end, which the chain alone
+//!   cannot.
 //!
 //! A crash can leave (a) a torn last line that was never acknowledged, which
 //! the next append discards, or (b) entries beyond the head, which are
@@ -205,6 +207,26 @@ impl AuditLog {
         }
     }
 
+    /// Moves the head: rewritten in place (one write of a fixed
+    /// [`HEAD_BYTES`], well within a sector, then `fdatasync`; the file's
+    /// size does not change, so no metadata is synced and no rename or
+    /// directory sync is needed). Only under the log's lock, which every
+    /// reader of the head takes too, so no reader sees a half-written one.
+    fn move_head(&self, head: &Head) -> Result<()> {
+        let path = self.head_path();
+        let mut bytes = serde_json::to_vec(head).unwrap_or_default();
+        if bytes.len() < HEAD_BYTES {
+            bytes.resize(HEAD_BYTES - 1, b' ');
+            bytes.push(b'\n');
+        }
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| RegistryError::io(&path, e))?;
+        f.write_all(&bytes).map_err(|e| RegistryError::io(&path, e))?;
+        f.sync_data().map_err(|e| RegistryError::io(&path, e))
+    }
+
     /// Creates the directory, an empty log and a genesis head if absent.
     fn ensure_created(&self) -> Result<()> {
         if self.log_path().exists() {
@@ -220,7 +242,10 @@ impl AuditLog {
             seq: 0,
             hash: GENESIS.to_string(),
         };
-        write_atomic(&self.head_path(), &serde_json::to_vec(&head).unwrap_or_default())?;
+        let mut bytes = serde_json::to_vec(&head).unwrap_or_default();
+        bytes.resize(HEAD_BYTES - 1, b' ');
+        bytes.push(b'\n');
+        write_atomic(&self.head_path(), &bytes)?;
         File::create(self.log_path())
             .and_then(|f| f.sync_all())
             .map_err(|e| RegistryError::io(self.log_path(), e))?;
@@ -330,7 +355,7 @@ impl AuditLog {
             .map_err(|e| RegistryError::io(&path, e))?;
         file.sync_data().map_err(|e| RegistryError::io(&path, e))?;
         let head = Head { seq, hash: prev };
-        write_atomic(&self.head_path(), &serde_json::to_vec(&head).unwrap_or_default())?;
+        self.move_head(&head)?;
         group_for(&self.dir)
             .appended
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -961,6 +986,10 @@ impl Group {
 }
 
 /// Path of the audit directory inside a data directory.
+/// The head file's size: its JSON padded with spaces, so that moving the
+/// head rewrites one small block in place.
+const HEAD_BYTES: usize = 256;
+
 pub fn audit_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("audit")
 }
