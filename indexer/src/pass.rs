@@ -30,7 +30,7 @@ use crate::chunk::{chunk, language_of};
 use crate::error::{IndexError, Result};
 use crate::lexical::{ChunkDoc, Lexical};
 use crate::manifest::{FileEntry, Manifests, SkippedEntry, SourceManifest};
-use crate::redact::Redactor;
+use crate::redact::{KnownSecrets, Redactor};
 use crate::walk::{self, Skip};
 
 /// How many example paths a report keeps per reason.
@@ -217,6 +217,9 @@ impl Pass<'_> {
             };
             sr.commit = commit.clone();
             let mut seen = BTreeSet::new();
+            // Values found in this source's files so far (keyed hashes, never
+            // values), so a later file's copy is redacted where no rule fires.
+            let mut known = KnownSecrets::default();
             let total = files.len() as u64;
             for (n, found) in files.iter().enumerate() {
                 progress(id, n as u64 + 1, total);
@@ -344,6 +347,7 @@ impl Pass<'_> {
                         ),
                     },
                     &mut redactions,
+                    &mut known,
                 )?;
                 if let Some(old) = manifest.files.get(&found.rel) {
                     sr.chunks_removed += old.chunk_ids.len() as u64;
@@ -444,10 +448,11 @@ impl Pass<'_> {
         text: &str,
         mut entry: FileEntry,
         log: &mut Vec<RedactionRecord>,
+        known: &mut KnownSecrets,
     ) -> Result<FileEntry> {
         let id = source.id.as_str();
         let rel = found.rel.as_str();
-        let redacted = self.redactor.redact(text, Some(rel));
+        let redacted = self.redactor.redact_remembering(text, Some(rel), known);
         for f in &redacted.findings {
             log.push(RedactionRecord {
                 source: id.to_string(),
