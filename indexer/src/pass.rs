@@ -30,7 +30,7 @@ use crate::chunk::{chunk, language_of};
 use crate::error::{IndexError, Result};
 use crate::lexical::{ChunkDoc, Lexical};
 use crate::manifest::{FileEntry, Manifests, SkippedEntry, SourceManifest};
-use crate::redact::{KnownSecrets, Redactor};
+use crate::redact::{KnownSecrets, Redacted, Redactor};
 use crate::walk::{self, Skip};
 
 /// How many example paths a report keeps per reason.
@@ -323,11 +323,14 @@ impl Pass<'_> {
                     source_dirty = true;
                     continue;
                 }
+                let redacted = self
+                    .redactor
+                    .redact_remembering(&text, Some(&found.rel), &mut known);
                 let entry = self.ingest(
                     &writer,
                     source,
                     found,
-                    &text,
+                    redacted,
                     FileEntry {
                         hash: hash.clone(),
                         size: found.size,
@@ -347,7 +350,6 @@ impl Pass<'_> {
                         ),
                     },
                     &mut redactions,
-                    &mut known,
                 )?;
                 if let Some(old) = manifest.files.get(&found.rel) {
                     sr.chunks_removed += old.chunk_ids.len() as u64;
@@ -438,21 +440,19 @@ impl Pass<'_> {
         )
     }
 
-    /// Redacts, chunks and stores one file's text; returns `entry` with its
-    /// chunk ids and redaction count filled in.
+    /// Chunks and stores one file's redacted text and logs its findings;
+    /// returns `entry` with its chunk ids and redaction count filled in.
     fn ingest(
         &self,
         writer: &tantivy::IndexWriter,
         source: &registry::Source,
         found: &walk::Found,
-        text: &str,
+        redacted: Redacted,
         mut entry: FileEntry,
         log: &mut Vec<RedactionRecord>,
-        known: &mut KnownSecrets,
     ) -> Result<FileEntry> {
         let id = source.id.as_str();
         let rel = found.rel.as_str();
-        let redacted = self.redactor.redact_remembering(text, Some(rel), known);
         for f in &redacted.findings {
             log.push(RedactionRecord {
                 source: id.to_string(),

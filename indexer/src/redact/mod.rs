@@ -56,7 +56,8 @@ impl KnownSecrets {
     }
 
     fn insert(&mut self, key: &[u8; 32], value: &str) {
-        self.hashes.insert(*blake3::keyed_hash(key, value.as_bytes()).as_bytes());
+        self.hashes
+            .insert(*blake3::keyed_hash(key, value.as_bytes()).as_bytes());
         self.lengths.insert(value.len());
     }
 
@@ -85,8 +86,8 @@ impl KnownSecrets {
             if word.len() < min {
                 continue;
             }
-            let starts = std::iter::once(word.start)
-                .chain((word.clone()).filter(|&k| soft(bytes[k])).map(|k| k + 1));
+            let starts =
+                std::iter::once(word.start).chain((word.clone()).filter(|&k| soft(bytes[k])).map(|k| k + 1));
             let ends: Vec<usize> = (word.clone())
                 .filter(|&k| soft(bytes[k]))
                 .chain(std::iter::once(word.end))
@@ -217,10 +218,19 @@ impl Redactor {
     /// Every (rule id, byte range) to redact: rule matches on the text and
     /// on its structure views, encoded secrets, known values' copies, and
     /// then every copy of each value found.
-    fn find<'a>(&'a self, text: &str, path: Option<&str>, known: &mut KnownSecrets) -> Vec<(&'a str, Range<usize>)> {
+    fn find<'a>(
+        &'a self,
+        text: &str,
+        path: Option<&str>,
+        known: &mut KnownSecrets,
+    ) -> Vec<(&'a str, Range<usize>)> {
         let id = |i: usize| self.rules.rule_id(i);
-        let mut spans: Vec<(&str, Range<usize>)> =
-            self.rules.find(text, path).into_iter().map(|(i, r)| (id(i), r)).collect();
+        let mut spans: Vec<(&str, Range<usize>)> = self
+            .rules
+            .find(text, path)
+            .into_iter()
+            .map(|(i, r)| (id(i), r))
+            .collect();
         for view in structure::views(text) {
             for (i, r) in self.rules.find(&view.text, path) {
                 if let Some(r) = view.to_file(r) {
@@ -233,7 +243,12 @@ impl Redactor {
                 spans.push((id(*i), range));
             }
         }
-        spans.extend(known.copies_in(&self.key, text).into_iter().map(|r| (REPEATED_SECRET, r)));
+        spans.extend(
+            known
+                .copies_in(&self.key, text)
+                .into_iter()
+                .map(|r| (REPEATED_SECRET, r)),
+        );
         // Every copy of every value found, wherever it is in the file: in a
         // comment, twice on a line, in a form no rule recognises.
         let mut values: Vec<(&str, &str)> = Vec::new();

@@ -405,7 +405,9 @@ impl RuleSet {
             // allowlisted match must not hide what follows it either.
             let mut at = 0;
             while at <= bytes.len() {
-                let Some(caps) = rule.regex.captures_at(bytes, at) else { break };
+                let Some(caps) = rule.regex.captures_at(bytes, at) else {
+                    break;
+                };
                 let Some(whole) = caps.get(0) else { break };
                 let secret = match rule.secret_group {
                     Some(g) => caps.get(g),
@@ -413,7 +415,11 @@ impl RuleSet {
                     None => (1..caps.len()).find_map(|g| caps.get(g).filter(|m| !m.is_empty())),
                 }
                 .unwrap_or(whole);
-                let resume = if secret.end() > at { secret.end() } else { whole.end() };
+                let resume = if secret.end() > at {
+                    secret.end()
+                } else {
+                    whole.end()
+                };
                 at = if resume > at { resume } else { at + 1 };
                 // Byte regexes can stop inside a UTF-8 sequence; widen to
                 // whole characters so the replacement keeps the text valid.

@@ -13,7 +13,7 @@
 use std::ops::Range;
 use std::sync::LazyLock;
 
-use regex::Regex;
+use regex::bytes::Regex;
 
 /// Text assembled from pieces of a file, with each byte's origin.
 #[derive(Default)]
@@ -25,6 +25,8 @@ pub(super) struct View {
 
 impl View {
     fn original(&mut self, file: &str, range: Range<usize>) {
+        // Byte regexes may stop inside a character; keep whole characters.
+        let range = super::rules::widen_to_chars(file, range);
         self.text.push_str(&file[range.clone()]);
         self.origin.extend(range);
     }
@@ -48,10 +50,17 @@ impl View {
     /// token (one word, long): the rules decide the rest. Pairs of other
     /// names are left out, which keeps the view small on ordinary code.
     fn pair(&mut self, file: &str, name: Option<Range<usize>>, value: &[Range<usize>]) {
-        let (Some(first), Some(last)) = (value.first(), value.last()) else { return };
+        let whole = |r: &Range<usize>| super::rules::widen_to_chars(file, r.clone());
+        let name = name.as_ref().map(whole);
+        let value: Vec<Range<usize>> = value.iter().map(whole).collect();
+        let (Some(first), Some(last)) = (value.first(), value.last()) else {
+            return;
+        };
         let named = name.as_ref().is_some_and(|n| secret_name(&file[n.clone()]));
         let length: usize = value.iter().map(|r| r.len()).sum();
-        let one_word = value.iter().all(|r| !file[r.clone()].contains(char::is_whitespace));
+        let one_word = value
+            .iter()
+            .all(|r| !file[r.clone()].contains(char::is_whitespace));
         if !(named || (one_word && length >= 16)) || length == 0 {
             return;
         }
@@ -60,7 +69,7 @@ impl View {
             None => self.synthetic("value", first.start),
         }
         self.synthetic(" = \"", first.start);
-        for piece in value {
+        for piece in &value {
             self.original(file, piece.clone());
         }
         self.synthetic("\"\n", last.end.saturating_sub(1));
@@ -81,7 +90,7 @@ fn secret_name(name: &str) -> bool {
 /// view of the logical lines that shell-style `\` continuations join.
 pub(super) fn views(text: &str) -> Vec<View> {
     let mut pairs = View::default();
-    let lines = line_ranges(text);
+    let lines = Lines::new(text);
     yaml_blocks(text, &lines, &mut pairs);
     name_value_maps(text, &lines, &mut pairs);
     inline_name_value(text, &mut pairs);
@@ -97,12 +106,35 @@ pub(super) fn views(text: &str) -> Vec<View> {
     out
 }
 
+/// The file's line table, built only when an extractor needs it.
+struct Lines<'a> {
+    text: &'a str,
+    table: std::cell::OnceCell<Vec<Range<usize>>>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        Lines {
+            text,
+            table: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn get(&self) -> &[Range<usize>] {
+        self.table.get_or_init(|| line_ranges(self.text))
+    }
+}
+
 /// (start, end) of each line, without its line break.
 fn line_ranges(text: &str) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0;
     for (i, _) in text.match_indices('\n') {
-        let end = if i > start && text.as_bytes()[i - 1] == b'\r' { i - 1 } else { i };
+        let end = if i > start && text.as_bytes()[i - 1] == b'\r' {
+            i - 1
+        } else {
+            i
+        };
         out.push(start..end);
         start = i + 1;
     }
@@ -155,48 +187,61 @@ fn block_lines(text: &str, lines: &[Range<usize>], header: usize, key_indent: us
 }
 
 static BLOCK_HEADER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?m)^([ \t]*)(?:-[ \t]+)?["']?([\w.-]+)["']?[ \t]*:[ \t]*[|>][-+0-9]*[ \t]*(?:#[^\n]*)?\r?$"#)
-        .expect("static regex")
+    Regex::new(
+        r#"(?-u)(?m)^([ \t]*)(?:-[ \t]+)?["']?([\w.-]+)["']?[ \t]*:[ \t]*[|>][-+0-9]*[ \t]*(?:#[^\n]*)?\r?$"#,
+    )
+    .expect("static regex")
 });
 
 /// YAML `key: |` and `key: >-`: the value is on the following lines.
-fn yaml_blocks(text: &str, lines: &[Range<usize>], view: &mut View) {
+fn yaml_blocks(text: &str, lines: &Lines, view: &mut View) {
     if !text.contains(": |") && !text.contains(": >") && !text.contains(":|") && !text.contains(":>") {
         return;
     }
-    for caps in BLOCK_HEADER.captures_iter(text) {
-        let (Some(all), Some(ind), Some(name)) = (caps.get(0), caps.get(1), caps.get(2)) else { continue };
-        let header = line_of(lines, all.start());
-        let value = block_lines(text, lines, header, ind.len());
+    for caps in BLOCK_HEADER.captures_iter(text.as_bytes()) {
+        let (Some(all), Some(ind), Some(name)) = (caps.get(0), caps.get(1), caps.get(2)) else {
+            continue;
+        };
+        let header = line_of(lines.get(), all.start());
+        let value = block_lines(text, lines.get(), header, ind.len());
         view.pair(text, Some(name.range()), &value);
     }
 }
 
 static NAME_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?m)^([ \t]*)(?:-[ \t]+)?["']?(?:name|key|Name|Key)["']?[ \t]*:[ \t]*["']?([\w.-]+)["']?[ \t]*,?\r?$"#)
+    Regex::new(r#"(?-u)(?m)^([ \t]*)(?:-[ \t]+)?["']?(?:name|key|Name|Key)["']?[ \t]*:[ \t]*["']?([\w.-]+)["']?[ \t]*,?\r?$"#)
         .expect("static regex")
 });
 static VALUE_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"^[ \t]*(?:-[ \t]+)?["']?(?:value|Value)["']?[ \t]*:[ \t]*(.*?)[ \t]*,?$"#).expect("static regex")
+    Regex::new(r#"(?-u)^[ \t]*(?:-[ \t]+)?["']?(?:value|Value)["']?[ \t]*:[ \t]*(.*?)[ \t]*,?$"#)
+        .expect("static regex")
 });
 
 /// Sequences of name/value maps (Kubernetes `env`, ECS task definitions):
 /// `- name: DB_PASSWORD` with `value: ...` on one of the next lines.
-fn name_value_maps(text: &str, lines: &[Range<usize>], view: &mut View) {
-    if !text.contains("alue") {
+fn name_value_maps(text: &str, lines: &Lines, view: &mut View) {
+    if !text.contains("alue:") && !text.contains("alue\":") {
         return;
     }
-    for caps in NAME_LINE.captures_iter(text) {
-        let (Some(all), Some(ind), Some(name)) = (caps.get(0), caps.get(1), caps.get(2)) else { continue };
+    for caps in NAME_LINE.captures_iter(text.as_bytes()) {
+        let (Some(all), Some(ind), Some(name)) = (caps.get(0), caps.get(1), caps.get(2)) else {
+            continue;
+        };
+        let lines = lines.get();
         let at = line_of(lines, all.start());
         for (k, line) in lines.iter().enumerate().skip(at + 1).take(4) {
-            let Some(v) = VALUE_LINE.captures(&text[line.clone()]).and_then(|c| c.get(1)) else { continue };
+            let Some(v) = VALUE_LINE
+                .captures(text[line.clone()].as_bytes())
+                .and_then(|c| c.get(1))
+            else {
+                continue;
+            };
             let raw = line.start + v.start()..line.start + v.end();
             let body = text[raw.clone()].trim();
             let value = if body.starts_with('|') || body.starts_with('>') {
                 block_lines(text, lines, k, ind.len().max(indent(text, line)))
             } else {
-                vec![unquoted(text, raw)]
+                std::iter::once(unquoted(text, raw)).collect()
             };
             view.pair(text, Some(name.range()), &value);
             break;
@@ -205,7 +250,7 @@ fn name_value_maps(text: &str, lines: &[Range<usize>], view: &mut View) {
 }
 
 static INLINE_NAME_VALUE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"["']?(?:name|key|Name|Key)["']?\s*[:=]\s*["']([\w.-]{1,80})["']\s*,?\s*["']?(?:value|Value)["']?\s*[:=]\s*["']([^"'\n]+)["']"#)
+    Regex::new(r#"(?-u)["']?(?:name|key|Name|Key)["']?\s*[:=]\s*["']([\w.-]{1,80})["']\s*,?\s*["']?(?:value|Value)["']?\s*[:=]\s*["']([^"'\n]+)["']"#)
         .expect("static regex")
 });
 
@@ -214,15 +259,15 @@ fn inline_name_value(text: &str, view: &mut View) {
     if !text.contains("alue\"") && !text.contains("alue'") && !text.contains("alue =") {
         return;
     }
-    for caps in INLINE_NAME_VALUE.captures_iter(text) {
+    for caps in INLINE_NAME_VALUE.captures_iter(text.as_bytes()) {
         if let (Some(name), Some(value)) = (caps.get(1), caps.get(2)) {
-            view.pair(text, Some(name.range()), &[value.range()]);
+            view.pair(text, Some(name.range()), std::slice::from_ref(&value.range()));
         }
     }
 }
 
 static TWO_TOKENS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?m)^[ \t]*(?:(?:ENV|ARG|export|set|SET|setenv)[ \t]+)?([\w.-]+)[ \t]+([^\s=:#][^\s]*)[ \t]*\r?$"#)
+    Regex::new(r#"(?-u)(?m)^[ \t]*(?:(?:ENV|ARG|export|set|SET|setenv)[ \t]+)?([\w.-]+)[ \t]+([^\s=:#][^\s]*)[ \t]*\r?$"#)
         .expect("static regex")
 });
 
@@ -230,19 +275,25 @@ static TWO_TOKENS: LazyLock<Regex> = LazyLock::new(|| {
 /// allows a space as separator), Dockerfile `ENV NAME value`, `.netrc`,
 /// csh `setenv`.
 fn two_token_lines(text: &str, view: &mut View) {
-    for caps in TWO_TOKENS.captures_iter(text) {
+    for caps in TWO_TOKENS.captures_iter(text.as_bytes()) {
         if let (Some(name), Some(value)) = (caps.get(1), caps.get(2)) {
-            view.pair(text, Some(name.range()), &[unquoted(text, value.range())]);
+            view.pair(
+                text,
+                Some(name.range()),
+                std::slice::from_ref(&unquoted(text, value.range())),
+            );
         }
     }
 }
 
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r#"(?is)<[a-z][\w:.-]*\s[^<>]*>"#).expect("static regex"));
+static TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"(?-u)(?is)<[a-z][\w:.-]*\s[^<>=]*=[^<>]*>"#).expect("static regex"));
 static TAG_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)\b(?:name|id|key|property)\s*=\s*(?:"([^"]{1,80})"|'([^']{1,80})')"#).expect("static regex")
+    Regex::new(r#"(?-u)(?i)\b(?:name|id|key|property)\s*=\s*(?:"([^"]{1,80})"|'([^']{1,80})')"#)
+        .expect("static regex")
 });
 static TAG_VALUE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)\b(?:value|content)\s*=\s*(?:"([^"]*)"|'([^']*)')"#).expect("static regex")
+    Regex::new(r#"(?-u)(?i)\b(?:value|content)\s*=\s*(?:"([^"]*)"|'([^']*)')"#).expect("static regex")
 });
 
 /// HTML and XML tags that name a value in one attribute and hold it in
@@ -253,21 +304,27 @@ fn tag_attributes(text: &str, view: &mut View) {
     if !text.contains('<') {
         return;
     }
-    for tag in TAG.find_iter(text) {
-        let inner = tag.as_str();
+    for tag in TAG.find_iter(text.as_bytes()) {
+        let inner = tag.as_bytes();
         if inner.len() > 2000 {
             continue;
         }
-        let Some(name) = TAG_NAME.captures(inner).and_then(|c| c.get(1).or(c.get(2))) else { continue };
+        let Some(name) = TAG_NAME.captures(inner).and_then(|c| c.get(1).or(c.get(2))) else {
+            continue;
+        };
         let name = tag.start() + name.start()..tag.start() + name.end();
         if let Some(value) = TAG_VALUE.captures(inner).and_then(|c| c.get(1).or(c.get(2))) {
-            view.pair(text, Some(name), &[tag.start() + value.start()..tag.start() + value.end()]);
-        } else if !inner.ends_with("/>") {
+            view.pair(
+                text,
+                Some(name),
+                std::slice::from_ref(&(tag.start() + value.start()..tag.start() + value.end())),
+            );
+        } else if !inner.ends_with(b"/>") {
             let after = tag.end();
             let end = text[after..].find('<').map_or(text.len(), |i| after + i);
             let body = trimmed(text, after..end);
             if !body.is_empty() && body.len() < 4096 {
-                view.pair(text, Some(name), &[body]);
+                view.pair(text, Some(name), std::slice::from_ref(&body));
             }
         }
     }
@@ -275,13 +332,13 @@ fn tag_attributes(text: &str, view: &mut View) {
 
 /// Markdown tables: each cell paired with the cell before it and with its
 /// column's header.
-fn markdown_tables(text: &str, lines: &[Range<usize>], view: &mut View) {
+fn markdown_tables(text: &str, lines: &Lines, view: &mut View) {
     if !text.contains("|\n") && !text.contains("|\r\n") && !text.ends_with('|') {
         return;
     }
     let mut header: Vec<Range<usize>> = Vec::new();
     let mut previous: Option<Vec<Range<usize>>> = None;
-    for line in lines {
+    for line in lines.get() {
         let s = text[line.clone()].trim();
         if !(s.starts_with('|') && s.ends_with('|') && s.len() > 2) {
             header.clear();
@@ -298,10 +355,10 @@ fn markdown_tables(text: &str, lines: &[Range<usize>], view: &mut View) {
                 continue;
             }
             if i > 0 && !cells[i - 1].is_empty() {
-                view.pair(text, Some(cells[i - 1].clone()), &[cell.clone()]);
+                view.pair(text, Some(cells[i - 1].clone()), std::slice::from_ref(cell));
             }
             if let Some(h) = header.get(i).filter(|h| !h.is_empty()) {
-                view.pair(text, Some(h.clone()), &[cell.clone()]);
+                view.pair(text, Some(h.clone()), std::slice::from_ref(cell));
             }
         }
         previous = Some(cells);
@@ -322,8 +379,8 @@ fn table_cells(text: &str, line: Range<usize>) -> Vec<Range<usize>> {
     out
 }
 
-static LITERAL: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
-    regex::bytes::Regex::new(r#""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`(?:[^`\\\n]|\\.)*`"#).expect("static regex")
+static LITERAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?-u)"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`(?:[^`\\\n]|\\.)*`"#).expect("static regex")
 });
 
 /// String literals (their contents): quote to quote on one line, backslash
@@ -346,7 +403,8 @@ fn joins(between: &str) -> bool {
 }
 
 static CHAIN_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"([\w.-]+)["']?[ \t]*(?::[^=\n]{0,40})?(?:=|:|=>|\+=|:=)[ \t]*\(?[ \t]*$"#).expect("static regex")
+    Regex::new(r#"(?-u)([\w.-]+)["']?[ \t]*(?::[^=\n]{0,40})?(?:=|:|=>|\+=|:=)[ \t]*\(?[ \t]*$"#)
+        .expect("static regex")
 });
 
 /// String literals the code concatenates (`"abc" + "def"`, Python's
@@ -367,7 +425,7 @@ fn literal_chains(text: &str, view: &mut View) {
             let open = lits[k].start - 1;
             let line_start = text[..open].rfind('\n').map_or(0, |i| i + 1);
             let name = CHAIN_NAME
-                .captures(&text[line_start..open])
+                .captures(&text.as_bytes()[line_start..open])
                 .and_then(|c| c.get(1))
                 .map(|m| line_start + m.start()..line_start + m.end());
             view.pair(text, name, &lits[k..=end]);
@@ -394,7 +452,11 @@ fn continuations(text: &str) -> Option<View> {
         let mut first = true;
         while i < lines.len() {
             let line = lines[i].clone();
-            let from = if first { line.start } else { trimmed(text, line.clone()).start };
+            let from = if first {
+                line.start
+            } else {
+                trimmed(text, line.clone()).start
+            };
             first = false;
             if continued(&line) {
                 view.original(text, from..line.end - 1);
@@ -410,9 +472,8 @@ fn continuations(text: &str) -> Option<View> {
     Some(view)
 }
 
-static BASE64_RUN: LazyLock<regex::bytes::Regex> = LazyLock::new(|| {
-    regex::bytes::Regex::new(r"[A-Za-z0-9+/_-]{24,}={0,2}").expect("static regex")
-});
+static BASE64_RUN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?-u)[A-Za-z0-9+/_-]{24,}={0,2}").expect("static regex"));
 
 /// Runs that may be base64 and decode to text, with the decoded text.
 pub(super) fn encoded_texts(text: &str) -> Vec<(Range<usize>, String)> {
@@ -427,7 +488,9 @@ pub(super) fn encoded_texts(text: &str) -> Vec<(Range<usize>, String)> {
             continue;
         }
         let Some(decoded) = decode_base64(s) else { continue };
-        let Ok(decoded) = String::from_utf8(decoded) else { continue };
+        let Ok(decoded) = String::from_utf8(decoded) else {
+            continue;
+        };
         let printable = decoded
             .bytes()
             .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
@@ -487,17 +550,33 @@ mod tests {
     #[test]
     fn values_are_paired_with_their_names() {
         let yaml = "data:\n  db_password: >-\n    Qw7rT9zLm2Xc\n  other: 1\n";
-        assert!(pairs(yaml).contains("db_password = \"Qw7rT9zLm2Xc\""), "{}", pairs(yaml));
+        assert!(
+            pairs(yaml).contains("db_password = \"Qw7rT9zLm2Xc\""),
+            "{}",
+            pairs(yaml)
+        );
         let k8s = "env:\n  - name: DB_PASSWORD\n    value: \"Qw7rT9zLm2Xc\"\n";
-        assert!(pairs(k8s).contains("DB_PASSWORD = \"Qw7rT9zLm2Xc\""), "{}", pairs(k8s));
+        assert!(
+            pairs(k8s).contains("DB_PASSWORD = \"Qw7rT9zLm2Xc\""),
+            "{}",
+            pairs(k8s)
+        );
         let html = "<input type=\"hidden\" name=\"api_key\" value=\"Qw7rT9zLm2Xc\">";
         assert!(pairs(html).contains("api_key = \"Qw7rT9zLm2Xc\""));
         let md = "| Name | Value |\n|---|---|\n| `STRIPE_KEY` | `Qw7rT9zLm2Xc` |\n";
-        assert!(pairs(md).contains("STRIPE_KEY = \"Qw7rT9zLm2Xc\""), "{}", pairs(md));
+        assert!(
+            pairs(md).contains("STRIPE_KEY = \"Qw7rT9zLm2Xc\""),
+            "{}",
+            pairs(md)
+        );
         let js = "const token = \"Qw7rT9\" +\n    \"zLm2Xc\";\n";
         assert!(pairs(js).contains("token = \"Qw7rT9zLm2Xc\""), "{}", pairs(js));
         let sh = "curl --password \\\n   Qw7rT9zLm2Xc x\n";
-        assert!(pairs(sh).contains("curl --password Qw7rT9zLm2Xc x"), "{}", pairs(sh));
+        assert!(
+            pairs(sh).contains("curl --password Qw7rT9zLm2Xc x"),
+            "{}",
+            pairs(sh)
+        );
         let props = "db.password Qw7rT9zLm2Xc\n";
         assert!(pairs(props).contains("db.password = \"Qw7rT9zLm2Xc\""));
     }
