@@ -2,6 +2,8 @@
 //! (`../shared/eval/secrets`), used by the `redaction_eval` program and the
 //! redaction quality test.
 
+pub mod adversarial;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -172,7 +174,9 @@ pub fn scan_tree(redactor: &Redactor, root: &Path, skip: &dyn Fn(&str) -> bool) 
         if bytes.contains(&0) {
             continue;
         }
-        let Ok(text) = String::from_utf8(bytes) else { continue };
+        let Ok(text) = String::from_utf8(bytes) else {
+            continue;
+        };
         let start = Instant::now();
         let out = redactor.redact(&text, Some(&rel));
         scan.secs += start.elapsed().as_secs_f64();
@@ -181,14 +185,17 @@ pub fn scan_tree(redactor: &Redactor, root: &Path, skip: &dyn Fn(&str) -> bool) 
         scan.bytes += text.len();
         for f in out.findings {
             let value = text.get(f.span.clone()).unwrap_or_default();
-            scan.findings.push((rel.clone(), f.line, f.rule_id, value.to_string()));
+            scan.findings
+                .push((rel.clone(), f.line, f.rule_id, value.to_string()));
         }
     }
     scan
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+pub(crate) fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let path = e.path();
         let Ok(kind) = e.file_type() else { continue };
