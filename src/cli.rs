@@ -134,6 +134,10 @@ pub struct RedactArgs {
     /// Print findings as JSON lines on standard error.
     #[arg(long)]
     pub json: bool,
+    /// Files to redact instead of standard input, printed one after the
+    /// other; a value found in any of them is redacted from all of them.
+    #[arg(value_name = "FILE", conflicts_with = "path")]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
