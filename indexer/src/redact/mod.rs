@@ -231,7 +231,7 @@ impl Redactor {
             .into_iter()
             .map(|(i, r)| (id(i), r))
             .collect();
-        for view in structure::views(text) {
+        for view in structure::views(text, path) {
             for (i, r) in self.rules.find(&view.text, path) {
                 if let Some(r) = view.to_file(r) {
                     spans.push((id(i), rules::widen_to_chars(text, r)));

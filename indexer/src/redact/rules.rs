@@ -170,6 +170,8 @@ pub struct RuleSet {
     /// Keyword automaton; pattern i belongs to rule `keyword_rule[i]`.
     keywords: Option<AhoCorasick>,
     keyword_rule: Vec<usize>,
+    /// How many rules have keywords.
+    keyword_rules: usize,
     always: Vec<usize>,
     /// Rules in the file that match on paths only, which redaction cannot use.
     pub skipped_path_only: Vec<String>,
@@ -365,6 +367,7 @@ impl RuleSet {
             always = (0..rules.len()).collect();
         }
         RuleSet {
+            keyword_rules: rules.len() - always.len(),
             rules,
             global,
             keywords,
@@ -382,8 +385,17 @@ impl RuleSet {
             candidates[i] = true;
         }
         if let Some(ac) = &self.keywords {
+            // Stop reading once every rule with keywords is a candidate.
+            let mut left = self.keyword_rules;
             for m in ac.find_overlapping_iter(text) {
-                candidates[self.keyword_rule[m.pattern().as_usize()]] = true;
+                let rule = &mut candidates[self.keyword_rule[m.pattern().as_usize()]];
+                if !*rule {
+                    *rule = true;
+                    left -= 1;
+                    if left == 0 {
+                        break;
+                    }
+                }
             }
         }
         let mut found = Vec::new();

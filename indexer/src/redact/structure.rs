@@ -78,32 +78,118 @@ impl View {
 
 /// Whether a name says its value is a secret.
 fn secret_name(name: &str) -> bool {
-    const WORDS: [&str; 20] = [
-        "key", "token", "secret", "pass", "pwd", "auth", "cred", "private", "api", "bearer", "jwt", "dsn",
-        "salt", "hmac", "signing", "webhook", "cookie", "session", "access", "conn",
-    ];
     let lower = name.to_ascii_lowercase();
-    WORDS.iter().any(|w| lower.contains(w))
+    SECRET_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Words that make a name a secret's name.
+const SECRET_WORDS: [&str; 20] = [
+    "key", "token", "secret", "pass", "pwd", "auth", "cred", "private", "api", "bearer", "jwt", "dsn",
+    "salt", "hmac", "signing", "webhook", "cookie", "session", "access", "conn",
+];
+
+/// A name holding one of `SECRET_WORDS`, as a regex: extractors match only
+/// secrets' names, so on ordinary text their searches rarely stop.
+fn secret_name_pattern() -> String {
+    format!(r"[\w.-]*(?i:{})[\w.-]*", SECRET_WORDS.join("|"))
+}
+
+/// Compiles an extractor's pattern, with `{NAME}` standing for a secret's name.
+fn extractor(pattern: &str) -> Regex {
+    Regex::new(&pattern.replace("{NAME}", &secret_name_pattern())).expect("static regex")
 }
 
 /// Every name/value pairing the file's structure makes, as one view, plus a
 /// view of the logical lines that shell-style `\` continuations join.
-pub(super) fn views(text: &str) -> Vec<View> {
+/// `path` (when known) spares program source the blank-separated pairs of
+/// configuration formats.
+pub(super) fn views(text: &str, path: Option<&str>) -> Vec<View> {
     let mut pairs = View::default();
     let lines = Lines::new(text);
-    yaml_blocks(text, &lines, &mut pairs);
-    name_value_maps(text, &lines, &mut pairs);
-    inline_name_value(text, &mut pairs);
-    two_token_lines(text, &mut pairs);
+    let gates = gates(text);
+    if gates[Gate::BlockScalar as usize] {
+        yaml_blocks(text, &lines, &mut pairs);
+    }
+    if gates[Gate::Value as usize] {
+        name_value_maps(text, &lines, &mut pairs);
+        inline_name_value(text, &mut pairs);
+    }
+    if !path.is_some_and(is_program_source) {
+        two_token_lines(text, &mut pairs);
+    }
     tag_attributes(text, &mut pairs);
-    markdown_tables(text, &lines, &mut pairs);
+    if gates[Gate::TableRow as usize] || text.ends_with('|') {
+        markdown_tables(text, &lines, &mut pairs);
+    }
     literal_chains(text, &mut pairs);
     let mut out = vec![pairs];
-    if let Some(joined) = continuations(text) {
+    if gates[Gate::Continuation as usize]
+        && let Some(joined) = continuations(text)
+    {
         out.push(joined);
     }
     out.retain(|v| !v.text.is_empty());
     out
+}
+
+/// Program source, where a line of two blank-separated words is code
+/// (`return token`), never a configuration entry.
+fn is_program_source(path: &str) -> bool {
+    const EXTENSIONS: [&str; 24] = [
+        "rs", "py", "pyi", "js", "mjs", "cjs", "jsx", "ts", "tsx", "go", "java", "kt", "scala", "c", "h",
+        "cc", "cpp", "hpp", "cs", "rb", "php", "swift", "m", "lua",
+    ];
+    path.rsplit_once('.')
+        .is_some_and(|(_, ext)| !ext.contains('/') && EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
+}
+
+/// What an extractor needs to see in a file before it is worth running.
+#[derive(Clone, Copy)]
+enum Gate {
+    BlockScalar,
+    Value,
+    TableRow,
+    Continuation,
+}
+
+/// Patterns that open each gate. Patterns of one gate may overlap, never
+/// those of two, so a plain (non-overlapping) search sees every gate.
+const GATES: [(&str, Gate); 11] = [
+    (": |", Gate::BlockScalar),
+    (": >", Gate::BlockScalar),
+    (":|", Gate::BlockScalar),
+    (":>", Gate::BlockScalar),
+    ("alue:", Gate::Value),
+    ("alue\"", Gate::Value),
+    ("alue'", Gate::Value),
+    ("alue =", Gate::Value),
+    ("|\n", Gate::TableRow),
+    ("\\\n", Gate::Continuation),
+    ("\\\r\n", Gate::Continuation),
+];
+
+static GATE_SEARCH: LazyLock<Option<aho_corasick::AhoCorasick>> =
+    LazyLock::new(|| aho_corasick::AhoCorasick::new(GATES.iter().map(|(p, _)| p)).ok());
+
+/// Which gates a file opens, from one pass over it (all open if the
+/// search could not be built: slower, never less thorough).
+fn gates(text: &str) -> [bool; 4] {
+    let Some(search) = GATE_SEARCH.as_ref() else {
+        return [true; 4];
+    };
+    let mut open = [false; 4];
+    let mut left = open.len();
+    for m in search.find_iter(text) {
+        let gate = &mut open[GATES[m.pattern().as_usize()].1 as usize];
+        if !*gate {
+            *gate = true;
+            left -= 1;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    open
 }
 
 /// The file's line table, built only when an extractor needs it.
@@ -187,17 +273,13 @@ fn block_lines(text: &str, lines: &[Range<usize>], header: usize, key_indent: us
 }
 
 static BLOCK_HEADER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r#"(?-u)(?m)^([ \t]*)(?:-[ \t]+)?["']?([\w.-]+)["']?[ \t]*:[ \t]*[|>][-+0-9]*[ \t]*(?:#[^\n]*)?\r?$"#,
+    extractor(
+        r#"(?-u)(?m)^([ \t]*)(?:-[ \t]+)?["']?({NAME})["']?[ \t]*:[ \t]*[|>][-+0-9]*[ \t]*(?:#[^\n]*)?\r?$"#,
     )
-    .expect("static regex")
 });
 
 /// YAML `key: |` and `key: >-`: the value is on the following lines.
 fn yaml_blocks(text: &str, lines: &Lines, view: &mut View) {
-    if !text.contains(": |") && !text.contains(": >") && !text.contains(":|") && !text.contains(":>") {
-        return;
-    }
     for caps in BLOCK_HEADER.captures_iter(text.as_bytes()) {
         let (Some(all), Some(ind), Some(name)) = (caps.get(0), caps.get(1), caps.get(2)) else {
             continue;
@@ -209,8 +291,9 @@ fn yaml_blocks(text: &str, lines: &Lines, view: &mut View) {
 }
 
 static NAME_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?-u)(?m)^([ \t]*)(?:-[ \t]+)?["']?(?:name|key|Name|Key)["']?[ \t]*:[ \t]*["']?([\w.-]+)["']?[ \t]*,?\r?$"#)
-        .expect("static regex")
+    extractor(
+        r#"(?-u)(?m)^([ \t]*)(?:-[ \t]+)?["']?(?:name|key|Name|Key)["']?[ \t]*:[ \t]*["']?({NAME})["']?[ \t]*,?\r?$"#,
+    )
 });
 static VALUE_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?-u)^[ \t]*(?:-[ \t]+)?["']?(?:value|Value)["']?[ \t]*:[ \t]*(.*?)[ \t]*,?$"#)
@@ -220,9 +303,6 @@ static VALUE_LINE: LazyLock<Regex> = LazyLock::new(|| {
 /// Sequences of name/value maps (Kubernetes `env`, ECS task definitions):
 /// `- name: DB_PASSWORD` with `value: ...` on one of the next lines.
 fn name_value_maps(text: &str, lines: &Lines, view: &mut View) {
-    if !text.contains("alue:") && !text.contains("alue\":") {
-        return;
-    }
     for caps in NAME_LINE.captures_iter(text.as_bytes()) {
         let (Some(all), Some(ind), Some(name)) = (caps.get(0), caps.get(1), caps.get(2)) else {
             continue;
@@ -250,15 +330,13 @@ fn name_value_maps(text: &str, lines: &Lines, view: &mut View) {
 }
 
 static INLINE_NAME_VALUE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?-u)["']?(?:name|key|Name|Key)["']?\s*[:=]\s*["']([\w.-]{1,80})["']\s*,?\s*["']?(?:value|Value)["']?\s*[:=]\s*["']([^"'\n]+)["']"#)
-        .expect("static regex")
+    extractor(
+        r#"(?-u)["']?(?:name|key|Name|Key)["']?\s*[:=]\s*["']({NAME})["']\s*,?\s*["']?(?:value|Value)["']?\s*[:=]\s*["']([^"'\n]+)["']"#,
+    )
 });
 
 /// `{"name": "API_TOKEN", "value": "..."}` and `{ key = "x", value = "y" }`.
 fn inline_name_value(text: &str, view: &mut View) {
-    if !text.contains("alue\"") && !text.contains("alue'") && !text.contains("alue =") {
-        return;
-    }
     for caps in INLINE_NAME_VALUE.captures_iter(text.as_bytes()) {
         if let (Some(name), Some(value)) = (caps.get(1), caps.get(2)) {
             view.pair(text, Some(name.range()), std::slice::from_ref(&value.range()));
@@ -267,8 +345,9 @@ fn inline_name_value(text: &str, view: &mut View) {
 }
 
 static TWO_TOKENS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?-u)(?m)^[ \t]*(?:(?:ENV|ARG|export|set|SET|setenv)[ \t]+)?([\w.-]+)[ \t]+([^\s=:#][^\s]*)[ \t]*\r?$"#)
-        .expect("static regex")
+    extractor(
+        r#"(?-u)(?m)^[ \t]*(?:(?:ENV|ARG|export|set|SET|setenv)[ \t]+)?({NAME})[ \t]+([^\s=:#][^\s]*)[ \t]*\r?$"#,
+    )
 });
 
 /// A name and a value separated by blanks only: `.properties` (whose spec
@@ -287,7 +366,7 @@ fn two_token_lines(text: &str, view: &mut View) {
 }
 
 static TAG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"(?-u)(?is)<[a-z][\w:.-]*\s[^<>=]*=[^<>]*>"#).expect("static regex"));
+    LazyLock::new(|| extractor(r#"(?-u)(?is)<[a-z][\w:.-]*\s[^<>=]*=[^<>]*["']{NAME}["'][^<>]*>"#));
 static TAG_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?-u)(?i)\b(?:name|id|key|property)\s*=\s*(?:"([^"]{1,80})"|'([^']{1,80})')"#)
         .expect("static regex")
@@ -301,9 +380,6 @@ static TAG_VALUE: LazyLock<Regex> = LazyLock::new(|| {
 /// or name it in an attribute and hold it as their text
 /// (`<string name="api_key">...</string>`).
 fn tag_attributes(text: &str, view: &mut View) {
-    if !text.contains('<') {
-        return;
-    }
     for tag in TAG.find_iter(text.as_bytes()) {
         let inner = tag.as_bytes();
         if inner.len() > 2000 {
@@ -333,9 +409,6 @@ fn tag_attributes(text: &str, view: &mut View) {
 /// Markdown tables: each cell paired with the cell before it and with its
 /// column's header.
 fn markdown_tables(text: &str, lines: &Lines, view: &mut View) {
-    if !text.contains("|\n") && !text.contains("|\r\n") && !text.ends_with('|') {
-        return;
-    }
     let mut header: Vec<Range<usize>> = Vec::new();
     let mut previous: Option<Vec<Range<usize>>> = None;
     for line in lines.get() {
@@ -379,27 +452,53 @@ fn table_cells(text: &str, line: Range<usize>) -> Vec<Range<usize>> {
     out
 }
 
-static LITERAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?-u)"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`(?:[^`\\\n]|\\.)*`"#).expect("static regex")
-});
+/// Finds quotes with a vectorised byte search.
+static QUOTES: LazyLock<Option<aho_corasick::AhoCorasick>> =
+    LazyLock::new(|| aho_corasick::AhoCorasick::new(["\"", "'", "`"]).ok());
 
 /// String literals (their contents): quote to quote on one line, backslash
-/// escapes skipped.
-fn literals(text: &str) -> Vec<Range<usize>> {
-    LITERAL
-        .find_iter(text.as_bytes())
-        .map(|m| m.start() + 1..m.end() - 1)
-        .collect()
+/// escapes skipped, in order.
+fn literals(b: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let quotes: Box<dyn Iterator<Item = usize>> = match QUOTES.as_ref() {
+        Some(q) => Box::new(q.find_iter(b).map(|m| m.start())),
+        None => Box::new((0..b.len()).filter(|&i| matches!(b[i], b'"' | b'\'' | b'`'))),
+    };
+    let mut resume = 0;
+    quotes.filter_map(move |at| {
+        if at < resume {
+            return None;
+        }
+        let q = b[at];
+        let mut j = at + 1;
+        while j < b.len() && b[j] != q && b[j] != b'\n' {
+            j += if b[j] == b'\\' { 2 } else { 1 };
+        }
+        if j < b.len() && b[j] == q {
+            resume = j + 1;
+            Some(at + 1..j)
+        } else {
+            None
+        }
+    })
 }
 
-/// Whether the text between two literals joins them into one string:
-/// blanks, line breaks, `\` continuations and one concatenation operator.
-fn joins(between: &str) -> bool {
-    let ops: String = between
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '\\' && *c != '(' && *c != ')')
-        .collect();
-    matches!(ops.as_str(), "" | "+" | "." | ".." | "&" | "||" | "~")
+/// Whether the bytes between two literals join them into one string:
+/// blanks, line breaks, `\` continuations, parentheses and one
+/// concatenation operator.
+fn joins(between: &[u8]) -> bool {
+    let mut ops = [0u8; 2];
+    let mut n = 0;
+    for &c in between {
+        if c.is_ascii_whitespace() || matches!(c, b'\\' | b'(' | b')') {
+            continue;
+        }
+        if n == 2 {
+            return false;
+        }
+        ops[n] = c;
+        n += 1;
+    }
+    matches!(&ops[..n], b"" | b"+" | b"." | b".." | b"&" | b"||" | b"~")
 }
 
 static CHAIN_NAME: LazyLock<Regex> = LazyLock::new(|| {
@@ -409,37 +508,37 @@ static CHAIN_NAME: LazyLock<Regex> = LazyLock::new(|| {
 
 /// String literals the code concatenates (`"abc" + "def"`, Python's
 /// adjacent literals, a JWT split in two), joined, with the name they are
-/// assigned to when the line says.
+/// assigned to when the line says. One pass over the bytes.
 fn literal_chains(text: &str, view: &mut View) {
-    let lits = literals(text);
-    let mut k = 0;
-    while k < lits.len() {
-        let mut end = k;
-        while end + 1 < lits.len()
-            && lits[end + 1].start - lits[end].end <= 24
-            && joins(&text[lits[end].end + 1..lits[end + 1].start - 1])
-        {
-            end += 1;
-        }
-        if end > k {
-            let open = lits[k].start - 1;
+    let b = text.as_bytes();
+    let mut chain: Vec<Range<usize>> = Vec::new();
+    let mut flush = |chain: &mut Vec<Range<usize>>| {
+        if chain.len() >= 2 {
+            let open = chain[0].start - 1;
             let line_start = text[..open].rfind('\n').map_or(0, |i| i + 1);
             let name = CHAIN_NAME
-                .captures(&text.as_bytes()[line_start..open])
+                .captures(&b[line_start..open])
                 .and_then(|c| c.get(1))
                 .map(|m| line_start + m.start()..line_start + m.end());
-            view.pair(text, name, &lits[k..=end]);
+            view.pair(text, name, chain);
         }
-        k = end + 1;
+        chain.clear();
+    };
+    for lit in literals(b) {
+        let joined = chain
+            .last()
+            .is_some_and(|last| lit.start - last.end <= 24 && joins(&b[last.end + 1..lit.start - 1]));
+        if !joined {
+            flush(&mut chain);
+        }
+        chain.push(lit);
     }
+    flush(&mut chain);
 }
 
 /// The logical lines that `\`-newline continuations join, with the
 /// continuation and the next line's indentation removed.
 fn continuations(text: &str) -> Option<View> {
-    if !text.contains("\\\n") && !text.contains("\\\r\n") {
-        return None;
-    }
     let lines = line_ranges(text);
     let mut view = View::default();
     let mut i = 0;
@@ -472,34 +571,78 @@ fn continuations(text: &str) -> Option<View> {
     Some(view)
 }
 
-static BASE64_RUN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u)[A-Za-z0-9+/_-]{24,}={0,2}").expect("static regex"));
-
 /// Runs that may be base64 and decode to text, with the decoded text.
 pub(super) fn encoded_texts(text: &str) -> Vec<(Range<usize>, String)> {
+    let b = text.as_bytes();
+    let alphabet = |c: u8| BASE64_ALPHABET[usize::from(c)];
     let mut out = Vec::new();
-    for m in BASE64_RUN.find_iter(text.as_bytes()) {
-        let s = m.as_bytes();
-        let has = |f: fn(&u8) -> bool| s.iter().any(f);
-        if !(has(u8::is_ascii_digit) || has(|b| matches!(b, b'+' | b'/')))
-            || !has(u8::is_ascii_uppercase)
-            || !has(u8::is_ascii_lowercase)
-        {
+    // Only runs of 24 or more matter, so look 23 bytes ahead: if that byte
+    // ends a word, no such run starts before it.
+    let mut i = 0;
+    while i + MIN_RUN <= b.len() {
+        let probe = i + MIN_RUN - 1;
+        if !alphabet(b[probe]) {
+            i = probe + 1;
             continue;
         }
-        let Some(decoded) = decode_base64(s) else { continue };
-        let Ok(decoded) = String::from_utf8(decoded) else {
+        let mut start = probe;
+        while start > i && alphabet(b[start - 1]) {
+            start -= 1;
+        }
+        let mut stop = probe + 1;
+        while stop < b.len() && alphabet(b[stop]) {
+            stop += 1;
+        }
+        i = stop + 1;
+        if stop - start < MIN_RUN {
             continue;
-        };
-        let printable = decoded
-            .bytes()
-            .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
-            .count();
-        if printable * 10 >= decoded.len() * 9 && decoded.len() >= 12 {
-            out.push((m.range(), decoded));
+        }
+        let mut end = stop;
+        while end < b.len() && end - stop < 2 && b[end] == b'=' {
+            end += 1;
+        }
+        if let Some(decoded) = decoded_text(&b[start..end]) {
+            out.push((start..end, decoded));
         }
     }
     out
+}
+
+/// Shortest base64 run worth decoding (18 bytes of text).
+const MIN_RUN: usize = 24;
+
+/// Bytes of standard and URL-safe base64.
+static BASE64_ALPHABET: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'_' || b == b'-';
+        c += 1;
+    }
+    t
+};
+
+/// The text a base64 run decodes to, if it is mostly printable text.
+fn decoded_text(s: &[u8]) -> Option<String> {
+    // A slash every few characters is a path or a URL; base64 has one in 64.
+    let slashes = s.iter().filter(|&&b| b == b'/').count();
+    if slashes * 16 > s.len() {
+        return None;
+    }
+    let has = |f: fn(&u8) -> bool| s.iter().any(f);
+    if !(has(u8::is_ascii_digit) || has(|b| matches!(b, b'+' | b'/')))
+        || !has(u8::is_ascii_uppercase)
+        || !has(u8::is_ascii_lowercase)
+    {
+        return None;
+    }
+    let decoded = String::from_utf8(decode_base64(s)?).ok()?;
+    let printable = decoded
+        .bytes()
+        .filter(|b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        .count();
+    (printable * 10 >= decoded.len() * 9 && decoded.len() >= 12).then_some(decoded)
 }
 
 /// Standard or URL-safe base64, padded or not; None if it is neither.
@@ -536,7 +679,7 @@ mod tests {
     use super::*;
 
     fn pairs(text: &str) -> String {
-        views(text).into_iter().map(|v| v.text).collect()
+        views(text, None).into_iter().map(|v| v.text).collect()
     }
 
     #[test]
@@ -584,7 +727,7 @@ mod tests {
     #[test]
     fn view_ranges_map_back_to_the_file() {
         let js = "const token = \"Qw7rT9\" +\n    \"zLm2Xc\";\n";
-        let v = views(js).remove(0);
+        let v = views(js, Some("a.js")).remove(0);
         let at = v.text.find("Qw7").unwrap();
         let r = v.to_file(at..at + 12).unwrap();
         assert_eq!(&js[r.start..r.start + 6], "Qw7rT9");
