@@ -101,29 +101,32 @@ fn extractor(pattern: &str) -> Regex {
 
 /// Every name/value pairing the file's structure makes, as one view, plus a
 /// view of the logical lines that shell-style `\` continuations join.
-/// `path` (when known) spares program source the blank-separated pairs of
-/// configuration formats.
+/// `path` (when known) spares program source and prose the extractors
+/// that do not fit them.
 pub(super) fn views(text: &str, path: Option<&str>) -> Vec<View> {
     let mut pairs = View::default();
     let lines = Lines::new(text);
-    let gates = gates(text);
-    if gates[Gate::BlockScalar as usize] {
+    let gates = Gates::of(text);
+    let kind = kind(path);
+    if gates.block_scalar {
         yaml_blocks(text, &lines, &mut pairs);
     }
-    if gates[Gate::Value as usize] {
+    if gates.value {
         name_value_maps(text, &lines, &mut pairs);
         inline_name_value(text, &mut pairs);
     }
-    if !path.is_some_and(is_program_source) {
+    if kind == Kind::Other {
         two_token_lines(text, &mut pairs);
     }
     tag_attributes(text, &mut pairs);
-    if gates[Gate::TableRow as usize] || text.ends_with('|') {
+    if gates.table_row {
         markdown_tables(text, &lines, &mut pairs);
     }
-    literal_chains(text, &mut pairs);
+    if kind != Kind::Prose {
+        literal_chains(text, &mut pairs);
+    }
     let mut out = vec![pairs];
-    if gates[Gate::Continuation as usize]
+    if gates.continuation
         && let Some(joined) = continuations(text)
     {
         out.push(joined);
@@ -132,64 +135,61 @@ pub(super) fn views(text: &str, path: Option<&str>) -> Vec<View> {
     out
 }
 
-/// Program source, where a line of two blank-separated words is code
-/// (`return token`), never a configuration entry.
-fn is_program_source(path: &str) -> bool {
-    const EXTENSIONS: [&str; 24] = [
+/// What a file holds that some extractor needs before it is worth running.
+struct Gates {
+    block_scalar: bool,
+    value: bool,
+    table_row: bool,
+    continuation: bool,
+}
+
+impl Gates {
+    /// Substring searches (vectorised by the standard library): cheaper on
+    /// code than one automaton whose first bytes (`:`, `|`) are everywhere.
+    fn of(text: &str) -> Gates {
+        let any = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+        Gates {
+            block_scalar: any(&[": |", ": >", ":|", ":>"]),
+            value: any(&["alue:", "alue\"", "alue'", "alue ="]),
+            table_row: any(&["|\n"]) || text.ends_with('|'),
+            continuation: any(&["\\\n", "\\\r\n"]),
+        }
+    }
+}
+
+/// The kind of text a path holds, for the extractors that only make sense
+/// in some kinds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Program source: a line of two blank-separated words is code.
+    Program,
+    /// Prose (RST, plain text, gettext): quotes are apostrophes and
+    /// citations, not string literals.
+    Prose,
+    /// Configuration, Markdown, markup, or unknown.
+    Other,
+}
+
+fn kind(path: Option<&str>) -> Kind {
+    const PROGRAM: [&str; 24] = [
         "rs", "py", "pyi", "js", "mjs", "cjs", "jsx", "ts", "tsx", "go", "java", "kt", "scala", "c", "h",
         "cc", "cpp", "hpp", "cs", "rb", "php", "swift", "m", "lua",
     ];
-    path.rsplit_once('.')
-        .is_some_and(|(_, ext)| !ext.contains('/') && EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
-}
-
-/// What an extractor needs to see in a file before it is worth running.
-#[derive(Clone, Copy)]
-enum Gate {
-    BlockScalar,
-    Value,
-    TableRow,
-    Continuation,
-}
-
-/// Patterns that open each gate. Patterns of one gate may overlap, never
-/// those of two, so a plain (non-overlapping) search sees every gate.
-const GATES: [(&str, Gate); 11] = [
-    (": |", Gate::BlockScalar),
-    (": >", Gate::BlockScalar),
-    (":|", Gate::BlockScalar),
-    (":>", Gate::BlockScalar),
-    ("alue:", Gate::Value),
-    ("alue\"", Gate::Value),
-    ("alue'", Gate::Value),
-    ("alue =", Gate::Value),
-    ("|\n", Gate::TableRow),
-    ("\\\n", Gate::Continuation),
-    ("\\\r\n", Gate::Continuation),
-];
-
-static GATE_SEARCH: LazyLock<Option<aho_corasick::AhoCorasick>> =
-    LazyLock::new(|| aho_corasick::AhoCorasick::new(GATES.iter().map(|(p, _)| p)).ok());
-
-/// Which gates a file opens, from one pass over it (all open if the
-/// search could not be built: slower, never less thorough).
-fn gates(text: &str) -> [bool; 4] {
-    let Some(search) = GATE_SEARCH.as_ref() else {
-        return [true; 4];
+    const PROSE: [&str; 5] = ["txt", "rst", "po", "adoc", "tex"];
+    let Some(ext) = path
+        .and_then(|p| p.rsplit_once('.'))
+        .map(|(_, ext)| ext.to_ascii_lowercase())
+        .filter(|ext| !ext.contains('/'))
+    else {
+        return Kind::Other;
     };
-    let mut open = [false; 4];
-    let mut left = open.len();
-    for m in search.find_iter(text) {
-        let gate = &mut open[GATES[m.pattern().as_usize()].1 as usize];
-        if !*gate {
-            *gate = true;
-            left -= 1;
-            if left == 0 {
-                break;
-            }
-        }
+    if PROGRAM.contains(&ext.as_str()) {
+        Kind::Program
+    } else if PROSE.contains(&ext.as_str()) {
+        Kind::Prose
+    } else {
+        Kind::Other
     }
-    open
 }
 
 /// The file's line table, built only when an extractor needs it.
