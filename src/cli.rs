@@ -122,7 +122,7 @@ impl Command {
 #[derive(Debug, Args)]
 pub struct RedactArgs {
     /// A gitleaks-format rule file to add to the built-in rules (a rule with
-    /// a built-in's id replaces it).
+    /// a built-in's id runs beside it).
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
     /// Use only the rules from --rules.

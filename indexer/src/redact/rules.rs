@@ -292,14 +292,11 @@ impl RuleSet {
     }
 
     /// Adds another set's rules to this one (e.g. a user's gitleaks file to
-    /// the built-ins). A rule in `other` with the id of one here replaces it.
-    /// Each set's global allowlists keep applying to its own rules only.
+    /// the built-ins). Both sets' rules run, even two with one id, and each
+    /// set's global allowlists apply to its own rules only: the union finds
+    /// at least what either set finds alone.
     pub fn merged(self, other: RuleSet) -> RuleSet {
-        let mut rules: Vec<Rule> = self
-            .rules
-            .into_iter()
-            .filter(|r| !other.rules.iter().any(|o| o.id == r.id))
-            .collect();
+        let mut rules = self.rules;
         let shift = self.global.len();
         rules.extend(other.rules.into_iter().map(|mut r| {
             r.global += shift;
