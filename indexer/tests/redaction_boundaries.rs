@@ -15,7 +15,8 @@ fn chars(alphabet: &'static [u8], n: usize) -> impl Strategy<Value = String> {
 fn password() -> impl Strategy<Value = String> {
     (
         chars(b"ABCDEFGHJKLMNPQRSTUVWXYZ", 2),
-        chars_range(b"abcdefghijkmnopqrstuvwxyz23456789%^*_-", 12..=20),
+        // No '%': two "%s" in a value make it a format string to the rules.
+        chars_range(b"abcdefghijkmnopqrstuvwxyz23456789^*_-", 12..=20),
         chars(b"23456789", 2),
     )
         .prop_map(|(a, b, c)| format!("{a}{b}{c}"))

@@ -70,10 +70,14 @@ const HEX: &[u8] = b"0123456789abcdef";
 const PASSWORD: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789!%^*_-+";
 const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// A random password-like secret: mixed classes, always with a digit.
+/// A random password-like secret: mixed classes, always with a digit, and
+/// never a run of asterisks (the way documentation masks a value).
 pub fn password(rng: &mut Rng) -> String {
     let len = 14 + rng.below(10);
     let mut s = rng.string(PASSWORD, len);
+    while s.contains("**") {
+        s = rng.string(PASSWORD, len);
+    }
     s.push_str(&rng.string(b"23456789", 2));
     s.insert_str(0, &rng.string(b"ABCDEFGHJKLMNPQRSTUVWXYZ", 1));
     s

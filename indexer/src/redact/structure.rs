@@ -630,11 +630,12 @@ fn decoded_text(s: &[u8]) -> Option<String> {
     if slashes * 16 > s.len() {
         return None;
     }
+    // Encoded text mixes cases; and without a digit, a sign or padding it
+    // is more likely a long identifier, unless its length is whole quanta.
     let has = |f: fn(&u8) -> bool| s.iter().any(f);
-    if !(has(u8::is_ascii_digit) || has(|b| matches!(b, b'+' | b'/')))
-        || !has(u8::is_ascii_uppercase)
-        || !has(u8::is_ascii_lowercase)
-    {
+    let marked =
+        has(u8::is_ascii_digit) || has(|b| matches!(b, b'+' | b'/' | b'=')) || s.len().is_multiple_of(4);
+    if !marked || !has(u8::is_ascii_uppercase) || !has(u8::is_ascii_lowercase) {
         return None;
     }
     let decoded = String::from_utf8(decode_base64(s)?).ok()?;
