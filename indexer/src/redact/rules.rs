@@ -182,6 +182,11 @@ pub struct RuleSet {
 
 const BUILTIN: &str = include_str!("../../rules/builtin.toml");
 
+/// What the engine does beyond the rules (structure views, copies, encoded
+/// values); part of every fingerprint, so a change to it re-redacts
+/// indexed content as a change of rules does. Bump it with such a change.
+const ENGINE: &str = "redaction-engine-2: views, copies, encoded, resume-after-secret, per-file allowlists";
+
 impl RuleSet {
     /// ctxplane's own rules.
     pub fn builtin() -> RuleSet {
@@ -275,7 +280,11 @@ impl RuleSet {
             rules,
             vec![global],
             skipped_path_only,
-            *blake3::hash(text.as_bytes()).as_bytes(),
+            *blake3::Hasher::new()
+                .update(ENGINE.as_bytes())
+                .update(text.as_bytes())
+                .finalize()
+                .as_bytes(),
         ))
     }
 
