@@ -122,7 +122,7 @@ impl Command {
 #[derive(Debug, Args)]
 pub struct RedactArgs {
     /// A gitleaks-format rule file to add to the built-in rules (a rule with
-    /// a built-in's id replaces it).
+    /// a built-in's id runs beside it).
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
     /// Use only the rules from --rules.
@@ -134,6 +134,10 @@ pub struct RedactArgs {
     /// Print findings as JSON lines on standard error.
     #[arg(long)]
     pub json: bool,
+    /// Files to redact instead of standard input, printed one after the
+    /// other; a value found in any of them is redacted from all of them.
+    #[arg(value_name = "FILE", conflicts_with = "path")]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

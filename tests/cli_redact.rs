@@ -79,3 +79,33 @@ fn bad_input_and_bad_rules_fail_clearly() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("regex does not compile"));
 }
+
+#[test]
+fn a_value_found_in_one_file_is_redacted_from_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "Qw7rT9zLm2XcVb4N";
+    // The copy comes first: no rule fires on it, and it is still redacted.
+    std::fs::write(
+        dir.path().join("a-notes.md"),
+        format!("use {secret} for the replica\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.env.sample"), format!("DB_PASSWORD={secret}\n")).unwrap();
+    let out = Command::new(BIN)
+        .arg("redact")
+        .arg("--json")
+        .arg(dir.path().join("a-notes.md"))
+        .arg(dir.path().join("b.env.sample"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text,
+        "use [REDACTED:repeated-secret] for the replica\nDB_PASSWORD=[REDACTED:assigned-secret-unquoted]\n"
+    );
+    let findings = String::from_utf8(out.stderr).unwrap();
+    assert!(!findings.contains(secret));
+    assert_eq!(findings.lines().count(), 2, "{findings}");
+    assert!(findings.contains("a-notes.md"), "{findings}");
+}

@@ -2,6 +2,8 @@
 //! (`../shared/eval/secrets`), used by the `redaction_eval` program and the
 //! redaction quality test.
 
+pub mod adversarial;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -131,5 +133,77 @@ pub fn score_against(redactor: &Redactor, examples: &[Example], reference: Optio
         misses,
         false_positives,
         mb_per_s: bytes as f64 / 1e6 / secs,
+    }
+}
+
+/// Redaction over a real source tree: how often rules fire on ordinary code
+/// (each finding there is a false positive unless it is a real secret) and
+/// how fast text is redacted.
+#[derive(Debug, Default)]
+pub struct TreeScan {
+    pub files: usize,
+    pub lines: usize,
+    pub bytes: usize,
+    pub secs: f64,
+    /// (path relative to the root, 1-based line, rule id, the redacted text).
+    pub findings: Vec<(String, u32, String, String)>,
+}
+
+impl TreeScan {
+    pub fn per_1000_lines(&self) -> f64 {
+        self.findings.len() as f64 * 1000.0 / self.lines.max(1) as f64
+    }
+
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.secs.max(1e-9)
+    }
+}
+
+/// Redacts every UTF-8 text file under `root` (skipping `.git` and paths
+/// `skip` refuses) and collects the findings.
+pub fn scan_tree(redactor: &Redactor, root: &Path, skip: &dyn Fn(&str) -> bool) -> TreeScan {
+    let mut files = Vec::new();
+    collect_files(root, root, &mut files);
+    files.sort();
+    let mut scan = TreeScan::default();
+    for (rel, path) in files {
+        if skip(&rel) {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        if bytes.contains(&0) {
+            continue;
+        }
+        let Ok(text) = String::from_utf8(bytes) else {
+            continue;
+        };
+        let start = Instant::now();
+        let out = redactor.redact(&text, Some(&rel));
+        scan.secs += start.elapsed().as_secs_f64();
+        scan.files += 1;
+        scan.lines += text.lines().count();
+        scan.bytes += text.len();
+        for f in out.findings {
+            let value = text.get(f.span.clone()).unwrap_or_default();
+            scan.findings
+                .push((rel.clone(), f.line, f.rule_id, value.to_string()));
+        }
+    }
+    scan
+}
+
+pub(crate) fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() && e.file_name() != ".git" {
+            collect_files(root, &path, out);
+        } else if kind.is_file() {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            out.push((rel.to_string_lossy().replace('\\', "/"), path));
+        }
     }
 }

@@ -30,7 +30,7 @@ use crate::chunk::{chunk, language_of};
 use crate::error::{IndexError, Result};
 use crate::lexical::{ChunkDoc, Lexical};
 use crate::manifest::{FileEntry, Manifests, SkippedEntry, SourceManifest};
-use crate::redact::Redactor;
+use crate::redact::{KnownSecrets, Redacted, Redactor};
 use crate::walk::{self, Skip};
 
 /// How many example paths a report keeps per reason.
@@ -217,6 +217,9 @@ impl Pass<'_> {
             };
             sr.commit = commit.clone();
             let mut seen = BTreeSet::new();
+            // Values found in this source's files so far (keyed hashes, never
+            // values), so a later file's copy is redacted where no rule fires.
+            let mut known = KnownSecrets::default();
             let total = files.len() as u64;
             for (n, found) in files.iter().enumerate() {
                 progress(id, n as u64 + 1, total);
@@ -320,11 +323,14 @@ impl Pass<'_> {
                     source_dirty = true;
                     continue;
                 }
+                let redacted = self
+                    .redactor
+                    .redact_remembering(&text, Some(&found.rel), &mut known);
                 let entry = self.ingest(
                     &writer,
                     source,
                     found,
-                    &text,
+                    redacted,
                     FileEntry {
                         hash: hash.clone(),
                         size: found.size,
@@ -434,20 +440,19 @@ impl Pass<'_> {
         )
     }
 
-    /// Redacts, chunks and stores one file's text; returns `entry` with its
-    /// chunk ids and redaction count filled in.
+    /// Chunks and stores one file's redacted text and logs its findings;
+    /// returns `entry` with its chunk ids and redaction count filled in.
     fn ingest(
         &self,
         writer: &tantivy::IndexWriter,
         source: &registry::Source,
         found: &walk::Found,
-        text: &str,
+        redacted: Redacted,
         mut entry: FileEntry,
         log: &mut Vec<RedactionRecord>,
     ) -> Result<FileEntry> {
         let id = source.id.as_str();
         let rel = found.rel.as_str();
-        let redacted = self.redactor.redact(text, Some(rel));
         for f in &redacted.findings {
             log.push(RedactionRecord {
                 source: id.to_string(),

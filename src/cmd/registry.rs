@@ -521,6 +521,9 @@ pub fn redact(args: &RedactArgs) -> anyhow::Result<ExitCode> {
     use std::io::{Read, Write};
 
     let rules = plane::ingest::load_rules(args.rules.as_deref(), !args.no_builtin)?;
+    if !args.files.is_empty() {
+        return redact_files(args, Redactor::new(rules, [0u8; 32]));
+    }
     let mut input = Vec::new();
     std::io::stdin()
         .take(MAX_REDACT_BYTES + 1)
@@ -539,12 +542,51 @@ pub fn redact(args: &RedactArgs) -> anyhow::Result<ExitCode> {
     // lets a reader see that two findings are the same value.
     let redacted = Redactor::new(rules, [0u8; 32]).redact(&text, args.path.as_deref());
     std::io::stdout().write_all(redacted.text.as_bytes())?;
-    for f in &redacted.findings {
-        if args.json {
-            eprintln!("{}", serde_json::to_string(f)?);
-        } else {
-            eprintln!("redacted {} at {}:{}", f.rule_id, f.line, f.column);
+    print_findings(args.json, None, &redacted.findings)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_findings(
+    json: bool,
+    file: Option<&str>,
+    findings: &[indexer::redact::Finding],
+) -> anyhow::Result<()> {
+    for f in findings {
+        match (json, file) {
+            (true, None) => eprintln!("{}", serde_json::to_string(f)?),
+            (true, Some(file)) => eprintln!("{}", serde_json::json!({ "file": file, "finding": f })),
+            (false, None) => eprintln!("redacted {} at {}:{}", f.rule_id, f.line, f.column),
+            (false, Some(file)) => eprintln!("redacted {} at {file}:{}:{}", f.rule_id, f.line, f.column),
         }
+    }
+    Ok(())
+}
+
+/// `ctxplane redact FILE...`: every file read first, so a value found in
+/// any of them is known (as a keyed hash) when each is redacted.
+fn redact_files(args: &RedactArgs, redactor: indexer::redact::Redactor) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut texts = Vec::with_capacity(args.files.len());
+    for file in &args.files {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not valid UTF-8 (first bad byte at offset {})",
+                file.display(),
+                e.utf8_error().valid_up_to()
+            )
+        })?;
+        texts.push((file.to_string_lossy().replace('\\', "/"), text));
+    }
+    let mut known = indexer::redact::KnownSecrets::default();
+    for (name, text) in &texts {
+        redactor.redact_remembering(text, Some(name), &mut known);
+    }
+    let mut out = std::io::stdout().lock();
+    for (name, text) in &texts {
+        let redacted = redactor.redact_remembering(text, Some(name), &mut known);
+        out.write_all(redacted.text.as_bytes())?;
+        print_findings(args.json, Some(name), &redacted.findings)?;
     }
     Ok(ExitCode::SUCCESS)
 }

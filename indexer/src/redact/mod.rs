@@ -8,15 +8,109 @@
 //! ctxplane's own rules ship in that format (`rules/builtin.toml`), and a
 //! user's existing gitleaks config loads the same way.
 //!
+//! Rules run over the file as written and over views of it in which a
+//! value sits next to its name although the file puts it elsewhere (YAML
+//! blocks, name/value lists, HTML attributes, table cells, concatenated
+//! literals, shell continuations; see `structure`). Base64 runs that decode
+//! to text in which a rule finds a secret are secrets too.
+//!
 //! A detected secret is replaced by `[REDACTED:<rule-id>]`; if it spans
-//! lines, the line breaks are kept so line numbers stay true. Findings carry
-//! the rule, place and a keyed hash of the value, never the value.
+//! lines, the line breaks are kept so line numbers stay true. Once a value
+//! is found, every other copy of it in the file is replaced as well, and a
+//! caller can carry `KnownSecrets` (keyed hashes, never values) from file to
+//! file so a copy in a file where no rule fires is replaced too. Findings
+//! carry the rule, place and a keyed hash of the value, never the value.
 
 mod rules;
+mod structure;
 
 pub use rules::{LoadError, RuleSet};
 
+use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+/// Shortest value whose other copies are redacted wherever they appear:
+/// shorter ones are too likely to be ordinary words elsewhere.
+const MIN_COPY_LEN: usize = 8;
+
+/// Rule id of a copy found only because its value was found in an earlier file.
+pub const REPEATED_SECRET: &str = "repeated-secret";
+
+/// Keyed hashes (and lengths) of values found so far, so that later files'
+/// copies of them are redacted. Never holds a value.
+#[derive(Debug, Default, Clone)]
+pub struct KnownSecrets {
+    hashes: HashSet<[u8; 32]>,
+    lengths: BTreeSet<usize>,
+}
+
+impl KnownSecrets {
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    fn insert(&mut self, key: &[u8; 32], value: &str) {
+        self.hashes
+            .insert(*blake3::keyed_hash(key, value.as_bytes()).as_bytes());
+        self.lengths.insert(value.len());
+    }
+
+    /// Ranges of `text` whose keyed hash is known. Candidates are the words
+    /// between blanks, quotes and brackets, and their parts between the
+    /// separators values sit between (`=`, `:`, `@`, `/`, `,`, `;`, `&`).
+    fn copies_in(&self, key: &[u8; 32], text: &str) -> Vec<Range<usize>> {
+        let (Some(&min), Some(&max)) = (self.lengths.first(), self.lengths.last()) else {
+            return Vec::new();
+        };
+        let hard = |b: u8| b.is_ascii_whitespace() || b"'\"`<>()[]{}".contains(&b);
+        let soft = |b: u8| b"=:@/,;&?#".contains(&b);
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if hard(bytes[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < bytes.len() && !hard(bytes[i]) {
+                i += 1;
+            }
+            let word = start..i;
+            if word.len() < min {
+                continue;
+            }
+            let starts =
+                std::iter::once(word.start).chain((word.clone()).filter(|&k| soft(bytes[k])).map(|k| k + 1));
+            let ends: Vec<usize> = (word.clone())
+                .filter(|&k| soft(bytes[k]))
+                .chain(std::iter::once(word.end))
+                .collect();
+            for a in starts {
+                for &b in ends.iter().filter(|&&b| b > a) {
+                    let n = b - a;
+                    if n < min || n > max || !self.lengths.contains(&n) || !text.is_char_boundary(a) {
+                        continue;
+                    }
+                    let candidate = &text[a..b];
+                    if self
+                        .hashes
+                        .contains(blake3::keyed_hash(key, candidate.as_bytes()).as_bytes())
+                    {
+                        out.push(a..b);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
 
 /// One detected secret.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -64,11 +158,17 @@ impl Redactor {
     }
 
     pub fn redact(&self, text: &str, path: Option<&str>) -> Redacted {
-        let mut spans = self.rules.find(text, path);
+        self.redact_remembering(text, path, &mut KnownSecrets::default())
+    }
+
+    /// Redacts `text`, also every copy of a value in `known`, and adds the
+    /// values found here to `known` (as keyed hashes).
+    pub fn redact_remembering(&self, text: &str, path: Option<&str>, known: &mut KnownSecrets) -> Redacted {
+        let mut spans = self.find(text, path, known);
         // Earliest first; on overlap keep the one that starts first (and is
         // longest among those), then extend it over what overlaps it.
         spans.sort_by(|a, b| a.1.start.cmp(&b.1.start).then(b.1.end.cmp(&a.1.end)));
-        let mut merged: Vec<(usize, Range<usize>)> = Vec::new();
+        let mut merged: Vec<(&str, Range<usize>)> = Vec::new();
         for (rule, span) in spans {
             match merged.last_mut() {
                 Some((_, last)) if span.start < last.end => last.end = last.end.max(span.end),
@@ -87,7 +187,7 @@ impl Redactor {
                 line_start = cursor + i + 1;
             }
             out.push_str(before);
-            let id = self.rules.rule_id(rule);
+            let id = rule;
             let secret = &text[span.clone()];
             out.push_str("[REDACTED:");
             out.push_str(id);
@@ -112,6 +212,79 @@ impl Redactor {
         out.push_str(&text[cursor..]);
         Redacted { text: out, findings }
     }
+}
+
+impl Redactor {
+    /// Every (rule id, byte range) to redact: rule matches on the text and
+    /// on its structure views, encoded secrets, known values' copies, and
+    /// then every copy of each value found.
+    fn find<'a>(
+        &'a self,
+        text: &str,
+        path: Option<&str>,
+        known: &mut KnownSecrets,
+    ) -> Vec<(&'a str, Range<usize>)> {
+        let id = |i: usize| self.rules.rule_id(i);
+        let mut spans: Vec<(&str, Range<usize>)> = self
+            .rules
+            .find(text, path)
+            .into_iter()
+            .map(|(i, r)| (id(i), r))
+            .collect();
+        for view in structure::views(text, path) {
+            for (i, r) in self.rules.find(&view.text, path) {
+                if let Some(r) = view.to_file(r) {
+                    spans.push((id(i), rules::widen_to_chars(text, r)));
+                }
+            }
+        }
+        for (range, decoded) in structure::encoded_texts(text) {
+            if let Some((i, _)) = self.rules.find(&decoded, path).first() {
+                spans.push((id(*i), range));
+            }
+        }
+        spans.extend(
+            known
+                .copies_in(&self.key, text)
+                .into_iter()
+                .map(|r| (REPEATED_SECRET, r)),
+        );
+        // Every copy of every value found, wherever it is in the file: in a
+        // comment, twice on a line, in a form no rule recognises.
+        let mut values: Vec<(&str, &str)> = Vec::new();
+        let mut seen = HashSet::new();
+        for (rule, r) in &spans {
+            let v = &text[r.clone()];
+            if copyable(v) && seen.insert(v) {
+                values.push((v, rule));
+            }
+        }
+        if !values.is_empty() {
+            // Plain strings, so building cannot fail; without it only the
+            // copies the rules found themselves are redacted.
+            if let Ok(ac) = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(values.iter().map(|(v, _)| v))
+            {
+                for m in ac.find_iter(text) {
+                    spans.push((values[m.pattern().as_usize()].1, m.range()));
+                }
+            }
+            for (v, _) in &values {
+                known.insert(&self.key, v);
+            }
+        }
+        spans
+    }
+}
+
+/// Whether other copies of a found value are redacted too: one word, long
+/// enough, and not only letters (a found value that is a plain word is more
+/// likely a false positive, which copies would multiply).
+fn copyable(v: &str) -> bool {
+    v.len() >= MIN_COPY_LEN
+        && !v.contains(char::is_whitespace)
+        && (v.len() >= 20 || v.bytes().any(|b| !b.is_ascii_alphabetic()))
 }
 
 /// Shannon entropy in bits per character.

@@ -155,16 +155,23 @@ struct Rule {
     /// Only files whose path matches (gitleaks `path` together with `regex`).
     path: Option<Regex>,
     allowlists: Vec<Allowlist>,
+    /// Which of the set's global allowlist groups applies: the one from the
+    /// file this rule came from, so one file's allowlists never weaken
+    /// another file's rules.
+    global: usize,
 }
 
 /// A compiled set of rules with a keyword prefilter.
 #[derive(Clone, Debug)]
 pub struct RuleSet {
     rules: Vec<Rule>,
-    global: Vec<Allowlist>,
+    /// Global allowlists, one group per rule file merged into the set.
+    global: Vec<Vec<Allowlist>>,
     /// Keyword automaton; pattern i belongs to rule `keyword_rule[i]`.
     keywords: Option<AhoCorasick>,
     keyword_rule: Vec<usize>,
+    /// How many rules have keywords.
+    keyword_rules: usize,
     always: Vec<usize>,
     /// Rules in the file that match on paths only, which redaction cannot use.
     pub skipped_path_only: Vec<String>,
@@ -174,6 +181,11 @@ pub struct RuleSet {
 }
 
 const BUILTIN: &str = include_str!("../../rules/builtin.toml");
+
+/// What the engine does beyond the rules (structure views, copies, encoded
+/// values); part of every fingerprint, so a change to it re-redacts
+/// indexed content as a change of rules does. Bump it with such a change.
+const ENGINE: &str = "redaction-engine-2: views, copies, encoded, resume-after-secret, per-file allowlists";
 
 impl RuleSet {
     /// ctxplane's own rules.
@@ -261,13 +273,18 @@ impl RuleSet {
                     .collect(),
                 path,
                 allowlists,
+                global: 0,
             });
         }
         Ok(RuleSet::assemble(
             rules,
-            global,
+            vec![global],
             skipped_path_only,
-            *blake3::hash(text.as_bytes()).as_bytes(),
+            *blake3::Hasher::new()
+                .update(ENGINE.as_bytes())
+                .update(text.as_bytes())
+                .finalize()
+                .as_bytes(),
         ))
     }
 
@@ -284,14 +301,16 @@ impl RuleSet {
     }
 
     /// Adds another set's rules to this one (e.g. a user's gitleaks file to
-    /// the built-ins). A rule in `other` with the id of one here replaces it.
+    /// the built-ins). Both sets' rules run, even two with one id, and each
+    /// set's global allowlists apply to its own rules only: the union finds
+    /// at least what either set finds alone.
     pub fn merged(self, other: RuleSet) -> RuleSet {
-        let mut rules: Vec<Rule> = self
-            .rules
-            .into_iter()
-            .filter(|r| !other.rules.iter().any(|o| o.id == r.id))
-            .collect();
-        rules.extend(other.rules);
+        let mut rules = self.rules;
+        let shift = self.global.len();
+        rules.extend(other.rules.into_iter().map(|mut r| {
+            r.global += shift;
+            r
+        }));
         let mut global = self.global;
         global.extend(other.global);
         let mut skipped = self.skipped_path_only;
@@ -326,7 +345,7 @@ impl RuleSet {
     /// Builds the keyword prefilter over `rules`.
     fn assemble(
         rules: Vec<Rule>,
-        global: Vec<Allowlist>,
+        global: Vec<Vec<Allowlist>>,
         skipped_path_only: Vec<String>,
         fingerprint: [u8; 32],
     ) -> RuleSet {
@@ -354,6 +373,7 @@ impl RuleSet {
             always = (0..rules.len()).collect();
         }
         RuleSet {
+            keyword_rules: rules.len() - always.len(),
             rules,
             global,
             keywords,
@@ -371,11 +391,21 @@ impl RuleSet {
             candidates[i] = true;
         }
         if let Some(ac) = &self.keywords {
+            // Stop reading once every rule with keywords is a candidate.
+            let mut left = self.keyword_rules;
             for m in ac.find_overlapping_iter(text) {
-                candidates[self.keyword_rule[m.pattern().as_usize()]] = true;
+                let rule = &mut candidates[self.keyword_rule[m.pattern().as_usize()]];
+                if !*rule {
+                    *rule = true;
+                    left -= 1;
+                    if left == 0 {
+                        break;
+                    }
+                }
             }
         }
         let mut found = Vec::new();
+        let bytes = text.as_bytes();
         for (i, rule) in self.rules.iter().enumerate() {
             if !candidates[i] {
                 continue;
@@ -387,14 +417,28 @@ impl RuleSet {
             {
                 continue;
             }
-            for caps in rule.regex.captures_iter(text.as_bytes()) {
-                let Some(whole) = caps.get(0) else { continue };
+            // Each search resumes where the last secret ended, not where its
+            // match ended: a rule's closing delimiter (a newline, a quote) is
+            // also the opening boundary the next secret's match needs, and an
+            // allowlisted match must not hide what follows it either.
+            let mut at = 0;
+            while at <= bytes.len() {
+                let Some(caps) = rule.regex.captures_at(bytes, at) else {
+                    break;
+                };
+                let Some(whole) = caps.get(0) else { break };
                 let secret = match rule.secret_group {
                     Some(g) => caps.get(g),
                     // As gitleaks: the first group that took part, else the whole match.
                     None => (1..caps.len()).find_map(|g| caps.get(g).filter(|m| !m.is_empty())),
                 }
                 .unwrap_or(whole);
+                let resume = if secret.end() > at {
+                    secret.end()
+                } else {
+                    whole.end()
+                };
+                at = if resume > at { resume } else { at + 1 };
                 // Byte regexes can stop inside a UTF-8 sequence; widen to
                 // whole characters so the replacement keeps the text valid.
                 let range = widen_to_chars(text, secret.range());
@@ -414,8 +458,7 @@ impl RuleSet {
                 }
                 let line = line_around(text, whole_range.clone());
                 let matched = &text[whole_range];
-                let allowed = self
-                    .global
+                let allowed = self.global[rule.global]
                     .iter()
                     .chain(&rule.allowlists)
                     .any(|a| a.allows(s, matched, line, path));
@@ -438,7 +481,7 @@ fn compile_regex(pattern: &str) -> Result<Regex, regex::Error> {
         .build()
 }
 
-fn widen_to_chars(text: &str, mut r: Range<usize>) -> Range<usize> {
+pub(super) fn widen_to_chars(text: &str, mut r: Range<usize>) -> Range<usize> {
     while r.start > 0 && !text.is_char_boundary(r.start) {
         r.start -= 1;
     }
