@@ -65,3 +65,39 @@ pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<Vec<PathBuf>> {
     walk(from, to, &mut files)?;
     Ok(files)
 }
+
+/// The value after `name` (`--seconds 10`) on a command line.
+pub fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// The rest of a server's stderr, after its listening line.
+pub type ServerLog = std::io::Lines<std::io::BufReader<std::process::ChildStderr>>;
+
+/// Starts `ctxplane serve` as `cmd` describes (stderr is taken over) and
+/// waits for it to listen: the child, its address and the rest of its log.
+pub fn start_serve(
+    mut cmd: std::process::Command,
+) -> Result<(std::process::Child, String, ServerLog), String> {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    loop {
+        let line = lines
+            .next()
+            .ok_or("the server exited before listening")?
+            .map_err(|e| e.to_string())?;
+        if let Some(rest) = line.strip_prefix("ctxplane serving on http://") {
+            let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
+            return Ok((child, addr, lines));
+        }
+    }
+}

@@ -50,12 +50,7 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn run() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let arg = |name: &str| benches::arg(&args, name);
     let tree = PathBuf::from(arg("--tree").ok_or("--tree PATH is required")?);
     let want: usize =
         arg("--chunks").map_or(Ok(1024), |s| s.parse().map_err(|_| "--chunks needs a number"))?;

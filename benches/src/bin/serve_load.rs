@@ -25,7 +25,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -199,12 +199,7 @@ fn phase(
 
 fn run() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let arg = |name: &str| benches::arg(&args, name);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let django = arg("--django").map_or_else(|| root.join("vendor/bench/Django-5.1.4"), PathBuf::from);
     let secs: u64 = arg("--seconds").map_or(Ok(15), |s| s.parse().map_err(|_| "--seconds needs a number"))?;
@@ -255,28 +250,14 @@ fn run() -> Res<()> {
     let queries = Arc::new(queries);
 
     let t = Instant::now();
-    let mut child = Command::new(&bin)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    let mut cmd = Command::new(&bin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(&work)
         .env("CTXPLANE_REGISTRY", work.join("registry.toml"))
         .env("CTXPLANE_DATA_DIR", work.join("data"))
         .env("CTXPLANE_TOPICS_DIR", &topics)
-        .env("CTXPLANE_ACTOR", "bench")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    let addr = loop {
-        let line = lines
-            .next()
-            .ok_or("the server exited before listening")?
-            .map_err(|e| e.to_string())?;
-        if let Some(rest) = line.strip_prefix("ctxplane serving on http://") {
-            break rest.split_whitespace().next().unwrap_or_default().to_string();
-        }
-    };
+        .env("CTXPLANE_ACTOR", "bench");
+    let (mut child, addr, lines) = benches::start_serve(cmd)?;
     // The server's log (one line per indexing pass) is kept for reading.
     let log_path = work.join("server.log");
     let mut log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
