@@ -12,6 +12,7 @@ use common::{http, start_server};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "serve-first-agent-token";
+const STEWARD: &str = "serve-first-steward-token";
 
 fn get(addr: &str, path: &str) -> Value {
     let (code, body) = http(addr, "GET", path, None, None);
@@ -31,8 +32,9 @@ fn ask(addr: &str, q: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-#[test]
-fn serve_answers_lexically_at_once_and_fills_in_vectors_behind() {
+/// An organisation with one source of 400 short notes (several fill
+/// steps' worth of chunks), an agent and a steward.
+fn notes_org() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let org = tmp.path();
     // Several steps' worth of chunks: one short note per file.
@@ -56,12 +58,21 @@ fn serve_answers_lexically_at_once_and_fills_in_vectors_behind() {
         org.join("registry.toml"),
         format!(
             "version = 1\n\n[[sources]]\nid = \"notes\"\nkind = \"dir\"\nlocation = \"notes\"\nowner = \"ops\"\ntier = 1\nstatus = \"approved\"\n\n\
-             [[principals]]\nname = \"agent\"\nrole = \"agent\"\ntoken_hash = \"{}\"\ntier_ceiling = 1\nsources = [\"*\"]\n",
-            blake3::hash(TOKEN.as_bytes()).to_hex()
+             [[principals]]\nname = \"agent\"\nrole = \"agent\"\ntoken_hash = \"{}\"\ntier_ceiling = 1\nsources = [\"*\"]\n\n\
+             [[principals]]\nname = \"lead\"\nrole = \"steward\"\ntoken_hash = \"{}\"\ntier_ceiling = 4\nsources = [\"*\"]\n",
+            blake3::hash(TOKEN.as_bytes()).to_hex(),
+            blake3::hash(STEWARD.as_bytes()).to_hex()
         ),
     )
     .unwrap();
 
+    tmp
+}
+
+#[test]
+fn serve_answers_lexically_at_once_and_fills_in_vectors_behind() {
+    let tmp = notes_org();
+    let org = tmp.path();
     let started = Instant::now();
     let (mut server, addr) = start_server(org, &["--no-watch"]);
     let listening = started.elapsed();
@@ -109,6 +120,47 @@ fn serve_answers_lexically_at_once_and_fills_in_vectors_behind() {
         "listening after {listening:?}; vectors complete after {:?}",
         started.elapsed()
     );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn an_emergency_stop_pauses_the_filling_and_a_resume_finishes_it() {
+    let tmp = notes_org();
+    let org = tmp.path();
+    let (mut server, addr) = start_server(org, &["--no-watch"]);
+    let stop = http(
+        &addr,
+        "POST",
+        "/v1/admin/stop",
+        Some(STEWARD),
+        Some(r#"{"reason":"drill"}"#),
+    );
+    assert_eq!(stop.0, 200, "{}", stop.1);
+    // One step may have been under way when the stop came; after that,
+    // nothing more is embedded.
+    std::thread::sleep(Duration::from_secs(4));
+    let (_, body) = http(&addr, "GET", "/readyz", None, None);
+    let during: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(during["ready"], false, "{during:#}");
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, body) = http(&addr, "GET", "/readyz", None, None);
+    let later: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        during["index"]["vectors"], later["index"]["vectors"],
+        "nothing embedded while stopped"
+    );
+    assert_eq!(later["vectors"], "building", "{later:#}");
+    let resume = http(&addr, "POST", "/v1/admin/resume", Some(STEWARD), Some("{}"));
+    assert_eq!(resume.0, 200, "{}", resume.1);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while get(&addr, "/readyz")["vectors"] != "complete" {
+        assert!(
+            Instant::now() < deadline,
+            "vectors never completed after the resume"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     server.kill().unwrap();
     server.wait().unwrap();
 }

@@ -42,6 +42,12 @@ pub(crate) fn spawn_filler(plane: &Arc<Plane>, stop: &Arc<AtomicBool>) -> std::t
         };
         let mut idle_since: Option<u64> = None;
         while !stop.load(Ordering::Relaxed) {
+            // Nothing is embedded during an emergency stop; after a resume
+            // the filling goes on where it was.
+            if plane.stopped().is_some() {
+                pause(1_000);
+                continue;
+            }
             if idle_since == Some(plane.passes()) {
                 pause(500);
                 continue;
