@@ -519,18 +519,25 @@ impl Retriever {
 impl Retriever {
     /// What the source's ingested lockfiles pin (cached per manifest).
     pub fn dependencies(&self, source: &str) -> Option<Arc<packages::lockfile::DependencyMap>> {
-        let manifest = self.manifest(source)?;
+        self.dependencies_of(self.manifest(source)?)
+    }
+
+    /// [`Retriever::dependencies`] for a manifest already read.
+    pub(crate) fn dependencies_of(
+        &self,
+        manifest: Arc<SourceManifest>,
+    ) -> Option<Arc<packages::lockfile::DependencyMap>> {
         let mut cache = self
             .deps_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((m, d)) = cache.get(source)
+        if let Some((m, d)) = cache.get(&manifest.source)
             && Arc::ptr_eq(m, &manifest)
         {
             return Some(d.clone());
         }
         let deps = Arc::new(indexer::alignment::dependency_map(&self.lexical, &manifest).ok()?);
-        cache.insert(source.to_string(), (manifest, deps.clone()));
+        cache.insert(manifest.source.clone(), (manifest, deps.clone()));
         Some(deps)
     }
 }

@@ -134,12 +134,17 @@ impl Retriever {
             }
             _ => "unknown",
         };
-        let deps = self.dependencies(&doc.source);
-        let versions = if indexer::chunk::imports::reads_imports(&doc.language) {
+        // The pins only for code and docs, from the manifest read above.
+        let reads_imports = indexer::chunk::imports::reads_imports(&doc.language);
+        let is_doc = indexer::alignment::is_doc(&doc.language);
+        let deps = (reads_imports || is_doc)
+            .then(|| manifest.clone().and_then(|m| self.dependencies_of(m)))
+            .flatten();
+        let versions = if reads_imports {
             let all = self.file_imports(doc);
             let used = indexer::chunk::imports::used_by(&all, &doc.content, doc.start_line, doc.end_line);
             indexer::alignment::import_versions(&doc.language, &used, deps.as_deref().unwrap_or(&EMPTY))
-        } else if indexer::alignment::is_doc(&doc.language) {
+        } else if is_doc {
             deps.as_deref()
                 .map(|d| indexer::alignment::claim_versions(&doc.path, &doc.content, doc.start_line, d))
                 .unwrap_or_default()
@@ -185,7 +190,7 @@ impl Retriever {
             served_by: served_by.to_string(),
             lexical_rank,
             dense_rank,
-            drift: if indexer::alignment::is_doc(&doc.language) {
+            drift: if is_doc {
                 deps.as_deref()
                     .map(|deps| {
                         indexer::alignment::chunk_drift(&doc.path, &doc.content, doc.start_line, deps)
