@@ -41,6 +41,17 @@ fn now() -> Timestamp {
     "2026-06-01T12:00:00Z".parse().unwrap()
 }
 
+/// Settings for a registry at `root/registry.toml`, data in `root/.ctxplane`.
+fn settings_at(root: &std::path::Path) -> Settings {
+    Settings::resolve(plane::Overrides {
+        registry: Some(root.join("registry.toml")),
+        data_dir: Some(root.join(".ctxplane")),
+        actor: Some("operator".into()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 fn open() -> (tempfile::TempDir, Plane) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
@@ -62,13 +73,7 @@ fn open() -> (tempfile::TempDir, Plane) {
         ));
     }
     std::fs::write(root.join("registry.toml"), reg).unwrap();
-    let settings = Settings::resolve(plane::Overrides {
-        registry: Some(root.join("registry.toml")),
-        data_dir: Some(root.join(".ctxplane")),
-        actor: Some("operator".into()),
-        ..Default::default()
-    })
-    .unwrap();
+    let settings = settings_at(root);
     let store = RegistryStore::new(
         &settings.registry,
         &settings.data_dir,
@@ -302,13 +307,7 @@ fn a_lapsed_exception_withholds_its_path_on_the_next_query_and_its_snapshots_say
         ContentHash::of(b"tok-agent").to_hex()
     );
     std::fs::write(root.join("registry.toml"), reg).unwrap();
-    let settings = Settings::resolve(plane::Overrides {
-        registry: Some(root.join("registry.toml")),
-        data_dir: Some(root.join(".ctxplane")),
-        actor: Some("operator".into()),
-        ..Default::default()
-    })
-    .unwrap();
+    let settings = settings_at(root);
     let clock = Arc::new(MovingClock(std::sync::Mutex::new(start)));
     let store = RegistryStore::new(&settings.registry, &settings.data_dir, clock.clone());
     let plane = Plane::open(settings, store, Profile::reader(Embedding::Off("test".into()))).unwrap();

@@ -16,7 +16,6 @@
 //! target/release/provenance_load --before PATH/TO/OLD/ctxplane [--seconds 20] [--rounds 2]
 //! ```
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -34,32 +33,6 @@ fn main() {
     }
 }
 
-fn post(addr: &str, body: &str) -> Res<u16> {
-    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    let req = format!(
-        "POST /v1/context HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
-    String::from_utf8_lossy(&out)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| "no status line".to_string())
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[i.clamp(1, sorted.len()) - 1]
-}
-
 /// Latencies (ms) of `clients` clients for `secs` seconds, and errors.
 fn phase(addr: &str, queries: &Arc<Vec<String>>, clients: usize, secs: u64) -> Res<(Vec<f64>, u64)> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -73,7 +46,7 @@ fn phase(addr: &str, queries: &Arc<Vec<String>>, clients: usize, secs: u64) -> R
                         .to_string();
                     i += 1;
                     let t = Instant::now();
-                    match post(&addr, &body) {
+                    match benches::post_context(&addr, TOKEN, &body) {
                         Ok(200) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
                         _ => errors += 1,
                     }
@@ -202,8 +175,9 @@ fn run() -> Res<()> {
         for (name, bin) in [("before", &before), ("after", &after)] {
             let mut server = serve(bin, &work, &topics)?;
             for q in queries.iter().take(30) {
-                post(
+                benches::post_context(
                     &server.addr,
+                    TOKEN,
                     &serde_json::json!({"query": q, "mode": "lexical"}).to_string(),
                 )?;
             }
@@ -213,8 +187,8 @@ fn run() -> Res<()> {
                 println!(
                     "{name:>7}  {clients:>7}  {:>8}  {:>7.2}  {:>8.2}  {errors:>6}",
                     lat.len(),
-                    pct(&lat, 50.0),
-                    pct(&lat, 99.0)
+                    benches::percentile(&lat, 50.0),
+                    benches::percentile(&lat, 99.0)
                 );
                 match totals.iter_mut().find(|t| t.0 == name && t.1 == clients) {
                     Some(t) => t.2.extend(lat),
@@ -238,7 +212,11 @@ fn run() -> Res<()> {
                 .find(|t| t.0 == n && t.1 == clients)
                 .map(|t| {
                     t.2.sort_by(f64::total_cmp);
-                    (pct(&t.2, 50.0), pct(&t.2, 99.0), t.2.len())
+                    (
+                        benches::percentile(&t.2, 50.0),
+                        benches::percentile(&t.2, 99.0),
+                        t.2.len(),
+                    )
                 })
                 .unwrap_or_default()
         };

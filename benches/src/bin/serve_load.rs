@@ -23,7 +23,7 @@
 //! `--soak SECS` adds a final phase (8 clients, re-index running) that
 //! prints the server's RSS over time, to show memory levels off.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -41,37 +41,6 @@ type Res<T> = Result<T, String>;
 
 const TOKEN: &str = "bench-load-agent-token";
 
-/// One request on a fresh connection: status code.
-fn post(addr: &str, body: &str) -> Res<u16> {
-    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    let req = format!(
-        "POST /v1/context HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| "no status line".to_string())
-}
-
-/// A GET on a fresh connection: the whole response.
-fn get(addr: &str, path: &str) -> Res<String> {
-    let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -82,14 +51,6 @@ fn rss_mb(pid: u32) -> f64 {
                 .and_then(|k| k.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[i.clamp(1, sorted.len()) - 1]
 }
 
 struct Phase {
@@ -158,7 +119,7 @@ fn phase(
                     i += 1;
                     let body = serde_json::json!({"query": q, "max_tokens": 2000}).to_string();
                     let t = Instant::now();
-                    match post(&addr, &body) {
+                    match benches::post_context(&addr, TOKEN, &body) {
                         Ok(200) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
                         _ => {
                             errors.fetch_add(1, Ordering::Relaxed);
@@ -187,8 +148,8 @@ fn phase(
     lat.sort_by(f64::total_cmp);
     Ok(Phase {
         qps: lat.len() as f64 / elapsed,
-        p50: pct(&lat, 50.0),
-        p99: pct(&lat, 99.0),
+        p50: benches::percentile(&lat, 50.0),
+        p99: benches::percentile(&lat, 99.0),
         requests: lat.len(),
         errors: errors.load(Ordering::Relaxed),
         rss_max,
@@ -268,12 +229,16 @@ fn run() -> Res<()> {
     });
     let pid = child.id();
     let listening = t.elapsed().as_secs_f64();
-    post(&addr, &serde_json::json!({"query": queries[0]}).to_string())?;
+    benches::post_context(
+        &addr,
+        TOKEN,
+        &serde_json::json!({"query": queries[0]}).to_string(),
+    )?;
     let first = t.elapsed().as_secs_f64();
     // The server answers before its vectors are complete; the phases
     // measure it with every vector in place.
     loop {
-        let ready = get(&addr, "/readyz")?;
+        let ready = benches::http(&addr, "GET", "/readyz", None, None)?;
         if ready.contains("\"vectors\":\"complete\"") || ready.contains("\"vectors\":\"off\"") {
             break;
         }
@@ -289,7 +254,7 @@ fn run() -> Res<()> {
     );
     // Warm up: first queries embed the packages' texts.
     for q in queries.iter().take(20) {
-        post(&addr, &serde_json::json!({"query": q}).to_string())?;
+        benches::post_context(&addr, TOKEN, &serde_json::json!({"query": q}).to_string())?;
     }
     println!(
         "\n{:>7}  {:>9}  {:>8}  {:>7}  {:>7}  {:>8}  {:>6}  {:>8}  {:>5}",
