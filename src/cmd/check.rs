@@ -69,23 +69,17 @@ pub fn check(args: CheckArgs, plane: &Plane) -> anyhow::Result<ExitCode> {
             for f in &findings {
                 println!("{}:{}: {} [{}] {}", f.file, f.line, f.severity, f.code, f.message);
             }
-            let packages = checked.iter().filter(|c| c.starts_with("topic")).count();
-            if snapshots {
-                println!(
-                    "{} snapshot(s) checked: {} error(s), {} warning(s)",
-                    checked.len(),
-                    errors,
-                    findings.len() - errors
-                );
-                return Ok(if errors > 0 {
-                    ExitCode::from(1)
-                } else {
-                    ExitCode::SUCCESS
-                });
-            }
+            let what = if snapshots {
+                format!("{} snapshot(s)", checked.len())
+            } else {
+                let packages = checked.iter().filter(|c| c.starts_with("topic")).count();
+                format!(
+                    "{} source(s) and {packages} topic package(s)",
+                    checked.len() - packages
+                )
+            };
             println!(
-                "{} source(s) and {packages} topic package(s) checked: {} error(s), {} warning(s)",
-                checked.len() - packages,
+                "{what} checked: {} error(s), {} warning(s)",
                 errors,
                 findings.len() - errors
             );
