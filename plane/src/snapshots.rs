@@ -7,7 +7,8 @@
 //! commit, file and content hashes, tier, policy decision) and a short hash
 //! of each served line, never the text: that is enough to tell unchanged,
 //! moved (same lines elsewhere) and changed (which lines) apart later. The
-//! query is kept as a hash unless `snapshot_store_query` is set.
+//! query is kept as a hash unless `snapshot_store_query` is set (then
+//! redacted, as everything stored is).
 //!
 //! Records are appended to one JSON-lines file per UTC day under
 //! `<data_dir>/snapshots/` in the audit log's group commit (a sidecar,
@@ -114,7 +115,7 @@ pub struct SnapshotRecord {
     pub via: String,
     /// blake3 of the query text.
     pub query_hash: String,
-    /// The query text, only when `snapshot_store_query` is set.
+    /// The query text (redacted), only when `snapshot_store_query` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     pub registry_version: String,
@@ -467,7 +468,12 @@ impl Plane {
                 principal: principal.clone(),
                 via: via.as_str().to_string(),
                 query_hash: blake3::hash(a.query.as_bytes()).to_hex().to_string(),
-                query: self.settings().snapshot_store_query.then(|| a.query.clone()),
+                // Kept only when configured, and then redacted like
+                // everything else that is stored (invariant 2).
+                query: match self.settings().snapshot_store_query {
+                    true => Some(self.path_redactor()?.redact(&a.query, None).text),
+                    false => None,
+                },
                 registry_version: registry_version.to_string(),
                 served_by: a.served_by.clone(),
                 package,

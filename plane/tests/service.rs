@@ -379,3 +379,53 @@ fn snapshots_past_their_retention_are_pruned_with_an_audit_entry() {
     assert_eq!(pruned[0].details["retention_days"], 90);
     assert_eq!(plane.snapshot_usage().0, 1);
 }
+
+#[test]
+fn a_stored_query_text_is_redacted() {
+    let (dir, _) = open();
+    let root = dir.path();
+    std::fs::write(
+        root.join("ctxplane.toml"),
+        "registry = \"registry.toml\"\ndata_dir = \".ctxplane\"\nsnapshot_store_query = true\n",
+    )
+    .unwrap();
+    let settings = Settings::resolve(plane::Overrides {
+        config: Some(root.join("ctxplane.toml")),
+        actor: Some("operator".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(settings.snapshot_store_query);
+    let store = RegistryStore::new(
+        &settings.registry,
+        &settings.data_dir,
+        Arc::new(FixedClock(now())),
+    );
+    let plane = Plane::open(settings, store, Profile::reader(Embedding::Off("test".into()))).unwrap();
+    let token = "ghp_Q7vT2mX9kLp4Rz8Wn3Yb6Hc1Jd5Fg0Ks8Ea2";
+    let req: ContextRequest = serde_json::from_value(serde_json::json!({
+        "query": format!("settle a payment with token {token}"),
+        "mode": "lexical"
+    }))
+    .unwrap();
+    let id = plane
+        .context(&Asker::Operator, req, Via::Cli)
+        .unwrap()
+        .snapshot
+        .id;
+    let kept = plane
+        .snapshot(&Asker::Operator, &id)
+        .unwrap()
+        .snapshot
+        .query
+        .unwrap();
+    assert!(
+        kept.contains("settle a payment") && kept.contains("[REDACTED:"),
+        "{kept}"
+    );
+    let stored = std::fs::read_dir(root.join(".ctxplane/snapshots"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect::<String>();
+    assert!(!stored.contains(token));
+}
