@@ -37,12 +37,24 @@ pub enum Operation {
     VerifyAudit,
     Stop,
     Resume,
+    /// Adding a principal (its token is shown once).
+    AddPrincipal,
+    /// Asking the policy what it decides for paths of a source (audited).
+    DecidePolicy,
+    /// Signing in to the steward console and reading its pages of registry
+    /// metadata in scope (no content is served). Also during a stop, so
+    /// the stop stays visible and revocation reachable.
+    ConsoleRead,
+    /// The console's steward-only pages (exceptions, principals, activity).
+    ConsoleOversee,
 }
 
 const READERS: &[Role] = &[Role::Agent, Role::Developer, Role::Steward];
 const EVERYONE: &[Role] = &[Role::Agent, Role::Developer, Role::Steward, Role::Ci];
 const STEWARDS: &[Role] = &[Role::Steward];
 const CHECKERS: &[Role] = &[Role::Ci, Role::Developer, Role::Steward];
+/// Who may sign in to the console: people, not agents or CI.
+const CONSOLE: &[Role] = &[Role::Developer, Role::Steward];
 
 impl Operation {
     /// The role matrix: which roles may use the operation.
@@ -52,15 +64,23 @@ impl Operation {
             Context | Provenance => READERS,
             ListSources | Freshness | Snapshot => EVERYONE,
             Check => CHECKERS,
+            ConsoleRead => CONSOLE,
             ProposeSource | Approve | Deny | Revoke | ListExceptions | GrantException | ReadAudit
-            | VerifyAudit | Stop | Resume => STEWARDS,
+            | VerifyAudit | Stop | Resume | AddPrincipal | DecidePolicy | ConsoleOversee => STEWARDS,
         }
     }
 
     /// Operations an emergency stop does not refuse: the stop itself, its
     /// release, and revocation (a leak must still be purgeable).
     pub fn even_when_stopped(self) -> bool {
-        matches!(self, Operation::Stop | Operation::Resume | Operation::Revoke)
+        matches!(
+            self,
+            Operation::Stop
+                | Operation::Resume
+                | Operation::Revoke
+                | Operation::ConsoleRead
+                | Operation::ConsoleOversee
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -82,6 +102,10 @@ impl Operation {
             VerifyAudit => "verify_audit",
             Stop => "stop",
             Resume => "resume",
+            AddPrincipal => "add_principal",
+            DecidePolicy => "decide_policy",
+            ConsoleRead => "console_read",
+            ConsoleOversee => "console_oversee",
         }
     }
 }

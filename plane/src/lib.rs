@@ -20,6 +20,7 @@ pub mod ingest;
 mod limits;
 pub mod lookup;
 pub mod metrics;
+pub mod overview;
 pub mod query;
 pub mod settings;
 pub mod snapshots;

@@ -185,6 +185,11 @@ pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Resul
     let tokens = demo_tokens(s);
     let ready: Box<dyn FnOnce(std::net::SocketAddr) + Send> = Box::new(move |addr| {
         heading(&format!("Serving on http://{addr} (Ctrl-C to stop)"));
+        let steward = tokens
+            .iter()
+            .find(|t| t.1 == "steward")
+            .map_or("a steward token", |t| t.2.as_str());
+        println!("  Steward console: http://{addr}/console (sign in with {steward})\n");
         for (name, role, token) in &tokens {
             println!("  {name:<14} {role:<10} {token}");
         }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use jiff::{SignedDuration, Timestamp};
 use registry::Outcome;
-use registry::audit::{Entry, Event};
+use registry::audit::Entry;
 use registry::edit::{Edit, NewException, NewPrincipal, NewSource, render};
 use registry::{ContentHash, Permit, Registry, RegistryStore, Role, SourceId, SourceKind, Status, Tier};
 use serde_json::json;
@@ -212,7 +212,7 @@ pub fn registry(cmd: RegistryCmd, s: &Settings, store: &RegistryStore) -> anyhow
             }
         }
         RegistryCmd::Principal(PrincipalCmd::Add(a)) => {
-            let token = new_token()?;
+            let token = plane::overview::new_token()?;
             let mut sources = Vec::new();
             for id in a.sources {
                 sources.push(SourceId::new(id).map_err(anyhow::Error::msg)?);
@@ -351,13 +351,6 @@ pub fn parse_duration(s: &str) -> anyhow::Result<SignedDuration> {
         .context("duration too long")
 }
 
-fn new_token() -> anyhow::Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("ctx_{hex}"))
-}
-
 pub fn audit(cmd: AuditCmd, store: &RegistryStore) -> anyhow::Result<ExitCode> {
     let log = store.audit();
     match cmd {
@@ -455,7 +448,7 @@ pub fn policy(cmd: PolicyCmd, s: &Settings, store: &RegistryStore) -> anyhow::Re
     let policy = reg.policy(store.clock());
     match cmd {
         PolicyCmd::Decide { source, paths, out } => {
-            let decisions: Vec<_> = paths.iter().map(|p| policy.decide_ingest(&source, p)).collect();
+            let decisions = plane::overview::decide(store, &reg, &s.actor, &source, &paths)?;
             if out.json {
                 print_json(&decisions)?;
             } else {
@@ -469,18 +462,6 @@ pub fn policy(cmd: PolicyCmd, s: &Settings, store: &RegistryStore) -> anyhow::Re
                     }
                 }
             }
-            let allowed = decisions.iter().filter(|d| d.is_allowed()).count();
-            store.record(vec![
-                Event::new(&s.actor, "policy.decide", &source)
-                    .detail("paths", paths.len())
-                    .detail("allowed", allowed)
-                    .detail("denied", paths.len() - allowed)
-                    .detail(
-                        "decision_ids",
-                        decisions.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
-                    )
-                    .detail("registry_version", reg.version.to_hex()),
-            ])?;
             Ok(ExitCode::SUCCESS)
         }
         PolicyCmd::Scope { principal, out } => {

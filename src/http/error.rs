@@ -122,7 +122,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if status.is_success() || status.is_redirection() || is_json || status == StatusCode::SWITCHING_PROTOCOLS
     {
         return r;

@@ -3,6 +3,7 @@
 //! authorised (role, emergency stop) before the body is read. Handlers
 //! convert, call the plane on the blocking pool, convert back.
 
+pub mod console;
 pub mod error;
 pub mod listener;
 pub mod openapi;
@@ -474,7 +475,8 @@ pub fn router(plane: Shared, extra: Option<Router>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi_doc))
         .merge(v1)
-        .with_state(plane);
+        .with_state(plane.clone())
+        .merge(console::router(plane));
     if let Some(extra) = extra {
         app = app.merge(extra);
     }
