@@ -328,3 +328,193 @@ fn the_openapi_document_covers_exactly_the_routes() {
     assert_eq!(schemas["ContextRequest"]["properties"]["limit"]["maximum"], 100);
     assert_eq!(schemas["ContextRequest"]["additionalProperties"], false);
 }
+
+/// A console request: form body, cookie, origin; (status, headers, text).
+async fn console(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+    form: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "127.0.0.1:7411");
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, format!("{}={c}", super::console::COOKIE));
+    }
+    if let Some(o) = origin {
+        req = req.header(header::ORIGIN, o);
+    }
+    let req = match form {
+        Some(text) => req
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(AxBody::from(text.to_string()))
+            .unwrap(),
+        None => req.body(AxBody::empty()).unwrap(),
+    };
+    let r = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (r.status(), r.headers().clone());
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    (status, headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+const HERE: &str = "http://127.0.0.1:7411";
+
+/// Signs in; the session cookie's value.
+async fn sign_in(app: &axum::Router, token: &str) -> String {
+    let (s, h, body) = console(
+        app,
+        "POST",
+        "/console/signin",
+        None,
+        Some(HERE),
+        Some(&format!("token={token}")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    let set = h.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age="] {
+        assert!(set.contains(attr), "{set}");
+    }
+    set.split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string()
+}
+
+fn csrf_in(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    page[at..at + 64].to_string()
+}
+
+#[tokio::test]
+async fn console_sign_in_is_for_people_with_a_known_token() {
+    let f = fixture();
+    let app = super::router(f.plane.clone(), None);
+    for (token, want) in [
+        (AGENT, StatusCode::FORBIDDEN),
+        (CI, StatusCode::FORBIDDEN),
+        ("nope", StatusCode::UNAUTHORIZED),
+        (&"x".repeat(600), StatusCode::UNAUTHORIZED),
+    ] {
+        let (s, h, body) = console(
+            &app,
+            "POST",
+            "/console/signin",
+            None,
+            Some(HERE),
+            Some(&format!("token={token}")),
+        )
+        .await;
+        assert_eq!(s, want, "{body}");
+        assert!(h.get(header::SET_COOKIE).is_none());
+        assert!(h.get(header::CONTENT_SECURITY_POLICY).is_some());
+    }
+    // A sign-in posted from another site is refused before the token is looked at.
+    let (s, _, _) = console(
+        &app,
+        "POST",
+        "/console/signin",
+        None,
+        Some("http://evil.example"),
+        Some(&format!("token={STEWARD}")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Pages without a session send you to sign in; state is not readable.
+    let (s, h, _) = console(&app, "GET", "/console/sources", None, None, None).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(h.get(header::LOCATION).unwrap(), "/console/signin");
+    let (s, _, _) = console(&app, "GET", "/console/sources", Some(&"0".repeat(64)), None, None).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let log = std::fs::read_to_string(f.plane.store().audit().log_path()).unwrap();
+    assert_eq!(log.matches("\"console.sign_in_refused\"").count(), 2, "{log}");
+}
+
+#[tokio::test]
+async fn console_forms_need_this_origin_and_the_session_token() {
+    let f = fixture();
+    let app = super::router(f.plane.clone(), None);
+    let cookie = sign_in(&app, STEWARD).await;
+    let (s, _, page) = console(&app, "GET", "/console/sources", Some(&cookie), None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let csrf = csrf_in(&page);
+    let stop = |c: &str| format!("csrf={c}&reason=drill");
+    // Wrong token, no token, another origin: refused, nothing stopped.
+    for (origin, body) in [
+        (Some(HERE), stop(&"0".repeat(64))),
+        (Some(HERE), "reason=drill".to_string()),
+        (Some("http://127.0.0.1:9999"), stop(&csrf)),
+    ] {
+        let (s, _, _) = console(&app, "POST", "/console/stop", Some(&cookie), origin, Some(&body)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{origin:?} {body}");
+        assert!(f.plane.stopped().is_none());
+    }
+    // No session at all: refused, not redirected.
+    let (s, _, _) = console(
+        &app,
+        "POST",
+        "/console/stop",
+        None,
+        Some(HERE),
+        Some(&stop(&csrf)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // The real form works, and the stop is the plane's stop.
+    let (s, _, _) = console(
+        &app,
+        "POST",
+        "/console/stop",
+        Some(&cookie),
+        Some(HERE),
+        Some(&stop(&csrf)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(f.plane.stopped().as_deref(), Some("drill"));
+    // While stopped the pages still render, with the banner.
+    let (s, _, page) = console(&app, "GET", "/console/sources", Some(&cookie), None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(page.contains("Emergency stop in force") && page.contains("drill"));
+    // And an approval is refused by the stop gate, saying why.
+    let (s, _, page) = console(
+        &app,
+        "POST",
+        "/console/sources/wiki/approve",
+        Some(&cookie),
+        Some(HERE),
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(page.contains("drill"), "{page}");
+}
+
+#[tokio::test]
+async fn console_sessions_end_when_the_principal_changes() {
+    let f = fixture();
+    let app = super::router(f.plane.clone(), None);
+    let cookie = sign_in(&app, STEWARD).await;
+    let (s, _, _) = console(&app, "GET", "/console/principals", Some(&cookie), None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    // The steward's token is rotated in the registry file.
+    let path = f.plane.store().registry_path().to_path_buf();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let old = ContentHash::of(STEWARD.as_bytes()).to_hex();
+    let new = ContentHash::of(b"rotated-steward-token").to_hex();
+    std::fs::write(&path, text.replace(&old, &new)).unwrap();
+    let (s, h, _) = console(&app, "GET", "/console/principals", Some(&cookie), None, None).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(h.get(header::LOCATION).unwrap(), "/console/signin");
+    // The session is gone for good, even if the old token came back.
+    std::fs::write(&path, text).unwrap();
+    let (s, _, _) = console(&app, "GET", "/console/principals", Some(&cookie), None, None).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+}

@@ -166,14 +166,11 @@ fn blocking_err(e: tokio::task::JoinError) -> Response {
     )
 }
 
-/// A plane error as a page: the same status the API would answer.
+/// A plane error as a page: the same status the API would answer, and what
+/// it says (internal detail stays in the log).
 fn plane_error(e: plane::Error) -> Response {
+    let msg = error_text(&e);
     let status = crate::http::error::ApiError(e).into_response().status();
-    let msg = match status {
-        StatusCode::INTERNAL_SERVER_ERROR => "internal error; see the server log".to_string(),
-        StatusCode::FORBIDDEN => "your role may not do this".to_string(),
-        _ => String::new(),
-    };
     page_error(status, &msg)
 }
 
