@@ -37,6 +37,8 @@ pub enum Operation {
     VerifyAudit,
     Stop,
     Resume,
+    /// Listing principals and what each may read (never a token).
+    ListPrincipals,
     /// Adding a principal (its token is shown once).
     AddPrincipal,
     /// Asking the policy what it decides for paths of a source (audited).
@@ -66,7 +68,9 @@ impl Operation {
             Check => CHECKERS,
             ConsoleRead => CONSOLE,
             ProposeSource | Approve | Deny | Revoke | ListExceptions | GrantException | ReadAudit
-            | VerifyAudit | Stop | Resume | AddPrincipal | DecidePolicy | ConsoleOversee => STEWARDS,
+            | VerifyAudit | Stop | Resume | ListPrincipals | AddPrincipal | DecidePolicy | ConsoleOversee => {
+                STEWARDS
+            }
         }
     }
 
@@ -102,6 +106,7 @@ impl Operation {
             VerifyAudit => "verify_audit",
             Stop => "stop",
             Resume => "resume",
+            ListPrincipals => "list_principals",
             AddPrincipal => "add_principal",
             DecidePolicy => "decide_policy",
             ConsoleRead => "console_read",

@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use registry::audit::{Entry, Event};
 use registry::edit::{Edit, NewPrincipal};
 use registry::{ContentHash, Decision, Registry, Role, Scope, SourceId, Tier};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -144,21 +145,43 @@ pub struct PrincipalRow<'a> {
 }
 
 /// A principal to add; the token is generated and shown once.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PrincipalRequest {
+    /// Lowercase letters, digits, `-`, `_` and `.`; at most 64 bytes.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
     pub name: String,
+    /// agent, developer, ci or steward.
+    #[schemars(regex(pattern = r"^(agent|developer|ci|steward)$"))]
     pub role: String,
+    /// Highest tier it may read: 1 to 4.
+    #[serde(deserialize_with = "crate::query::whole::required")]
+    #[schemars(range(min = 1, max = 4))]
     pub tier_ceiling: u8,
+    /// Source ids it may read (or `all_sources`).
     #[serde(default)]
+    #[schemars(inner(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$")))]
     pub sources: Vec<String>,
     #[serde(default)]
     pub all_sources: bool,
     #[serde(default)]
+    #[schemars(length(max = 500))]
     pub description: Option<String>,
 }
 
+/// A policy question: what is decided for these paths of a source now.
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecideRequest {
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"))]
+    pub source: String,
+    /// Paths relative to the source root: 1 to 100.
+    #[schemars(length(min = 1, max = 100))]
+    pub paths: Vec<String>,
+}
+
 /// A new principal's name, token (shown once, stored only as a hash) and audit record.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct PrincipalAdded {
     pub principal: String,
     pub token: String,
@@ -528,8 +551,11 @@ impl Plane {
     pub fn add_principal(&self, who: &Who, r: PrincipalRequest) -> Result<PrincipalAdded> {
         let token = new_token()?;
         let mut sources = Vec::new();
-        for id in r.sources.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-            sources.push(SourceId::new(id.to_string()).map_err(Error::BadRequest)?);
+        for id in &r.sources {
+            sources.push(SourceId::new(id.clone()).map_err(Error::BadRequest)?);
+        }
+        if r.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
+            return Err(Error::bad("description is at most 500 characters"));
         }
         if r.all_sources && !sources.is_empty() {
             return Err(Error::bad("give sources or all_sources, not both"));
@@ -564,7 +590,11 @@ impl Plane {
         if paths.is_empty() || paths.len() > MAX_DECIDE_PATHS {
             return Err(Error::bad(format!("ask about 1 to {MAX_DECIDE_PATHS} paths")));
         }
+        let id = SourceId::new(source.to_string()).map_err(Error::BadRequest)?;
         let reg = self.registry()?;
+        if !reg.sources.values().any(|s| s.id == id) {
+            return Err(Error::NotFound("no such source".into()));
+        }
         decide(self.store(), &reg, actor, source, paths)
     }
 }

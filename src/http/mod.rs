@@ -57,6 +57,9 @@ pub fn operation(method: &Method, path: &str) -> Option<Operation> {
         ("GET", "/v1/audit/verify") => VerifyAudit,
         ("GET", "/v1/freshness") => Freshness,
         ("GET", "/v1/check") => Check,
+        ("GET", "/v1/principals") => ListPrincipals,
+        ("POST", "/v1/principals") => AddPrincipal,
+        ("POST", "/v1/policy/decide") => DecidePolicy,
         ("POST", "/v1/admin/stop") => Stop,
         ("POST", "/v1/admin/resume") => Resume,
         _ => return None,
@@ -320,6 +323,37 @@ async fn get_check(
         .map(Json)
 }
 
+async fn get_principals(
+    State(plane): State<Shared>,
+    Extension(who): Extension<Who>,
+) -> ApiResult<Json<Value>> {
+    let rows = serde_json::to_value(plane.principals(&who)).map_err(|e| ApiError(e.into()))?;
+    Ok(Json(json!({"principals": rows})))
+}
+
+async fn post_principal(
+    State(plane): State<Shared>,
+    Extension(who): Extension<Who>,
+    Body(r): Body<plane::overview::PrincipalRequest>,
+) -> ApiResult<(StatusCode, Json<plane::overview::PrincipalAdded>)> {
+    blocking(move || plane.add_principal(&who, r))
+        .await
+        .map(|o| (StatusCode::CREATED, Json(o)))
+}
+
+async fn post_decide(
+    State(plane): State<Shared>,
+    Extension(who): Extension<Who>,
+    Body(r): Body<plane::overview::DecideRequest>,
+) -> ApiResult<Json<Value>> {
+    blocking(move || {
+        let d = plane.decide(who.name(), &r.source, &r.paths)?;
+        Ok(json!({"decisions": d}))
+    })
+    .await
+    .map(Json)
+}
+
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StopBody {
@@ -466,6 +500,8 @@ pub fn router(plane: Shared, extra: Option<Router>) -> Router {
         .route("/v1/audit/verify", get(get_audit_verify))
         .route("/v1/freshness", get(get_freshness))
         .route("/v1/check", get(get_check))
+        .route("/v1/principals", get(get_principals).post(post_principal))
+        .route("/v1/policy/decide", post(post_decide))
         .route("/v1/admin/stop", post(post_stop))
         .route("/v1/admin/resume", post(post_resume))
         .route_layer(gate);

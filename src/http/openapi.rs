@@ -227,6 +227,38 @@ fn operations(g: &mut SchemaGenerator) -> Vec<Op> {
             ok: (200, of::<plane::access::StopState>(g)),
         },
         Op {
+            method: "get",
+            path: "/v1/principals",
+            op: Some(ListPrincipals),
+            summary: "Principals: role, tier ceiling, grant, what each may read now and a token hash prefix (never a token).",
+            body: None,
+            params: vec![],
+            ok: (200, object("{principals: [...]}.")),
+        },
+        Op {
+            method: "post",
+            path: "/v1/principals",
+            op: Some(AddPrincipal),
+            summary: "Add a principal with a fresh token, returned once; the registry keeps only its hash.",
+            body: Some((of::<plane::overview::PrincipalRequest>(g), true)),
+            params: vec![],
+            ok: (201, of::<plane::overview::PrincipalAdded>(g)),
+        },
+        Op {
+            method: "post",
+            path: "/v1/policy/decide",
+            op: Some(DecidePolicy),
+            summary: "What the policy decides now for paths of a source (allow, or deny with the reason; audited as policy.decide).",
+            body: Some((of::<plane::overview::DecideRequest>(g), true)),
+            params: vec![],
+            ok: (
+                200,
+                object(
+                    "{decisions: [{id, source, path, registry_version, outcome (allow or deny), reason, ...}]}.",
+                ),
+            ),
+        },
+        Op {
             method: "post",
             path: "/v1/admin/resume",
             op: Some(Resume),

@@ -316,6 +316,9 @@ fn the_openapi_document_covers_exactly_the_routes() {
         ("GET", "/v1/audit/verify"),
         ("GET", "/v1/freshness"),
         ("GET", "/v1/check"),
+        ("GET", "/v1/principals"),
+        ("POST", "/v1/principals"),
+        ("POST", "/v1/policy/decide"),
         ("POST", "/v1/admin/stop"),
         ("POST", "/v1/admin/resume"),
     ] {
@@ -517,4 +520,62 @@ async fn console_sessions_end_when_the_principal_changes() {
     std::fs::write(&path, text).unwrap();
     let (s, _, _) = console(&app, "GET", "/console/principals", Some(&cookie), None, None).await;
     assert_eq!(s, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn principals_and_policy_questions_over_http() {
+    let f = fixture();
+    let body = r#"{"name": "bot", "role": "agent", "tier_ceiling": 1, "sources": ["docs"]}"#;
+    let (s, _, v) = call(&f, "POST", "/v1/principals", Some(AGENT), Some((JSON, body))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, _, v) = call(&f, "POST", "/v1/principals", Some(STEWARD), Some((JSON, body))).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("ctx_") && token.len() == 68, "{v}");
+    // The new token reads what it was granted; the registry holds only its hash.
+    let (s, _, v) = call(
+        &f,
+        "POST",
+        "/v1/context",
+        Some(&token),
+        Some((JSON, r#"{"query": "failover"}"#)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let reg = std::fs::read_to_string(f.plane.store().registry_path()).unwrap();
+    assert!(!reg.contains(&token));
+    let (s, _, v) = call(&f, "POST", "/v1/principals", Some(STEWARD), Some((JSON, body))).await;
+    assert!(s.is_client_error(), "a duplicate name is refused: {s} {v}");
+    let (s, _, v) = call(&f, "GET", "/v1/principals", Some(STEWARD), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let bot = v["principals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "bot")
+        .unwrap();
+    assert_eq!(bot["reads"], json!(["docs"]), "{v}");
+    assert!(!v.to_string().contains(&token));
+    let (s, _, v) = call(
+        &f,
+        "POST",
+        "/v1/policy/decide",
+        Some(STEWARD),
+        Some((JSON, r#"{"source": "docs", "paths": ["runbook.md", ".env"]}"#)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let d = v["decisions"].as_array().unwrap();
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[0]["outcome"], "allow", "{v}");
+    assert_eq!(d[1]["outcome"], "deny", "{v}");
+    let (s, _, _) = call(
+        &f,
+        "POST",
+        "/v1/policy/decide",
+        Some(STEWARD),
+        Some((JSON, r#"{"source": "docs", "paths": []}"#)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
 }
