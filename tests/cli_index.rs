@@ -123,3 +123,32 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
     assert!(!org.join(".ctxplane/index/manifests/payments-api.json").exists());
     assert!(run(org, &["audit", "verify"]).contains("intact"));
 }
+
+#[test]
+fn an_unreachable_qdrant_fails_the_index_and_says_so() {
+    let tmp = common::example_org();
+    let org = tmp.path();
+    // Nothing listens on this port.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        org.join("ctxplane.toml"),
+        format!("vector_store = \"qdrant\"\nqdrant_url = \"http://{free}\"\n"),
+    )
+    .unwrap();
+    let out = common::command(org, &["index"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "index succeeded without its vector store: {stderr}"
+    );
+    assert!(
+        stderr.contains("vector store") && stderr.contains("qdrant"),
+        "{stderr}"
+    );
+    // Nothing was reported as done: no pass in the audit log.
+    let log = std::fs::read_to_string(org.join(".ctxplane/audit/log.jsonl")).unwrap_or_default();
+    assert!(!log.contains("\"index.pass\""), "{log}");
+}

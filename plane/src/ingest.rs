@@ -72,13 +72,53 @@ pub fn open_vectors(
         VectorBackend::Qdrant {
             url,
             api_key,
-            collection,
-        } => Box::new(
-            indexer::vector::qdrant::QdrantStore::connect(url, api_key.as_deref(), collection)
+            prefix,
+            deployment,
+        } => {
+            let deployment = match deployment {
+                Some(d) => d.clone(),
+                None => deployment_id(data_dir, writable)?,
+            };
+            Box::new(
+                indexer::vector::qdrant::QdrantStore::connect(
+                    &indexer::vector::qdrant::QdrantTarget {
+                        url,
+                        api_key: api_key.as_deref(),
+                        prefix,
+                        model_id: embedder.model_id(),
+                        deployment: &deployment,
+                    },
+                    writable,
+                )
                 .map_err(|e| e.to_string())?,
-        ),
+            )
+        }
     };
     Ok(Dense { embedder, store })
+}
+
+/// This data dir's deployment id (`deployment-id`: 16 random hex digits
+/// written by the first writer); a reader never makes one.
+pub fn deployment_id(data_dir: &Path, writable: bool) -> Result<String, String> {
+    let file = data_dir.join("deployment-id");
+    match std::fs::read_to_string(&file) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("reading {}: {e}", file.display())),
+    }
+    if !writable {
+        return Err(format!(
+            "no deployment id: set deployment_id (or CTXPLANE_DEPLOYMENT_ID) to the indexer's, or run `ctxplane index` on {}",
+            data_dir.display()
+        ));
+    }
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a deployment id: {e}"))?;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(data_dir).map_err(|e| e.to_string())?;
+    registry::fsutil::write_atomic(&file, id.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(id)
 }
 
 /// The redaction rules in force: the built-in ones, plus the settings'

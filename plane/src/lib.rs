@@ -234,9 +234,19 @@ impl Plane {
         let mut g = lock(&self.ingest);
         if g.is_none() {
             let indexer = ingest::open_indexer(&self.settings, self.store.data_dir())?;
-            let dense = self
-                .model()
-                .and_then(|m| ingest::open_vectors(&self.settings, self.store.data_dir(), true, m));
+            let dense = match self.model() {
+                // A configured server that cannot be reached (or refuses
+                // us) fails the pass: nothing is indexed half-way and
+                // nothing reports success. Without a model, vectors are
+                // simply off.
+                Ok(m) => match ingest::open_vectors(&self.settings, self.store.data_dir(), true, m) {
+                    Err(e) if self.settings.vectors != VectorBackend::Embedded => {
+                        return Err(Error::Config(format!("vector store: {e}")));
+                    }
+                    other => other,
+                },
+                Err(e) => Err(e),
+            };
             *g = Some(ingest::Ingest { indexer, dense });
         }
         Ok(g)
@@ -363,7 +373,7 @@ impl Plane {
                 return Ok(0);
             };
             let before = match &ing.dense {
-                Ok(d) => d.store.len(),
+                Ok(d) => d.store.len()?,
                 Err(_) => return Ok(0),
             };
             let v = ingest::sync_vectors(
@@ -374,7 +384,10 @@ impl Plane {
                 Some(FILL_STEP),
                 &mut Quiet,
             )?;
-            let after = ing.dense.as_ref().map_or(0, |d| d.store.len());
+            let after = match &ing.dense {
+                Ok(d) => d.store.len()?,
+                Err(_) => 0,
+            };
             (before, after, v["remaining"].as_u64().unwrap_or(0))
         };
         let mut r = lock(&self.retriever);
@@ -386,6 +399,35 @@ impl Plane {
             r.refresh()?;
         }
         Ok(remaining)
+    }
+
+    /// The vector backend and whether it answers: the embedded store is
+    /// always there; a Qdrant server is asked (off any async worker, as a
+    /// reader: nothing is created). `(ok, detail)`.
+    pub fn vector_backend(&self) -> (bool, serde_json::Value) {
+        use serde_json::json;
+        match &self.settings.vectors {
+            VectorBackend::Embedded => (true, json!({"backend": "embedded"})),
+            VectorBackend::Qdrant { url, prefix, .. } => {
+                let Ok(model) = self.model() else {
+                    return (
+                        true,
+                        json!({"backend": "qdrant", "url": url, "status": "off (no model)"}),
+                    );
+                };
+                let collection = indexer::vector::qdrant::collection_name(prefix, model.model_id());
+                match ingest::open_vectors(&self.settings, self.store.data_dir(), false, model) {
+                    Ok(_) => (
+                        true,
+                        json!({"backend": "qdrant", "url": url, "collection": collection, "status": "reachable"}),
+                    ),
+                    Err(e) => (
+                        false,
+                        json!({"backend": "qdrant", "url": url, "collection": collection, "status": "unavailable", "error": e}),
+                    ),
+                }
+            }
+        }
     }
 
     /// Passes this process has run; changes when there may be new chunks

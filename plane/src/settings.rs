@@ -28,7 +28,11 @@ struct FileConfig {
     /// Name of the environment variable holding the Qdrant API key (the key
     /// itself never goes in a file).
     qdrant_api_key_env: Option<String>,
+    /// Collection name prefix: the collection is `<prefix>_<model id>`.
     qdrant_collection: Option<String>,
+    /// This deployment's id in a shared Qdrant collection (default: the
+    /// id in `<data_dir>/deployment-id`, made by the first writer).
+    deployment_id: Option<String>,
     /// Where topic packages live (default: `topics/` beside the registry).
     topics_dir: Option<PathBuf>,
     /// How many days a stale topic package is still served (flagged) before
@@ -55,7 +59,11 @@ pub enum VectorBackend {
     Qdrant {
         url: String,
         api_key: Option<String>,
-        collection: String,
+        /// Collection name prefix (`<prefix>_<model id>`).
+        prefix: String,
+        /// `CTXPLANE_DEPLOYMENT_ID` or `deployment_id`; `None`: the data
+        /// dir's `deployment-id`.
+        deployment: Option<String>,
     },
 }
 
@@ -173,10 +181,20 @@ impl Settings {
                     })?),
                     None => None,
                 };
+                let deployment = std::env::var("CTXPLANE_DEPLOYMENT_ID")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .or(file.deployment_id);
+                if let Some(d) = &deployment {
+                    registry::vocab::validate_ident(d, "deployment_id").map_err(ConfigError)?;
+                }
+                let prefix = file.qdrant_collection.unwrap_or_else(|| "ctxplane".into());
+                registry::vocab::validate_ident(&prefix, "qdrant_collection").map_err(ConfigError)?;
                 VectorBackend::Qdrant {
                     url,
                     api_key,
-                    collection: file.qdrant_collection.unwrap_or_else(|| "ctxplane".into()),
+                    prefix,
+                    deployment,
                 }
             }
             other => {

@@ -126,6 +126,20 @@ pub struct DenseStatus {
     pub reason: Option<String>,
 }
 
+impl DenseStatus {
+    /// No dense search, and why (nothing counted).
+    pub fn unavailable(reason: impl Into<String>) -> DenseStatus {
+        DenseStatus {
+            available: false,
+            model_id: None,
+            vectors: 0,
+            chunks: 0,
+            coverage: 0.0,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Answer {
     pub query: String,
@@ -204,18 +218,19 @@ impl Retriever {
             return Err(RetrieveError::NoIndex(dir));
         }
         let lexical = Lexical::open(&dir)?;
-        let (dense, dense_reason) = match dense {
-            Ok((embedder, store)) if !store.is_empty() => (
+        let (dense, dense_reason) = match dense.map(|(e, s)| (s.len(), e, s)) {
+            Ok((Ok(n), embedder, store)) if n > 0 => (
                 Some(Dense {
                     embedder,
                     store: std::sync::RwLock::new(store),
                 }),
                 None,
             ),
-            Ok(_) => (
+            Ok((Ok(_), _, _)) => (
                 None,
                 Some("no vectors yet (`serve` builds them in the background; `ctxplane index` builds them all)".to_string()),
             ),
+            Ok((Err(e), _, _)) => (None, Some(format!("vector store unavailable: {e}"))),
             Err(reason) => (None, Some(reason)),
         };
         Ok(Retriever {
@@ -261,33 +276,35 @@ impl Retriever {
 
     pub fn dense_status(&self) -> DenseStatus {
         let chunks = self.lexical.total_chunks();
-        match &self.dense {
-            Some(d) => {
-                let vectors = d
-                    .store
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .len();
-                DenseStatus {
-                    available: true,
-                    model_id: Some(d.embedder.model_id().to_string()),
-                    vectors,
-                    chunks,
-                    coverage: if chunks == 0 {
-                        1.0
-                    } else {
-                        vectors as f64 / chunks as f64
-                    },
-                    reason: None,
-                }
-            }
-            None => DenseStatus {
+        let counted = self.dense.as_ref().map(|d| {
+            d.store
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len()
+        });
+        match (&self.dense, counted) {
+            (Some(d), Some(Ok(vectors))) => DenseStatus {
+                available: true,
+                model_id: Some(d.embedder.model_id().to_string()),
+                vectors,
+                chunks,
+                coverage: if chunks == 0 {
+                    1.0
+                } else {
+                    vectors as f64 / chunks as f64
+                },
+                reason: None,
+            },
+            (d, counted) => DenseStatus {
                 available: false,
-                model_id: None,
+                model_id: d.as_ref().map(|d| d.embedder.model_id().to_string()),
                 vectors: 0,
                 chunks,
                 coverage: 0.0,
-                reason: self.dense_reason.clone(),
+                reason: match counted {
+                    Some(Err(e)) => Some(format!("vector store unavailable: {e}")),
+                    _ => self.dense_reason.clone(),
+                },
             },
         }
     }
@@ -306,11 +323,19 @@ impl Retriever {
                 max_tier,
                 path_prefix: None,
             };
-            status.vectors = d
+            let counted = d
                 .store
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .count(&filter);
+            match counted {
+                Ok(n) => status.vectors = n,
+                Err(e) => {
+                    status.available = false;
+                    status.vectors = 0;
+                    status.reason = Some(format!("vector store unavailable: {e}"));
+                }
+            }
             status.coverage = if chunks == 0 {
                 1.0
             } else {

@@ -385,12 +385,18 @@ async fn readyz(State(plane): State<Shared>) -> Response {
     let stopped = plane.stopped();
     let p = plane.clone();
     // The registry must parse: a malformed file makes every operation fail
-    // closed (500 with no detail), so the service is not ready.
-    let registry_ok = tokio::task::spawn_blocking(move || p.registry().is_ok())
-        .await
-        .unwrap_or(false);
-    let dense = plane.retriever().map(|r| r.dense_status());
-    let ready = stopped.is_none() && registry_ok && dense.is_ok();
+    // closed (500 with no detail), so the service is not ready. Counting
+    // vectors and asking a vector server are I/O: off the async workers.
+    let probed = tokio::task::spawn_blocking(move || {
+        let registry_ok = p.registry().is_ok();
+        let dense = p.retriever().map(|r| r.dense_status());
+        (registry_ok, dense, p.vector_backend())
+    })
+    .await;
+    let Ok((registry_ok, dense, (backend_ok, backend))) = probed else {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false}))).into_response();
+    };
+    let ready = stopped.is_none() && registry_ok && dense.is_ok() && backend_ok;
     let registry = if registry_ok {
         "valid"
     } else {
@@ -414,9 +420,10 @@ async fn readyz(State(plane): State<Shared>) -> Response {
             },
             "model": {"available": d.available, "model_id": d.model_id, "reason": d.reason},
             "index": {"chunks": d.chunks, "vectors": d.vectors, "coverage": d.coverage},
+            "vector_store": backend,
         }),
         Err(e) => {
-            json!({"ready": false, "stopped": stopped, "registry": registry, "index": {"error": e.to_string()}})
+            json!({"ready": false, "stopped": stopped, "registry": registry, "index": {"error": e.to_string()}, "vector_store": backend})
         }
     };
     let code = if ready {
@@ -428,17 +435,13 @@ async fn readyz(State(plane): State<Shared>) -> Response {
 }
 
 async fn metrics(State(plane): State<Shared>) -> Response {
-    let dense = match plane.retriever() {
+    let p = plane.clone();
+    let dense = tokio::task::spawn_blocking(move || match p.retriever() {
         Ok(r) => r.dense_status(),
-        Err(e) => retriever::DenseStatus {
-            available: false,
-            model_id: None,
-            vectors: 0,
-            chunks: 0,
-            coverage: 0.0,
-            reason: Some(e.to_string()),
-        },
-    };
+        Err(e) => retriever::DenseStatus::unavailable(e.to_string()),
+    })
+    .await
+    .unwrap_or_else(|e| retriever::DenseStatus::unavailable(e.to_string()));
     let text = plane
         .metrics
         .render(&dense, plane.stopped().is_some(), plane.store().clock().now());

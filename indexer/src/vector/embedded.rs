@@ -525,13 +525,14 @@ impl VectorStore for EmbeddedStore {
         Ok(out)
     }
 
-    fn len(&self) -> usize {
-        self.alive
+    fn len(&self) -> Result<usize> {
+        Ok(self.alive)
     }
 
-    fn count(&self, filter: &VectorFilter) -> usize {
+    fn count(&self, filter: &VectorFilter) -> Result<usize> {
         let allowed: Vec<bool> = self.sources.iter().map(|s| filter.sources.contains(s)).collect();
-        self.rows
+        Ok(self
+            .rows
             .iter()
             .filter(|r| {
                 r.alive
@@ -543,7 +544,7 @@ impl VectorStore for EmbeddedStore {
                         .as_deref()
                         .is_none_or(|p| r.path.starts_with(p))
             })
-            .count()
+            .count())
     }
 
     fn file_chunks(&self) -> Result<FileChunks> {
@@ -625,16 +626,16 @@ mod tests {
         s.delete_file("a", "f2.rs").unwrap();
         s.delete_source("b").unwrap();
         s.commit().unwrap();
-        assert_eq!(s.len(), 80);
+        assert_eq!(s.len().unwrap(), 80);
         let r = EmbeddedStore::open(tmp.path(), "m1").unwrap();
-        assert_eq!(r.len(), 80);
+        assert_eq!(r.len().unwrap(), 80);
         assert_eq!(r.file_chunks().unwrap(), s.file_chunks().unwrap());
         assert_eq!(
             r.search(&vec_for(44), &filter(&["a", "b"], 4), 5).unwrap()[0].0,
             "c-44"
         );
         // Another model's vectors are discarded.
-        assert_eq!(EmbeddedStore::open(tmp.path(), "m2").unwrap().len(), 0);
+        assert_eq!(EmbeddedStore::open(tmp.path(), "m2").unwrap().len().unwrap(), 0);
     }
 
     #[test]
@@ -645,11 +646,11 @@ mod tests {
             .unwrap();
         w.commit().unwrap();
         let mut r = EmbeddedStore::open_read(tmp.path(), "m").unwrap().unwrap();
-        assert_eq!(r.len(), 2);
+        assert_eq!(r.len().unwrap(), 2);
         w.upsert(vec![point(3, "a", "z", 1)]).unwrap();
         w.commit().unwrap();
         r.refresh().unwrap();
-        assert_eq!(r.len(), 3);
+        assert_eq!(r.len().unwrap(), 3);
         // Simulate a crash mid-append: half a record at the end.
         let log = tmp.path().join(LOG);
         let good = std::fs::metadata(&log).unwrap().len();
@@ -657,7 +658,7 @@ mod tests {
         f.write_all(&[200, 1, 0, 0, 9, 9, 9]).unwrap();
         drop(f);
         let w2 = EmbeddedStore::open(tmp.path(), "m").unwrap();
-        assert_eq!(w2.len(), 3);
+        assert_eq!(w2.len().unwrap(), 3);
         assert_eq!(std::fs::metadata(&log).unwrap().len(), good);
     }
 
@@ -682,7 +683,7 @@ mod tests {
         assert_eq!(s.dead_records(), 0);
         assert!(!has(&log(), "secret-plan.md") && !has(&log(), "gone-source"));
         let r = EmbeddedStore::open(tmp.path(), "m").unwrap();
-        assert_eq!(r.len(), 1);
+        assert_eq!(r.len().unwrap(), 1);
         assert_eq!(
             r.search(&vec_for(1), &filter(&["keep"], 1), 1).unwrap()[0].0,
             "c-1"
@@ -706,14 +707,14 @@ mod tests {
             s.upsert(pts).unwrap();
             s.commit().unwrap();
         }
-        assert_eq!(s.len(), 1_501);
+        assert_eq!(s.len().unwrap(), 1_501);
         assert!(s.rows.len() < 3_000, "log was compacted");
         // A reader that predates the compaction reloads the new file.
         reader.refresh().unwrap();
-        assert_eq!(reader.len(), 1_501);
+        assert_eq!(reader.len().unwrap(), 1_501);
         assert_eq!(reader.file_chunks().unwrap(), s.file_chunks().unwrap());
         let r = EmbeddedStore::open(tmp.path(), "m").unwrap();
-        assert_eq!(r.len(), 1_501);
+        assert_eq!(r.len().unwrap(), 1_501);
         assert_eq!(
             r.search(&vec_for(20_007), &filter(&["a"], 1), 1).unwrap()[0].0,
             "c-20007"

@@ -69,13 +69,15 @@ pub trait VectorStore: Send + Sync + std::fmt::Debug {
     }
     /// The best `k` chunks by cosine similarity among those `filter` admits.
     fn search(&self, vector: &[f32], filter: &VectorFilter, k: usize) -> Result<Vec<(String, f32)>>;
-    fn len(&self) -> usize;
+    /// Vectors held (for a shared backend: this deployment's). An
+    /// unreachable backend is an error, never 0.
+    fn len(&self) -> Result<usize>;
+    fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Vectors `filter` admits (what a caller may see), for counts shown
     /// to that caller.
-    fn count(&self, filter: &VectorFilter) -> usize;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    fn count(&self, filter: &VectorFilter) -> Result<usize>;
     /// Every file's chunk ids, to reconcile against the manifests.
     fn file_chunks(&self) -> Result<FileChunks>;
 }

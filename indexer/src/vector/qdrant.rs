@@ -1,8 +1,20 @@
-//! Vectors in a Qdrant server or cluster, for scaling out: the same
-//! collection layout as the embedded store (one point per chunk, payload
-//! `chunk_id`, `source`, `path`, `file_key`, `tier`, each payload-indexed
-//! for filtering). Writes are buffered in order and applied at commit with
-//! `wait`, so a commit that returns is durable on the server.
+//! Vectors in a Qdrant server or cluster, for scaling out: the same layout
+//! as the embedded store (one point per chunk, payload `chunk_id`,
+//! `source`, `path`, `file_key`, `tier`), plus `deployment` and `dirs`,
+//! each payload-indexed so that every filter runs inside Qdrant.
+//!
+//! - The collection is `<prefix>_<model id>`: vectors of another model are
+//!   never mixed in, and a model change starts an empty collection.
+//! - Every point carries its deployment's id, and every read, count and
+//!   delete is filtered by it: deployments sharing a collection never see
+//!   or delete each other's points.
+//! - Only a writer creates the collection; a reader opening one that does
+//!   not exist is an error that says so.
+//! - Writes are buffered in order and applied at commit with `wait`, so a
+//!   commit that returns is durable on the server.
+//! - Calls block on the store's own runtime; called from inside another
+//!   runtime (an async handler) they run on a scoped thread, never on the
+//!   caller's worker.
 
 use qdrant_client::qdrant::{
     Condition, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
@@ -20,10 +32,24 @@ enum Op {
     Delete(Filter),
 }
 
+/// Where and as whom a store keeps its vectors.
+#[derive(Clone, Debug)]
+pub struct QdrantTarget<'a> {
+    pub url: &'a str,
+    pub api_key: Option<&'a str>,
+    /// Collection name prefix; the collection is `<prefix>_<model id>`.
+    pub prefix: &'a str,
+    /// The id of the embedding model the vectors come from.
+    pub model_id: &'a str,
+    /// This deployment's id: the only points it reads, counts or deletes.
+    pub deployment: &'a str,
+}
+
 pub struct QdrantStore {
     client: Qdrant,
     rt: tokio::runtime::Runtime,
     collection: String,
+    deployment: String,
     url: String,
     pending: Vec<Op>,
 }
@@ -33,6 +59,7 @@ impl std::fmt::Debug for QdrantStore {
         f.debug_struct("QdrantStore")
             .field("url", &self.url)
             .field("collection", &self.collection)
+            .field("deployment", &self.deployment)
             .finish_non_exhaustive()
     }
 }
@@ -48,9 +75,35 @@ fn file_key(source: &str, path: &str) -> String {
     format!("{source}\u{1f}{path}")
 }
 
-/// A stable UUID for a chunk id (Qdrant ids are integers or UUIDs).
-fn point_id(chunk_id: &str) -> PointId {
-    let h = blake3::hash(chunk_id.as_bytes()).to_hex();
+/// Every directory a path is under, each with its trailing `/` (`a/b/c.rs`:
+/// `a/`, `a/b/`): what a directory prefix filter matches in Qdrant.
+fn dirs(path: &str) -> Vec<String> {
+    path.match_indices('/')
+        .map(|(i, _)| path[..=i].to_string())
+        .collect()
+}
+
+/// The collection for `prefix` and `model_id`: lowercase letters, digits,
+/// `_` and `-` only.
+pub fn collection_name(prefix: &str, model_id: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    format!("{}_{}", clean(prefix), clean(model_id))
+}
+
+/// A stable UUID for a chunk id in a deployment (Qdrant ids are integers
+/// or UUIDs): two deployments indexing the same chunk keep two points.
+fn point_id(deployment: &str, chunk_id: &str) -> PointId {
+    let h = blake3::hash(format!("{deployment}\0{chunk_id}").as_bytes()).to_hex();
     PointId::from(format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -61,51 +114,74 @@ fn point_id(chunk_id: &str) -> PointId {
     ))
 }
 
+/// Payload fields and their index types.
+const INDEXED: [(&str, FieldType); 7] = [
+    ("deployment", FieldType::Keyword),
+    ("chunk_id", FieldType::Keyword),
+    ("source", FieldType::Keyword),
+    ("path", FieldType::Keyword),
+    ("dirs", FieldType::Keyword),
+    ("file_key", FieldType::Keyword),
+    ("tier", FieldType::Integer),
+];
+
 impl QdrantStore {
-    /// Connects and makes sure the collection and its payload indexes exist.
-    pub fn connect(url: &str, api_key: Option<&str>, collection: &str) -> Result<QdrantStore> {
+    /// Connects to the collection for `t`. A writer (`create`) creates the
+    /// collection and its payload indexes when missing; a reader never
+    /// changes the server, and a missing collection is an error.
+    pub fn connect(t: &QdrantTarget<'_>, create: bool) -> Result<QdrantStore> {
+        if t.deployment.is_empty() {
+            return Err(qerr(t.url, "deployment", "a deployment id is required"));
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| qerr(url, "runtime", e))?;
-        let client = Qdrant::from_url(url)
-            .api_key(api_key.map(String::from))
+            .map_err(|e| qerr(t.url, "runtime", e))?;
+        let client = Qdrant::from_url(t.url)
+            .api_key(t.api_key.map(String::from))
+            .timeout(std::time::Duration::from_secs(30))
+            .connect_timeout(std::time::Duration::from_secs(5))
             .skip_compatibility_check()
             .build()
-            .map_err(|e| qerr(url, "client", e))?;
+            .map_err(|e| qerr(t.url, "client", e))?;
         let store = QdrantStore {
             client,
             rt,
-            collection: collection.to_string(),
-            url: url.to_string(),
+            collection: collection_name(t.prefix, t.model_id),
+            deployment: t.deployment.to_string(),
+            url: t.url.to_string(),
             pending: Vec::new(),
         };
-        store.rt.block_on(async {
-            let exists = store
-                .client
+        let (client, collection, url) = (&store.client, &store.collection, t.url);
+        store.run(async {
+            let exists = client
                 .collection_exists(collection)
                 .await
                 .map_err(|e| qerr(url, "connect", e))?;
+            if !exists && !create {
+                return Err(qerr(
+                    url,
+                    "collection",
+                    format!("{collection} does not exist yet; run `ctxplane index` first"),
+                ));
+            }
             if !exists {
-                store
-                    .client
+                client
                     .create_collection(
-                        CreateCollectionBuilder::new(collection)
+                        CreateCollectionBuilder::new(collection.as_str())
                             .vectors_config(VectorParamsBuilder::new(DIM as u64, Distance::Cosine)),
                     )
                     .await
                     .map_err(|e| qerr(url, "create collection", e))?;
-                for (field, kind) in [
-                    ("chunk_id", FieldType::Keyword),
-                    ("source", FieldType::Keyword),
-                    ("path", FieldType::Keyword),
-                    ("file_key", FieldType::Keyword),
-                    ("tier", FieldType::Integer),
-                ] {
-                    store
-                        .client
+            }
+            if create {
+                // Idempotent: also adds the indexes a collection made by an
+                // older version lacks.
+                for (field, kind) in INDEXED {
+                    client
                         .create_field_index(
-                            CreateFieldIndexCollectionBuilder::new(collection, field, kind).wait(true),
+                            CreateFieldIndexCollectionBuilder::new(collection.as_str(), field, kind)
+                                .wait(true),
                         )
                         .await
                         .map_err(|e| qerr(url, "payload index", e))?;
@@ -116,16 +192,42 @@ impl QdrantStore {
         Ok(store)
     }
 
+    /// The collection this store uses.
+    pub fn collection(&self) -> &str {
+        &self.collection
+    }
+
+    /// Runs `f` to completion on the store's runtime, off any async worker.
+    fn run<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.rt.block_on(f);
+        }
+        std::thread::scope(|s| match s.spawn(|| self.rt.block_on(f)).join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        })
+    }
+
     /// Deletes the whole collection (tests).
     pub fn drop_collection(&self) -> Result<()> {
-        self.rt
-            .block_on(self.client.delete_collection(&self.collection))
+        self.run(self.client.delete_collection(&self.collection))
             .map_err(|e| qerr(&self.url, "delete collection", e))?;
         Ok(())
     }
 
-    fn filter(filter: &VectorFilter) -> Filter {
-        Filter::must([
+    fn mine(&self) -> Condition {
+        Condition::matches("deployment", self.deployment.clone())
+    }
+
+    /// The filter for `filter`'s scope within this deployment; a path
+    /// prefix that ends at a directory boundary is matched in Qdrant too.
+    fn filter(&self, filter: &VectorFilter) -> Filter {
+        let mut must = vec![
+            self.mine(),
             Condition::matches("source", filter.sources.iter().cloned().collect::<Vec<String>>()),
             Condition::range(
                 "tier",
@@ -135,7 +237,24 @@ impl QdrantStore {
                     ..Default::default()
                 },
             ),
-        ])
+        ];
+        if let Some(p) = filter.path_prefix.as_deref().filter(|p| p.ends_with('/')) {
+            must.push(Condition::matches("dirs", p.to_string()));
+        }
+        Filter::must(must)
+    }
+
+    fn count_where(&self, filter: Filter) -> Result<usize> {
+        let r = self
+            .run(
+                self.client.count(
+                    CountPointsBuilder::new(&self.collection)
+                        .filter(filter)
+                        .exact(true),
+                ),
+            )
+            .map_err(|e| qerr(&self.url, "count", e))?;
+        Ok(r.result.map_or(0, |c| c.count as usize))
     }
 }
 
@@ -146,6 +265,10 @@ fn text(payload: &std::collections::HashMap<String, qdrant_client::qdrant::Value
     }
 }
 
+/// Most points one search reads while looking for `k` under a path
+/// prefix Qdrant cannot match (one that ends inside a file name).
+const MAX_PREFIX_SCAN: u64 = 10_000;
+
 impl VectorStore for QdrantStore {
     fn kind(&self) -> &'static str {
         "qdrant"
@@ -155,39 +278,45 @@ impl VectorStore for QdrantStore {
         let mut structs = Vec::with_capacity(points.len());
         for p in points {
             let payload = Payload::try_from(serde_json::json!({
+                "deployment": self.deployment,
                 "chunk_id": p.chunk_id,
                 "source": p.source,
                 "path": p.path,
+                "dirs": dirs(&p.path),
                 "file_key": file_key(&p.source, &p.path),
                 "tier": p.tier,
             }))
             .map_err(|e| qerr(&self.url, "payload", e))?;
-            structs.push(PointStruct::new(point_id(&p.chunk_id), p.vector, payload));
+            structs.push(PointStruct::new(
+                point_id(&self.deployment, &p.chunk_id),
+                p.vector,
+                payload,
+            ));
         }
         self.pending.push(Op::Upsert(structs));
         Ok(())
     }
 
     fn delete_file(&mut self, source: &str, path: &str) -> Result<()> {
-        self.pending.push(Op::Delete(Filter::must([Condition::matches(
-            "file_key",
-            file_key(source, path),
-        )])));
+        self.pending.push(Op::Delete(Filter::must([
+            self.mine(),
+            Condition::matches("file_key", file_key(source, path)),
+        ])));
         Ok(())
     }
 
     fn delete_source(&mut self, source: &str) -> Result<()> {
-        self.pending.push(Op::Delete(Filter::must([Condition::matches(
-            "source",
-            source.to_string(),
-        )])));
+        self.pending.push(Op::Delete(Filter::must([
+            self.mine(),
+            Condition::matches("source", source.to_string()),
+        ])));
         Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
         let ops = std::mem::take(&mut self.pending);
         let (client, collection, url) = (&self.client, &self.collection, &self.url);
-        self.rt.block_on(async {
+        self.run(async {
             for op in ops {
                 match op {
                     Op::Upsert(points) => {
@@ -216,64 +345,59 @@ impl VectorStore for QdrantStore {
         if k == 0 || filter.sources.is_empty() || vector.len() != DIM {
             return Ok(Vec::new());
         }
-        // Path prefixes are checked here; fetch extra to make up for them.
-        let fetch = if filter.path_prefix.is_some() { k * 5 } else { k };
-        let response = self
-            .rt
-            .block_on(
-                self.client.query(
-                    QueryPointsBuilder::new(&self.collection)
-                        .query(vector.to_vec())
-                        .filter(QdrantStore::filter(filter))
-                        .params(SearchParamsBuilder::default().hnsw_ef(256))
-                        .limit(fetch as u64)
-                        .with_payload(true),
-                ),
-            )
-            .map_err(|e| qerr(&self.url, "query", e))?;
+        // A prefix Qdrant cannot match is checked here, reading further
+        // pages until k are found (or the scan limit).
+        let client_side = filter.path_prefix.as_deref().is_some_and(|p| !p.ends_with('/'));
+        let page = if client_side {
+            (k as u64 * 4).max(64)
+        } else {
+            k as u64
+        };
         let mut out = Vec::new();
-        for p in response.result {
-            let (source, path, tier) = (text(&p.payload, "source"), text(&p.payload, "path"), {
-                match p.payload.get("tier").and_then(|v| v.kind.as_ref()) {
+        let mut offset = 0u64;
+        loop {
+            let response = self
+                .run(
+                    self.client.query(
+                        QueryPointsBuilder::new(&self.collection)
+                            .query(vector.to_vec())
+                            .filter(self.filter(filter))
+                            .params(SearchParamsBuilder::default().hnsw_ef(256))
+                            .limit(page)
+                            .offset(offset)
+                            .with_payload(true),
+                    ),
+                )
+                .map_err(|e| qerr(&self.url, "query", e))?;
+            let got = response.result.len() as u64;
+            for p in response.result {
+                let tier = match p.payload.get("tier").and_then(|v| v.kind.as_ref()) {
                     Some(Kind::IntegerValue(t)) => u8::try_from(*t).unwrap_or(u8::MAX),
                     _ => u8::MAX,
+                };
+                // The server filtered already; check again, it costs nothing.
+                if filter.admits(&text(&p.payload, "source"), tier, &text(&p.payload, "path")) {
+                    out.push((text(&p.payload, "chunk_id"), p.score));
                 }
-            });
-            // The server filtered already; check again, it costs nothing.
-            if filter.admits(&source, tier, &path) {
-                out.push((text(&p.payload, "chunk_id"), p.score));
+            }
+            offset += got;
+            if !client_side || out.len() >= k || got < page || offset >= MAX_PREFIX_SCAN {
+                break;
             }
         }
         out.truncate(k);
         Ok(out)
     }
 
-    fn len(&self) -> usize {
-        self.rt
-            .block_on(
-                self.client
-                    .count(CountPointsBuilder::new(&self.collection).exact(true)),
-            )
-            .ok()
-            .and_then(|r| r.result)
-            .map_or(0, |c| c.count as usize)
+    fn len(&self) -> Result<usize> {
+        self.count_where(Filter::must([self.mine()]))
     }
 
-    fn count(&self, filter: &VectorFilter) -> usize {
+    fn count(&self, filter: &VectorFilter) -> Result<usize> {
         if filter.sources.is_empty() || filter.max_tier == 0 {
-            return 0;
+            return Ok(0);
         }
-        self.rt
-            .block_on(
-                self.client.count(
-                    CountPointsBuilder::new(&self.collection)
-                        .filter(Self::filter(filter))
-                        .exact(true),
-                ),
-            )
-            .ok()
-            .and_then(|r| r.result)
-            .map_or(0, |c| c.count as usize)
+        self.count_where(self.filter(filter))
     }
 
     fn file_chunks(&self) -> Result<FileChunks> {
@@ -281,6 +405,7 @@ impl VectorStore for QdrantStore {
         let mut offset: Option<PointId> = None;
         loop {
             let mut req = ScrollPointsBuilder::new(&self.collection)
+                .filter(Filter::must([self.mine()]))
                 .limit(1_000)
                 .with_payload(true)
                 .with_vectors(false);
@@ -288,8 +413,7 @@ impl VectorStore for QdrantStore {
                 req = req.offset(o);
             }
             let page = self
-                .rt
-                .block_on(self.client.scroll(req))
+                .run(self.client.scroll(req))
                 .map_err(|e| qerr(&self.url, "scroll", e))?;
             for p in &page.result {
                 out.entry((text(&p.payload, "source"), text(&p.payload, "path")))
@@ -302,5 +426,22 @@ impl VectorStore for QdrantStore {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_directories() {
+        assert_eq!(
+            collection_name("ctxplane", "all-MiniLM-L6-v2-int8-b2a68b34a45c"),
+            "ctxplane_all-minilm-l6-v2-int8-b2a68b34a45c"
+        );
+        assert_eq!(collection_name("Team A", "m/1"), "team-a_m-1");
+        assert_eq!(dirs("a/b/c.rs"), vec!["a/".to_string(), "a/b/".to_string()]);
+        assert!(dirs("top.rs").is_empty());
+        assert_ne!(point_id("d1", "c-1"), point_id("d2", "c-1"));
     }
 }

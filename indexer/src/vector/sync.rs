@@ -154,7 +154,7 @@ pub fn sync(
     progress(done, total);
     cache.flush()?;
     store.commit()?;
-    report.vectors = store.len() as u64;
+    report.vectors = store.len()? as u64;
     report.remaining = total.saturating_sub(done);
     Ok(report)
 }
