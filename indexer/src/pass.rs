@@ -35,6 +35,30 @@ use crate::walk::{self, Skip};
 
 /// How many example paths a report keeps per reason.
 const EXAMPLES: usize = 20;
+/// Files prepared in parallel between two in-order commits to the index.
+const BATCH: usize = 64;
+/// Most threads that read, redact and chunk files at once.
+pub const WORKERS: usize = 8;
+
+/// A file that must be read: what was decided about it in order.
+struct Work<'f> {
+    found: &'f walk::Found,
+    decision: registry::Decision,
+    mtime_ns: i64,
+    /// Its hash as ingested, when it may be unchanged.
+    unchanged_hash: Option<String>,
+}
+
+/// A file read, hashed, and (when changed) redacted and chunked.
+struct Prepared {
+    text: String,
+    hash: String,
+    /// `None` when the hash is unchanged (nothing else was done).
+    redacted: Option<Redacted>,
+    /// Values this file holds (keyed hashes), for later files.
+    found_here: KnownSecrets,
+    chunks: Option<Vec<crate::chunk::Chunk>>,
+}
 
 #[derive(Clone, Debug)]
 pub struct PassOptions {
@@ -221,144 +245,184 @@ impl Pass<'_> {
             // values), so a later file's copy is redacted where no rule fires.
             let mut known = KnownSecrets::default();
             let total = files.len() as u64;
-            for (n, found) in files.iter().enumerate() {
-                progress(id, n as u64 + 1, total);
-                sr.files_seen += 1;
-                seen.insert(found.rel.clone());
-                // A path that holds a secret is refused before anything else:
-                // only its redacted form is ever recorded.
-                if let Some(shown) = self.redactor.redact_path(&found.rel) {
-                    sr.denied
-                        .entry("secret_in_path".to_string())
-                        .or_default()
-                        .add(&shown);
-                    source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
-                    source_dirty |= manifest.skipped.remove(&found.rel).is_some();
-                    continue;
-                }
-                if let Some(problem) = &found.problem {
-                    // Reported only: an escaped name may equal a real file's,
-                    // whose chunks must not be touched for it.
-                    sr.skipped
-                        .entry(problem.code().to_string())
-                        .or_default()
-                        .add(&found.rel);
-                    continue;
-                }
-                let decision = policy.decide_ingest(id, &found.rel);
-                if let Some(reason) = decision.deny_reason() {
-                    sr.denied
-                        .entry(reason.code().to_string())
-                        .or_default()
-                        .add(&found.rel);
-                    source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
-                    source_dirty |= manifest.skipped.remove(&found.rel).is_some();
-                    continue;
-                }
-                let mtime_ns = i64::try_from(found.mtime_ns).unwrap_or(i64::MAX);
-                if let Some(old) = manifest.skipped.get(&found.rel)
-                    && !reprocess
-                    && old.size == found.size
-                    && old.mtime_ns == mtime_ns
-                {
-                    sr.skipped.entry(old.reason.clone()).or_default().add(&found.rel);
-                    continue;
-                }
-                if let Some(old) = manifest.files.get_mut(&found.rel)
-                    && !reprocess
-                    && old.size == found.size
-                    && old.mtime_ns == mtime_ns
-                {
-                    if old.decision_id != decision.id {
-                        old.decision_id = decision.id.clone();
-                        source_dirty = true;
+            for (b, batch) in files.chunks(BATCH).enumerate() {
+                // 1. In order, cheaply: what each file needs (policy,
+                //    manifest); files to read become work.
+                let mut work: Vec<Work<'_>> = Vec::new();
+                for (i, found) in batch.iter().enumerate() {
+                    progress(id, (b * BATCH + i) as u64 + 1, total);
+                    sr.files_seen += 1;
+                    seen.insert(found.rel.clone());
+                    // A path that holds a secret is refused before anything else:
+                    // only its redacted form is ever recorded.
+                    if let Some(shown) = self.redactor.redact_path(&found.rel) {
+                        sr.denied
+                            .entry("secret_in_path".to_string())
+                            .or_default()
+                            .add(&shown);
+                        source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
+                        source_dirty |= manifest.skipped.remove(&found.rel).is_some();
+                        continue;
                     }
-                    sr.unchanged += 1;
-                    continue;
-                }
-                let (text, hash) = match walk::read_text(found, self.options.max_file_bytes) {
-                    Ok(t) => t,
-                    Err(skip) => {
+                    if let Some(problem) = &found.problem {
+                        // Reported only: an escaped name may equal a real file's,
+                        // whose chunks must not be touched for it.
                         sr.skipped
-                            .entry(skip.code().to_string())
+                            .entry(problem.code().to_string())
+                            .or_default()
+                            .add(&found.rel);
+                        continue;
+                    }
+                    let decision = policy.decide_ingest(id, &found.rel);
+                    if let Some(reason) = decision.deny_reason() {
+                        sr.denied
+                            .entry(reason.code().to_string())
                             .or_default()
                             .add(&found.rel);
                         source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
-                        // Remember what will not change by itself; retry the rest.
-                        if matches!(
-                            skip,
-                            Skip::TooLarge { .. }
-                                | Skip::Binary
-                                | Skip::InvalidUtf8 { .. }
-                                | Skip::NotRegular
-                        ) {
-                            let entry = SkippedEntry {
-                                size: found.size,
-                                mtime_ns,
-                                reason: skip.code().to_string(),
-                            };
-                            if manifest.skipped.get(&found.rel) != Some(&entry) {
-                                manifest.skipped.insert(found.rel.clone(), entry);
-                                source_dirty = true;
-                            }
-                        } else {
-                            source_dirty |= manifest.skipped.remove(&found.rel).is_some();
-                        }
+                        source_dirty |= manifest.skipped.remove(&found.rel).is_some();
                         continue;
                     }
-                };
-                // Readable now; both paths below mark the manifest dirty.
-                manifest.skipped.remove(&found.rel);
-                sr.bytes_read += text.len() as u64;
-                let hash = hash.to_hex().to_string();
-                if let Some(old) = manifest.files.get_mut(&found.rel)
-                    && !reprocess
-                    && old.hash == hash
-                {
-                    // Touched but not changed: remember the new mtime only.
-                    old.mtime_ns = mtime_ns;
-                    old.size = found.size;
-                    old.decision_id = decision.id.clone();
-                    sr.unchanged += 1;
-                    source_dirty = true;
-                    continue;
-                }
-                let redacted = self
-                    .redactor
-                    .redact_remembering(&text, Some(&found.rel), &mut known);
-                let entry = self.ingest(
-                    &writer,
-                    source,
-                    found,
-                    redacted,
-                    FileEntry {
-                        hash: hash.clone(),
-                        size: found.size,
+                    let mtime_ns = i64::try_from(found.mtime_ns).unwrap_or(i64::MAX);
+                    if let Some(old) = manifest.skipped.get(&found.rel)
+                        && !reprocess
+                        && old.size == found.size
+                        && old.mtime_ns == mtime_ns
+                    {
+                        sr.skipped.entry(old.reason.clone()).or_default().add(&found.rel);
+                        continue;
+                    }
+                    if let Some(old) = manifest.files.get_mut(&found.rel)
+                        && !reprocess
+                        && old.size == found.size
+                        && old.mtime_ns == mtime_ns
+                    {
+                        if old.decision_id != decision.id {
+                            old.decision_id = decision.id.clone();
+                            source_dirty = true;
+                        }
+                        sr.unchanged += 1;
+                        continue;
+                    }
+                    let unchanged_hash = manifest
+                        .files
+                        .get(&found.rel)
+                        .filter(|_| !reprocess)
+                        .map(|old| old.hash.clone());
+                    work.push(Work {
+                        found,
+                        decision,
                         mtime_ns,
-                        commit: commit.clone(),
-                        ingested_at: self.now,
-                        language: language_of(&found.rel).to_string(),
-                        chunk_ids: Vec::new(),
-                        redactions: 0,
-                        decision_id: decision.id.clone(),
-                        content_since: Some(
-                            manifest
-                                .files
-                                .get(&found.rel)
-                                .filter(|old| old.hash == hash)
-                                .map_or(self.now, FileEntry::content_since),
-                        ),
-                    },
-                    &mut redactions,
-                )?;
-                if let Some(old) = manifest.files.get(&found.rel) {
-                    sr.chunks_removed += old.chunk_ids.len() as u64;
+                        unchanged_hash,
+                    });
                 }
-                sr.chunks_added += entry.chunk_ids.len() as u64;
-                sr.redactions += u64::from(entry.redactions);
-                sr.indexed += 1;
-                manifest.files.insert(found.rel.clone(), entry);
-                source_dirty = true;
+                // 2. On every core: read, hash, redact and chunk.
+                let prepared = self.prepare_all(&work);
+                // 3. In order: what the files say goes into the index and
+                //    the manifest, exactly as one file at a time would.
+                for (w, prep) in work.into_iter().zip(prepared) {
+                    let found = w.found;
+                    let Prepared {
+                        text,
+                        hash,
+                        redacted,
+                        found_here,
+                        chunks,
+                    } = match prep {
+                        Ok(p) => p,
+                        Err(skip) => {
+                            sr.skipped
+                                .entry(skip.code().to_string())
+                                .or_default()
+                                .add(&found.rel);
+                            source_dirty |= self.forget(&writer, &mut manifest, &mut sr, &found.rel);
+                            // Remember what will not change by itself; retry the rest.
+                            if matches!(
+                                skip,
+                                Skip::TooLarge { .. }
+                                    | Skip::Binary
+                                    | Skip::InvalidUtf8 { .. }
+                                    | Skip::NotRegular
+                            ) {
+                                let entry = SkippedEntry {
+                                    size: found.size,
+                                    mtime_ns: w.mtime_ns,
+                                    reason: skip.code().to_string(),
+                                };
+                                if manifest.skipped.get(&found.rel) != Some(&entry) {
+                                    manifest.skipped.insert(found.rel.clone(), entry);
+                                    source_dirty = true;
+                                }
+                            } else {
+                                source_dirty |= manifest.skipped.remove(&found.rel).is_some();
+                            }
+                            continue;
+                        }
+                    };
+                    // Readable now; both paths below mark the manifest dirty.
+                    manifest.skipped.remove(&found.rel);
+                    sr.bytes_read += text.len() as u64;
+                    if let Some(old) = manifest.files.get_mut(&found.rel)
+                        && w.unchanged_hash.as_deref() == Some(hash.as_str())
+                    {
+                        // Touched but not changed: remember the new mtime only.
+                        old.mtime_ns = w.mtime_ns;
+                        old.size = found.size;
+                        old.decision_id = w.decision.id.clone();
+                        sr.unchanged += 1;
+                        source_dirty = true;
+                        continue;
+                    }
+                    // Copies of values an earlier file held are redacted
+                    // too: with none known the parallel result is exact;
+                    // otherwise this file is redacted again knowing them.
+                    let (redacted, chunks) = match (redacted, chunks) {
+                        (Some(r), Some(c)) if known.is_empty() => {
+                            known.extend(&found_here);
+                            (r, c)
+                        }
+                        _ => {
+                            let r = self
+                                .redactor
+                                .redact_remembering(&text, Some(&found.rel), &mut known);
+                            let c = chunk(&r.text, language_of(&found.rel));
+                            (r, c)
+                        }
+                    };
+                    let entry = self.ingest(
+                        &writer,
+                        source,
+                        found,
+                        (redacted, chunks),
+                        FileEntry {
+                            hash: hash.clone(),
+                            size: found.size,
+                            mtime_ns: w.mtime_ns,
+                            commit: commit.clone(),
+                            ingested_at: self.now,
+                            language: language_of(&found.rel).to_string(),
+                            chunk_ids: Vec::new(),
+                            redactions: 0,
+                            decision_id: w.decision.id.clone(),
+                            content_since: Some(
+                                manifest
+                                    .files
+                                    .get(&found.rel)
+                                    .filter(|old| old.hash == hash)
+                                    .map_or(self.now, FileEntry::content_since),
+                            ),
+                        },
+                        &mut redactions,
+                    )?;
+                    if let Some(old) = manifest.files.get(&found.rel) {
+                        sr.chunks_removed += old.chunk_ids.len() as u64;
+                    }
+                    sr.chunks_added += entry.chunk_ids.len() as u64;
+                    sr.redactions += u64::from(entry.redactions);
+                    sr.indexed += 1;
+                    manifest.files.insert(found.rel.clone(), entry);
+                    source_dirty = true;
+                }
             }
             let gone: Vec<String> = manifest
                 .files
@@ -440,6 +504,76 @@ impl Pass<'_> {
         )
     }
 
+    /// Reads, hashes, redacts and chunks `work` on up to [`WORKERS`]
+    /// threads; results in `work`'s order. Redaction here knows no values
+    /// from other files (the caller redacts again when it knows some);
+    /// a file whose hash is unchanged is only read and hashed.
+    fn prepare_all(&self, work: &[Work<'_>]) -> Vec<std::result::Result<Prepared, Skip>> {
+        let prepare = |w: &Work<'_>| -> std::result::Result<Prepared, Skip> {
+            let (text, hash) = walk::read_text(w.found, self.options.max_file_bytes)?;
+            let hash = hash.to_hex().to_string();
+            if w.unchanged_hash.as_deref() == Some(hash.as_str()) {
+                return Ok(Prepared {
+                    text,
+                    hash,
+                    redacted: None,
+                    found_here: KnownSecrets::default(),
+                    chunks: None,
+                });
+            }
+            let mut found_here = KnownSecrets::default();
+            let redacted = self
+                .redactor
+                .redact_remembering(&text, Some(&w.found.rel), &mut found_here);
+            let chunks = chunk(&redacted.text, language_of(&w.found.rel));
+            Ok(Prepared {
+                text,
+                hash,
+                redacted: Some(redacted),
+                found_here,
+                chunks: Some(chunks),
+            })
+        };
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, WORKERS)
+            .min(work.len());
+        if workers <= 1 {
+            return work.iter().map(prepare).collect();
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut out: Vec<Option<std::result::Result<Prepared, Skip>>> =
+            (0..work.len()).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(w) = work.get(i) else { break };
+                            mine.push((i, prepare(w)));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            for h in handles {
+                match h.join() {
+                    Ok(mine) => {
+                        for (i, r) in mine {
+                            out[i] = Some(r);
+                        }
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+        out.into_iter()
+            .map(|r| r.unwrap_or(Err(Skip::NotRegular)))
+            .collect()
+    }
+
     /// Chunks and stores one file's redacted text and logs its findings;
     /// returns `entry` with its chunk ids and redaction count filled in.
     fn ingest(
@@ -447,7 +581,7 @@ impl Pass<'_> {
         writer: &tantivy::IndexWriter,
         source: &registry::Source,
         found: &walk::Found,
-        redacted: Redacted,
+        (redacted, chunks): (Redacted, Vec<crate::chunk::Chunk>),
         mut entry: FileEntry,
         log: &mut Vec<RedactionRecord>,
     ) -> Result<FileEntry> {
@@ -464,7 +598,6 @@ impl Pass<'_> {
                 at: self.now,
             });
         }
-        let chunks = chunk(&redacted.text, &entry.language);
         self.touched
             .borrow_mut()
             .insert((id.to_string(), rel.to_string()));

@@ -55,6 +55,12 @@ impl KnownSecrets {
         self.hashes.len()
     }
 
+    /// Adds what `other` knows (both made with the same redactor's key).
+    pub fn extend(&mut self, other: &KnownSecrets) {
+        self.hashes.extend(other.hashes.iter().copied());
+        self.lengths.extend(other.lengths.iter().copied());
+    }
+
     fn insert(&mut self, key: &[u8; 32], value: &str) {
         self.hashes
             .insert(*blake3::keyed_hash(key, value.as_bytes()).as_bytes());
