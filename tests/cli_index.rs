@@ -152,3 +152,20 @@ fn an_unreachable_qdrant_fails_the_index_and_says_so() {
     let log = std::fs::read_to_string(org.join(".ctxplane/audit/log.jsonl")).unwrap_or_default();
     assert!(!log.contains("\"index.pass\""), "{log}");
 }
+
+#[test]
+fn index_threads_out_of_range_is_a_clear_error() {
+    let tmp = common::example_org();
+    let org = tmp.path();
+    for bad in ["0", "99"] {
+        std::fs::write(org.join("ctxplane.toml"), format!("index_threads = {bad}\n")).unwrap();
+        let out = common::command(org, &["index", "--no-embed"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("index_threads must be between 1 and 8"), "{stderr}");
+    }
+    // One thread indexes the same as the default.
+    std::fs::write(org.join("ctxplane.toml"), "index_threads = 1\n").unwrap();
+    let one = common::run_json(org, &["index", "--no-embed", "--json"]);
+    assert_eq!(one["report"]["total_chunks"], 52, "{one}");
+}

@@ -28,7 +28,9 @@ use jiff::Timestamp;
 use registry::{Policy, Registry};
 
 pub use error::{IndexError, Result};
-pub use pass::{PassOptions, PassReport, RedactionRecord, SourceReport, Tally, chunk_id};
+pub use pass::{
+    PassOptions, PassReport, RedactionRecord, SourceReport, Tally, WORKERS as MAX_INDEX_THREADS, chunk_id,
+};
 
 use crate::lexical::Lexical;
 use crate::manifest::Manifests;

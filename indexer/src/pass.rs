@@ -63,12 +63,24 @@ struct Prepared {
 #[derive(Clone, Debug)]
 pub struct PassOptions {
     pub max_file_bytes: u64,
+    /// Threads that read, redact and chunk files (1 to [`WORKERS`]).
+    pub threads: usize,
+}
+
+impl PassOptions {
+    /// One thread per core, up to [`WORKERS`].
+    pub fn default_threads() -> usize {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, WORKERS)
+    }
 }
 
 impl Default for PassOptions {
     fn default() -> Self {
         PassOptions {
             max_file_bytes: 1 << 20,
+            threads: PassOptions::default_threads(),
         }
     }
 }
@@ -504,7 +516,7 @@ impl Pass<'_> {
         )
     }
 
-    /// Reads, hashes, redacts and chunks `work` on up to [`WORKERS`]
+    /// Reads, hashes, redacts and chunks `work` on `options.threads`
     /// threads; results in `work`'s order. Redaction here knows no values
     /// from other files (the caller redacts again when it knows some);
     /// a file whose hash is unchanged is only read and hashed.
@@ -534,10 +546,7 @@ impl Pass<'_> {
                 chunks: Some(chunks),
             })
         };
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, WORKERS)
-            .min(work.len());
+        let workers = self.options.threads.clamp(1, WORKERS).min(work.len());
         if workers <= 1 {
             return work.iter().map(prepare).collect();
         }

@@ -438,6 +438,7 @@ pub(crate) fn open_indexer(s: &Settings, data_dir: &Path) -> Result<Indexer> {
         rules,
         PassOptions {
             max_file_bytes: s.max_file_bytes,
+            threads: s.index_threads,
         },
     )?)
 }

@@ -18,6 +18,9 @@ struct FileConfig {
     registry: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     max_file_bytes: Option<u64>,
+    /// Threads a pass reads, redacts and chunks files on (default: one per
+    /// core, at most 8).
+    index_threads: Option<usize>,
     /// Where the embedding model lives (default: vendor/model of the build).
     model_dir: Option<PathBuf>,
     /// onnxruntime threads for embedding.
@@ -75,6 +78,8 @@ pub struct Settings {
     pub actor: String,
     /// Files larger than this are not ingested.
     pub max_file_bytes: u64,
+    /// `CTXPLANE_INDEX_THREADS`, else the config's `index_threads`.
+    pub index_threads: usize,
     /// `CTXPLANE_MODEL_DIR`, else the config's `model_dir`; `None` lets the
     /// embedder look in its default places.
     pub model_dir: Option<PathBuf>,
@@ -160,6 +165,23 @@ impl Settings {
         if max_file_bytes == 0 {
             return Err(ConfigError("max_file_bytes must be at least 1".into()));
         }
+        let index_threads =
+            match std::env::var("CTXPLANE_INDEX_THREADS")
+                .ok()
+                .filter(|v| !v.is_empty())
+            {
+                Some(v) => Some(v.parse::<usize>().map_err(|_| {
+                    ConfigError(format!("CTXPLANE_INDEX_THREADS must be a number, not {v:?}"))
+                })?),
+                None => file.index_threads,
+            }
+            .unwrap_or_else(indexer::PassOptions::default_threads);
+        if !(1..=indexer::MAX_INDEX_THREADS).contains(&index_threads) {
+            return Err(ConfigError(format!(
+                "index_threads must be between 1 and {}",
+                indexer::MAX_INDEX_THREADS
+            )));
+        }
         let model_dir = std::env::var_os("CTXPLANE_MODEL_DIR")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
@@ -233,6 +255,7 @@ impl Settings {
             data_dir,
             actor,
             max_file_bytes,
+            index_threads,
             model_dir,
             embed_threads,
             vectors,

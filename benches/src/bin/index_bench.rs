@@ -202,6 +202,36 @@ fn run() -> Result<(), String> {
         return Err(format!("secrets reached the data dir: {leaked:?}"));
     }
 
+    // Cold lexical index (no embedding) into fresh data dirs, one thread
+    // against the default (one per core), in this run.
+    let mut cold = Vec::new();
+    for threads in [1, indexer::PassOptions::default_threads()] {
+        let dir = work.join(format!("cold-{threads}"));
+        let start = Instant::now();
+        let out = Command::new(&bin)
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["index", "--no-embed", "--json"])
+            .current_dir(work)
+            .env("CTXPLANE_ACTOR", "bench")
+            .env("CTXPLANE_INDEX_THREADS", threads.to_string())
+            .output()
+            .map_err(|e| e.to_string())?;
+        let wall = start.elapsed().as_secs_f64();
+        if !out.status.success() {
+            return Err(format!("cold index: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        let pass = v["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+        println!(
+            "cold lexical index, {threads} thread(s): pass {pass:.2} s, process {wall:.2} s, {} chunks",
+            v["report"]["total_chunks"]
+        );
+        cold.push(pass);
+        std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())?;
+    }
+    println!("  parallel pass speed-up: {:.2}x", cold[0] / cold[1].max(1e-9));
+
     // No-op re-index.
     let mut noop = Vec::new();
     let mut noop_wall = Vec::new();
