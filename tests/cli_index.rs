@@ -162,7 +162,10 @@ fn index_threads_out_of_range_is_a_clear_error() {
         let out = common::command(org, &["index", "--no-embed"]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
-        assert!(stderr.contains("index_threads must be between 1 and 8"), "{stderr}");
+        assert!(
+            stderr.contains("index_threads must be between 1 and 8"),
+            "{stderr}"
+        );
     }
     // One thread indexes the same as the default.
     std::fs::write(org.join("ctxplane.toml"), "index_threads = 1\n").unwrap();

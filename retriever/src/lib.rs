@@ -186,6 +186,8 @@ pub struct Retriever {
     dense: Option<Dense>,
     dense_reason: Option<String>,
     manifests: Manifests,
+    /// Where topic packages' text vectors are kept between processes.
+    topic_vectors: PathBuf,
     manifest_cache: Mutex<HashMap<String, CachedManifest>>,
     deps_cache: Mutex<HashMap<String, CachedDeps>>,
     imports_cache: Mutex<HashMap<(String, String, String), CachedImports>>,
@@ -238,6 +240,7 @@ impl Retriever {
             dense,
             dense_reason,
             manifests: Manifests::new(data_dir.join("index/manifests")),
+            topic_vectors: data_dir.join("vectors/topics"),
             manifest_cache: Mutex::new(HashMap::new()),
             deps_cache: Mutex::new(HashMap::new()),
             imports_cache: Mutex::new(HashMap::new()),
@@ -252,7 +255,7 @@ impl Retriever {
     /// Serves topic packages from `dir` as tier 1; stale ones are served
     /// (flagged) for `grace_days` after they went stale.
     pub fn with_topics(mut self, dir: &Path, grace_days: u32) -> Retriever {
-        self.topics = Some(Topics::new(dir, grace_days));
+        self.topics = Some(Topics::new(dir, grace_days).with_vector_dir(&self.topic_vectors));
         self
     }
 

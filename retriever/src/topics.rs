@@ -127,7 +127,16 @@ pub struct Topics {
     state: Mutex<State>,
     vectors: Mutex<HashMap<String, Arc<Vec<f32>>>>,
     redactor: Redactor,
+    /// Where package texts' vectors are kept between processes (one file
+    /// per model), so a one-shot query does not embed them again.
+    vector_dir: Option<PathBuf>,
+    /// Whether the file was read into `vectors` (once per model id).
+    loaded_from_disk: Mutex<Option<String>>,
 }
+
+/// A vector file's first bytes (then records of a 64-hex key and DIM
+/// little-endian f32, then the blake3 of everything before it).
+const VECTOR_FILE_MAGIC: &[u8] = b"ctxplane-topic-vectors-1\n";
 
 impl std::fmt::Debug for Topics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,7 +155,117 @@ impl Topics {
             state: Mutex::new(State::default()),
             vectors: Mutex::new(HashMap::new()),
             redactor: Redactor::new(RuleSet::builtin(), [0u8; 32]),
+            vector_dir: None,
+            loaded_from_disk: Mutex::new(None),
         }
+    }
+
+    /// Keeps package texts' vectors in `dir` (`topics-<model>.bin`), read
+    /// on first use and rewritten atomically when new texts are embedded.
+    pub fn with_vector_dir(mut self, dir: &Path) -> Topics {
+        self.vector_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    fn vector_file(&self, model_id: &str) -> Option<PathBuf> {
+        let safe: String = model_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.vector_dir
+            .as_ref()
+            .map(|d| d.join(format!("topics-{safe}.bin")))
+    }
+
+    /// Reads the vector file into memory once per model. A missing, torn
+    /// or foreign file is ignored (the texts are embedded again).
+    fn load_vectors(&self, model_id: &str) {
+        let mut loaded = self
+            .loaded_from_disk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if loaded.as_deref() == Some(model_id) {
+            return;
+        }
+        *loaded = Some(model_id.to_string());
+        let Some(bytes) = self.vector_file(model_id).and_then(|f| std::fs::read(f).ok()) else {
+            return;
+        };
+        let record = 64 + indexer::embed::DIM * 4;
+        let Some(body) = bytes
+            .strip_prefix(VECTOR_FILE_MAGIC)
+            .and_then(|b| b.len().checked_sub(32).map(|n| b.split_at(n)))
+            .filter(|(body, sum)| {
+                body.len() % record == 0
+                    && blake3::hash(&bytes[..VECTOR_FILE_MAGIC.len() + body.len()]).as_bytes() == *sum
+            })
+            .map(|(body, _)| body)
+        else {
+            return;
+        };
+        let mut cache = self
+            .vectors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for r in body.chunks_exact(record) {
+            let Ok(key) = std::str::from_utf8(&r[..64]) else {
+                continue;
+            };
+            let v: Vec<f32> = r[64..]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            cache.entry(key.to_string()).or_insert_with(|| Arc::new(v));
+        }
+    }
+
+    /// Writes the vectors of the packages' current texts (others are
+    /// dropped), atomically; a failure only costs embedding them again.
+    fn store_vectors(&self, model_id: &str) {
+        let Some(file) = self.vector_file(model_id) else {
+            return;
+        };
+        let keys: BTreeSet<String> = self
+            .lock()
+            .entries
+            .iter()
+            .flat_map(|e| {
+                e.texts
+                    .iter()
+                    .map(|t| blake3::hash(t.as_bytes()).to_hex().to_string())
+            })
+            .collect();
+        let mut bytes = VECTOR_FILE_MAGIC.to_vec();
+        {
+            let cache = self
+                .vectors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for k in &keys {
+                if let Some(v) = cache.get(k).filter(|v| v.len() == indexer::embed::DIM) {
+                    bytes.extend_from_slice(k.as_bytes());
+                    for x in v.iter() {
+                        bytes.extend_from_slice(&x.to_le_bytes());
+                    }
+                }
+            }
+        }
+        let sum = *blake3::hash(&bytes).as_bytes();
+        bytes.extend_from_slice(&sum);
+        let written = file
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .map_err(|e| e.to_string())
+            .and_then(|()| registry::fsutil::write_atomic(&file, &bytes).map_err(|e| e.to_string()));
+        // Not kept (a read-only data dir, say): the next process embeds
+        // the texts again; nothing else depends on the file.
+        drop(written);
     }
 
     pub fn dir(&self) -> &Path {
@@ -254,6 +373,7 @@ impl Topics {
 
     /// Vectors for an entry's texts (embedded once, kept while the text is).
     fn vectors(&self, embedder: &Embedder, e: &Entry) -> Result<Vec<Arc<Vec<f32>>>> {
+        self.load_vectors(embedder.model_id());
         let keys: Vec<String> = e
             .texts
             .iter()
@@ -282,6 +402,8 @@ impl Topics {
             for ((k, _), v) in missing.into_iter().zip(vecs) {
                 cache.insert(k, Arc::new(v));
             }
+            drop(cache);
+            self.store_vectors(embedder.model_id());
         }
         let cache = self
             .vectors
@@ -804,4 +926,61 @@ fn render(e: &Entry, v: &Verification) -> String {
         out.push_str(&format!("[{}] {}:{}#L{a}-L{b}\n", i + 1, c.source, c.path));
     }
     out
+}
+
+#[cfg(test)]
+mod vector_file_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn topics(dir: &Path, vectors: &Path) -> Topics {
+        Topics::new(dir, 7).with_vector_dir(vectors)
+    }
+
+    #[test]
+    fn package_vectors_are_kept_between_processes() {
+        let Ok(model) = indexer::embed::find_model_dir(None) else {
+            panic!("run scripts/setup-model.sh first");
+        };
+        let embedder = Embedder::load(&model, 1).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("topics");
+        std::fs::create_dir_all(&dir).unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acme/topics");
+        for f in ["refunds.md", "postgres-failover.md"] {
+            std::fs::copy(example.join(f), dir.join(f)).unwrap();
+        }
+        let vdir = tmp.path().join("vectors");
+        let first = topics(&dir, &vdir);
+        let entries = first.entries();
+        assert_eq!(entries.len(), 2);
+        let want: Vec<_> = entries
+            .iter()
+            .map(|e| first.vectors(&embedder, e).unwrap())
+            .collect();
+        let file = first.vector_file(embedder.model_id()).unwrap();
+        assert!(file.exists());
+
+        // A second process reads them instead of embedding: everything it
+        // needs is in memory before it asks, and the vectors are the same.
+        let second = topics(&dir, &vdir);
+        let entries = second.entries();
+        second.load_vectors(embedder.model_id());
+        let cached = second.vectors.lock().unwrap().len();
+        let needed: usize = entries.iter().map(|e| e.texts.len()).sum();
+        assert_eq!(cached, needed);
+        for (e, w) in entries.iter().zip(&want) {
+            assert_eq!(&second.vectors(&embedder, e).unwrap(), w);
+        }
+
+        // A damaged file is ignored, not trusted.
+        let mut bytes = std::fs::read(&file).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0x40;
+        std::fs::write(&file, &bytes).unwrap();
+        let third = topics(&dir, &vdir);
+        third.entries();
+        third.load_vectors(embedder.model_id());
+        assert_eq!(third.vectors.lock().unwrap().len(), 0);
+    }
 }
