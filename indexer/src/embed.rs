@@ -1,8 +1,15 @@
 //! Embeddings computed in-process: all-MiniLM-L6-v2 (ONNX) through
 //! fastembed, with onnxruntime loaded at run time from the model directory
 //! (`scripts/setup-model.sh` puts both in `vendor/model/`). Mean pooling,
-//! at most 256 tokens, L2-normalised vectors, onnxruntime threads that do
-//! not spin.
+//! at most 256 tokens per input, L2-normalised vectors, onnxruntime
+//! threads that do not spin.
+//!
+//! A document longer than the window ([`Embedder::embed_documents`]) is
+//! cut into windows of at most 240 tokens (at line ends where it can),
+//! each window is embedded, and the document's vector is the token-weighted
+//! mean of its windows' vectors, normalised: every token counts, none is
+//! cut off. The model id carries the recipe (`-w256`), so vectors made
+//! before (heads only) are never mixed with these.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -72,9 +79,15 @@ pub fn find_model_dir(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
 pub struct Embedder {
     model: Mutex<TextEmbedding>,
     interactive: Mutex<TextEmbedding>,
+    /// The model's tokenizer without truncation, to cut windows.
+    tokenizer: tokenizers::Tokenizer,
     id: String,
     dir: PathBuf,
 }
+
+/// Tokens of text per window: the two special tokens and a margin for a
+/// window re-tokenized on its own (a cut inside a word) stay within the model's.
+pub const WINDOW_TOKENS: usize = MAX_TOKENS - 16;
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,7 +116,10 @@ impl Embedder {
         let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| err(format!("{name}: {e}")));
         let onnx = read("model.onnx")?;
         // The id names the exact weights: vectors from other weights never mix.
-        let id = format!("all-MiniLM-L6-v2-int8-{}", &blake3::hash(&onnx).to_hex()[..12]);
+        let id = format!(
+            "all-MiniLM-L6-v2-int8-{}-w{MAX_TOKENS}",
+            &blake3::hash(&onnx).to_hex()[..12]
+        );
         let environment = ort::init_from(dir.join("libonnxruntime.so"))
             .map_err(|e| err(format!("loading onnxruntime: {e}")))?
             .with_name("ctxplane")
@@ -130,9 +146,16 @@ impl Embedder {
         };
         let model = session(bulk_threads)?;
         let interactive = session(query_threads)?;
+        let mut tokenizer = tokenizers::Tokenizer::from_bytes(&files.tokenizer_file)
+            .map_err(|e| err(format!("tokenizer.json: {e}")))?;
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| err(format!("tokenizer.json: {e}")))?;
+        tokenizer.with_padding(None);
         Ok(Embedder {
             model: Mutex::new(model),
             interactive: Mutex::new(interactive),
+            tokenizer,
             id,
             dir: dir.to_path_buf(),
         })
@@ -148,9 +171,81 @@ impl Embedder {
     }
 
     /// Unit-length vectors for `texts`, in order (the bulk session, for
-    /// indexing).
+    /// indexing). Each text is cut at the window: see
+    /// [`Embedder::embed_documents`] for texts that may be longer.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         Self::run(&self.model, texts)
+    }
+
+    /// The byte ranges of `text`'s windows and their token counts: one
+    /// window when it fits, else windows of at most [`WINDOW_TOKENS`]
+    /// tokens, each ending at the last line end in its second half when
+    /// there is one.
+    pub fn windows(&self, text: &str) -> Result<Vec<(std::ops::Range<usize>, usize)>, EmbedError> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| EmbedError::Run(format!("tokenizing: {e}")))?;
+        let offsets = enc.get_offsets();
+        if offsets.len() <= WINDOW_TOKENS {
+            return Ok(vec![(0..text.len(), offsets.len().max(1))]);
+        }
+        let mut out = Vec::new();
+        let (mut first, mut start) = (0usize, 0usize);
+        while first < offsets.len() {
+            let last = (first + WINDOW_TOKENS).min(offsets.len()) - 1;
+            let mut end = if last + 1 == offsets.len() {
+                text.len()
+            } else {
+                offsets[last + 1].0
+            };
+            let mut next = last + 1;
+            if last + 1 < offsets.len() {
+                // Prefer a line end in the window's second half.
+                let half = offsets[first + WINDOW_TOKENS / 2].0;
+                if let Some(nl) = text.get(half..end).and_then(|s| s.rfind('\n')) {
+                    let cut = half + nl + 1;
+                    if let Some(k) = (first..=last).find(|&k| offsets[k].0 >= cut)
+                        && k > first
+                    {
+                        end = cut;
+                        next = k;
+                    }
+                }
+            }
+            let end = end.max(start).min(text.len());
+            let end = (end..=text.len())
+                .find(|&e| text.is_char_boundary(e))
+                .unwrap_or(text.len());
+            out.push((start..end, next - first));
+            start = end;
+            first = next;
+        }
+        Ok(out)
+    }
+
+    /// Unit-length vectors for documents of any length, in order: each is
+    /// the token-weighted mean of its windows' vectors (bulk session).
+    pub fn embed_documents(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut pieces: Vec<&str> = Vec::new();
+        let mut owner: Vec<(usize, f32)> = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            for (range, tokens) in self.windows(t)? {
+                pieces.push(&t[range]);
+                owner.push((i, tokens as f32));
+            }
+        }
+        let vectors = Self::run(&self.model, &pieces)?;
+        let mut out = vec![vec![0.0f32; DIM]; texts.len()];
+        for (v, (i, w)) in vectors.iter().zip(&owner) {
+            for (o, x) in out[*i].iter_mut().zip(v) {
+                *o += w * x;
+            }
+        }
+        for v in &mut out {
+            normalize(v);
+        }
+        Ok(out)
     }
 
     /// The same, on the session kept for queries and other short,

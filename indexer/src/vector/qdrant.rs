@@ -436,8 +436,8 @@ mod tests {
     #[test]
     fn names_and_directories() {
         assert_eq!(
-            collection_name("ctxplane", "all-MiniLM-L6-v2-int8-b2a68b34a45c"),
-            "ctxplane_all-minilm-l6-v2-int8-b2a68b34a45c"
+            collection_name("ctxplane", "all-MiniLM-L6-v2-int8-b2a68b34a45c-w256"),
+            "ctxplane_all-minilm-l6-v2-int8-b2a68b34a45c-w256"
         );
         assert_eq!(collection_name("Team A", "m/1"), "team-a_m-1");
         assert_eq!(dirs("a/b/c.rs"), vec!["a/".to_string(), "a/b/".to_string()]);

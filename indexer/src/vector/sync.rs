@@ -171,7 +171,7 @@ fn embed_queue(
     }
     let started = Instant::now();
     let texts: Vec<&str> = queue.iter().map(|p| p.text.as_str()).collect();
-    let vectors = embedder.embed(&texts).map_err(|e| IndexError::Layout {
+    let vectors = embedder.embed_documents(&texts).map_err(|e| IndexError::Layout {
         path: embedder.dir().to_path_buf(),
         message: e.to_string(),
     })?;
