@@ -6,7 +6,10 @@
 //! indexer chunks them), in groups of 64 as indexing embeds them; each
 //! group is embedded both ways on one thread, alternating which goes
 //! first, and the process CPU time of each is summed. The vectors of both
-//! ways are compared (they must agree).
+//! ways are compared (they must agree). Then the same groups are embedded
+//! whole (`Embedder::embed_documents`: windows for chunks longer than the
+//! model's 256 tokens, what indexing does), with the share of chunks that
+//! need more than one window.
 //!
 //! ```text
 //! cargo build --release -p benches --bin embed_bench
@@ -104,7 +107,25 @@ fn run() -> Res<()> {
             worst = worst.min(x.iter().zip(y).map(|(p, q)| p * q).sum());
         }
     }
+    let (mut whole_ms, mut long) = (0.0, 0usize);
+    for group in chunks.chunks(64) {
+        let texts: Vec<&str> = group.iter().map(String::as_str).collect();
+        for t in &texts {
+            if embedder.windows(t).map_err(|e| e.to_string())?.len() > 1 {
+                long += 1;
+            }
+        }
+        let t = cpu_ms();
+        embedder.embed_documents(&texts).map_err(|e| e.to_string())?;
+        whole_ms += cpu_ms() - t;
+    }
     let n = chunks.len() as f64;
+    println!(
+        "embedded whole (windows of at most {} tokens): {:.1} CPU-ms/chunk; {:.1}% of chunks exceed the window",
+        indexer::embed::WINDOW_TOKENS,
+        whole_ms / n,
+        long as f64 * 100.0 / n
+    );
     println!(
         "{} chunks from {} in groups of 64, one thread: input order {:.1} CPU-ms/chunk, sorted by length {:.1} CPU-ms/chunk ({:+.1}%); lowest cosine between the two ways {:.6}",
         chunks.len(),
