@@ -1,7 +1,9 @@
 //! Indexing throughput and freshness on a real repository, through the
-//! release binary:
+//! release binary, lexical only (`--no-embed`: embedding has its own
+//! benchmarks, `embed_bench` and `retrieval_eval`):
 //!
 //! * full index: files/s and MB/s of the first pass;
+//! * cold lexical index on one thread and on the default threads;
 //! * no-op re-index: a pass over unchanged input (median of 5);
 //! * edit -> searchable under `index --watch`: append a unique word to a
 //!   file, then query the index (reloading it, as a server would) until the
@@ -154,7 +156,7 @@ fn run() -> Result<(), String> {
     );
 
     // Full index.
-    let (full, wall) = ctxplane(&bin, work, &["index", "--json"])?;
+    let (full, wall) = ctxplane(&bin, work, &["index", "--no-embed", "--json"])?;
     let secs = full["elapsed_ms"].as_f64().unwrap_or(0.0) / 1000.0;
     let sources = full["report"]["sources"].as_array().cloned().unwrap_or_default();
     let s = sources.first().ok_or("no source in the report")?;
@@ -236,7 +238,7 @@ fn run() -> Result<(), String> {
     let mut noop = Vec::new();
     let mut noop_wall = Vec::new();
     for _ in 0..5 {
-        let (v, wall) = ctxplane(&bin, work, &["index", "--json"])?;
+        let (v, wall) = ctxplane(&bin, work, &["index", "--no-embed", "--json"])?;
         if v["report"]["committed"] != false {
             return Err("a no-op pass committed changes".into());
         }
@@ -255,7 +257,7 @@ fn run() -> Result<(), String> {
 
     // Edit -> searchable under --watch.
     let mut child = Command::new(&bin)
-        .args(["index", "--watch", "--json"])
+        .args(["index", "--watch", "--no-embed", "--json"])
         .current_dir(work)
         .env("CTXPLANE_ACTOR", "bench")
         .stdout(Stdio::piped())
