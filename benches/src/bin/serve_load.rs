@@ -20,8 +20,9 @@
 //! vectors (`--fresh` starts from an empty data dir, embedding cache
 //! included); the phases run once the vectors are complete.
 //!
-//! `--soak SECS` adds a final phase (8 clients, re-index running) that
-//! prints the server's RSS over time, to show memory levels off.
+//! `--soak SECS` adds a final phase (`--soak-clients N`, default 8, with
+//! the re-index running: 5 edits a second) that prints the server's RSS
+//! over time, to show memory levels off.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -165,6 +166,12 @@ fn run() -> Res<()> {
     let django = arg("--django").map_or_else(|| root.join("vendor/bench/Django-5.1.4"), PathBuf::from);
     let secs: u64 = arg("--seconds").map_or(Ok(15), |s| s.parse().map_err(|_| "--seconds needs a number"))?;
     let soak: u64 = arg("--soak").map_or(Ok(0), |s| s.parse().map_err(|_| "--soak needs a number"))?;
+    let soak_clients: usize = arg("--soak-clients").map_or(Ok(8), |s| {
+        s.parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or("--soak-clients needs a number from 1")
+    })?;
     if !django.join("docs/topics").is_dir() {
         return Err(format!(
             "no Django docs at {}; run scripts/bench-serve.sh",
@@ -287,10 +294,10 @@ fn run() -> Res<()> {
     if result.is_ok() && soak > 0 {
         // Memory under a long re-index: RSS should level off, not climb
         // with every re-embedded edit.
-        match phase(&addr, pid, &queries, 8, soak, Some(docs.as_path())) {
+        match phase(&addr, pid, &queries, soak_clients, soak, Some(docs.as_path())) {
             Ok(p) => {
                 println!(
-                    "\nsoak: 8 clients with re-index for {soak} s: {} queries, {:.1} q/s, p50 {:.1} ms, p99 {:.1} ms, {} errors, {} edits",
+                    "\nsoak: {soak_clients} clients with re-index for {soak} s: {} queries, {:.1} q/s, p50 {:.1} ms, p99 {:.1} ms, {} errors, {} edits",
                     p.requests, p.qps, p.p50, p.p99, p.errors, p.edits
                 );
                 let mut line = String::from("RSS MB over time:");
