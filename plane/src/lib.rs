@@ -218,6 +218,15 @@ impl Plane {
         let dense = self.model().and_then(|m| {
             ingest::open_vectors(&self.settings, self.store.data_dir(), false, m)
                 .map(|d| (d.embedder, d.store))
+                .map_err(|e| match self.settings.vectors {
+                    VectorBackend::Embedded => e,
+                    // A server's address and messages go to the log; every
+                    // answer carries the reason.
+                    _ => {
+                        tracing::warn!(error = %e, "vector store unavailable");
+                        retriever::STORE_UNAVAILABLE.to_string()
+                    }
+                })
         });
         let opened = Arc::new(
             Retriever::open(self.store.data_dir(), dense)?
@@ -410,21 +419,23 @@ impl Plane {
             VectorBackend::Embedded => (true, json!({"backend": "embedded"})),
             VectorBackend::Qdrant { url, prefix, .. } => {
                 let Ok(model) = self.model() else {
-                    return (
-                        true,
-                        json!({"backend": "qdrant", "url": url, "status": "off (no model)"}),
-                    );
+                    return (true, json!({"backend": "qdrant", "status": "off (no model)"}));
                 };
                 let collection = indexer::vector::qdrant::collection_name(prefix, model.model_id());
                 match ingest::open_vectors(&self.settings, self.store.data_dir(), false, model) {
                     Ok(_) => (
                         true,
-                        json!({"backend": "qdrant", "url": url, "collection": collection, "status": "reachable"}),
+                        json!({"backend": "qdrant", "collection": collection, "status": "reachable"}),
                     ),
-                    Err(e) => (
-                        false,
-                        json!({"backend": "qdrant", "url": url, "collection": collection, "status": "unavailable", "error": e}),
-                    ),
+                    Err(e) => {
+                        // Addresses and server messages go to the log, not
+                        // to an unauthenticated probe.
+                        tracing::warn!(url = %url, error = %e, "vector store unavailable");
+                        (
+                            false,
+                            json!({"backend": "qdrant", "collection": collection, "status": "unavailable", "error": "the Qdrant server cannot be reached or used; see the server log"}),
+                        )
+                    }
                 }
             }
         }

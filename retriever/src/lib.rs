@@ -113,6 +113,10 @@ pub struct Hit {
     pub provenance: Provenance,
 }
 
+/// Why dense search is off when the vector store fails: callers are not
+/// told addresses or server messages (the operator's log and /readyz are).
+pub const STORE_UNAVAILABLE: &str = "vector store unavailable";
+
 /// The dense side's state, reported with every answer.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct DenseStatus {
@@ -232,7 +236,7 @@ impl Retriever {
                 None,
                 Some("no vectors yet (`serve` builds them in the background; `ctxplane index` builds them all)".to_string()),
             ),
-            Ok((Err(e), _, _)) => (None, Some(format!("vector store unavailable: {e}"))),
+            Ok((Err(_), _, _)) => (None, Some(STORE_UNAVAILABLE.to_string())),
             Err(reason) => (None, Some(reason)),
         };
         Ok(Retriever {
@@ -305,7 +309,7 @@ impl Retriever {
                 chunks,
                 coverage: 0.0,
                 reason: match counted {
-                    Some(Err(e)) => Some(format!("vector store unavailable: {e}")),
+                    Some(Err(_)) => Some(STORE_UNAVAILABLE.to_string()),
                     _ => self.dense_reason.clone(),
                 },
             },
@@ -333,10 +337,10 @@ impl Retriever {
                 .count(&filter);
             match counted {
                 Ok(n) => status.vectors = n,
-                Err(e) => {
+                Err(_) => {
                     status.available = false;
                     status.vectors = 0;
-                    status.reason = Some(format!("vector store unavailable: {e}"));
+                    status.reason = Some(STORE_UNAVAILABLE.to_string());
                 }
             }
             status.coverage = if chunks == 0 {
@@ -412,8 +416,36 @@ impl Retriever {
             }
             topic = Some(t1.decision);
         }
+        let mut dense_ranked: Vec<ChunkDoc> = Vec::new();
+        // A vector store that fails (a server gone, a timeout) does not
+        // fail the query: it is answered lexically and says why.
+        let mut dense_failure: Option<String> = None;
+        if mode != Mode::Lexical
+            && let (Some(d), Some(v)) = (&self.dense, &query_vec)
+        {
+            let filter = VectorFilter {
+                sources: sources.clone(),
+                max_tier,
+                path_prefix: None,
+            };
+            let found = d
+                .store
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .search(v, &filter, candidates);
+            match found {
+                Ok(hits) => {
+                    let ids: Vec<String> = hits.into_iter().map(|(id, _)| id).collect();
+                    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                    dense_ranked = self.lexical.docs_by_id(&refs)?;
+                }
+                // The detail (addresses, server messages) is for the
+                // operator's log and /readyz, not for every caller.
+                Err(_) => dense_failure = Some(format!("{STORE_UNAVAILABLE}; answered lexically")),
+            }
+        }
         let mut lexical_ranked: Vec<ChunkDoc> = Vec::new();
-        if mode != Mode::Dense {
+        if mode != Mode::Dense || dense_failure.is_some() {
             let filter = Filter {
                 sources: sources.iter().cloned().collect(),
                 max_tier,
@@ -425,28 +457,9 @@ impl Retriever {
                 .map(|(_, d)| d)
                 .collect();
         }
-        let mut dense_ranked: Vec<ChunkDoc> = Vec::new();
-        if mode != Mode::Lexical
-            && let (Some(d), Some(v)) = (&self.dense, &query_vec)
-        {
-            let filter = VectorFilter {
-                sources: sources.clone(),
-                max_tier,
-                path_prefix: None,
-            };
-            let ids: Vec<String> = d
-                .store
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .search(v, &filter, candidates)?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-            dense_ranked = self.lexical.docs_by_id(&refs)?;
-        }
         let fused = self.fusion.fuse(&lexical_ranked, &dense_ranked);
         let served_by = match mode {
+            _ if dense_failure.is_some() => "lexical",
             Mode::Hybrid => "hybrid",
             Mode::Lexical => "lexical",
             Mode::Dense => "dense",
@@ -501,7 +514,16 @@ impl Retriever {
             max_tokens: opts.max_tokens,
             over_budget,
             withheld_by_policy,
-            dense: self.dense_status_within(&sources, max_tier),
+            dense: match dense_failure {
+                Some(reason) => DenseStatus {
+                    chunks: self
+                        .lexical
+                        .count_within(&sources.iter().cloned().collect::<Vec<_>>(), max_tier),
+                    model_id: self.dense.as_ref().map(|d| d.embedder.model_id().to_string()),
+                    ..DenseStatus::unavailable(reason)
+                },
+                None => self.dense_status_within(&sources, max_tier),
+            },
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             embed_ms,
         })

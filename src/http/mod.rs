@@ -34,6 +34,8 @@ use self::error::{ApiError, json_rejection, query_rejection};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest a request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest `/readyz` waits for the index and the vector store.
+pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 
 type Shared = Arc<Plane>;
 type ApiResult<T> = Result<T, ApiError>;
@@ -387,14 +389,31 @@ async fn readyz(State(plane): State<Shared>) -> Response {
     // The registry must parse: a malformed file makes every operation fail
     // closed (500 with no detail), so the service is not ready. Counting
     // vectors and asking a vector server are I/O: off the async workers.
-    let probed = tokio::task::spawn_blocking(move || {
-        let registry_ok = p.registry().is_ok();
-        let dense = p.retriever().map(|r| r.dense_status());
-        (registry_ok, dense, p.vector_backend())
-    })
+    let probed = tokio::time::timeout(
+        READY_PROBE_TIMEOUT,
+        tokio::task::spawn_blocking(move || {
+            let registry_ok = p.registry().is_ok();
+            let dense = p.retriever().map(|r| r.dense_status());
+            (registry_ok, dense, p.vector_backend())
+        }),
+    )
     .await;
-    let Ok((registry_ok, dense, (backend_ok, backend))) = probed else {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false}))).into_response();
+    let (registry_ok, dense, (backend_ok, backend)) = match probed {
+        Ok(Ok(v)) => v,
+        Ok(Err(_)) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false}))).into_response();
+        }
+        Err(_) => {
+            let why = format!(
+                "the index or vector store did not answer within {} s",
+                READY_PROBE_TIMEOUT.as_secs()
+            );
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"ready": false, "stopped": stopped, "error": why})),
+            )
+                .into_response();
+        }
     };
     let ready = stopped.is_none() && registry_ok && dense.is_ok() && backend_ok;
     let registry = if registry_ok {

@@ -139,8 +139,8 @@ impl QdrantStore {
             .map_err(|e| qerr(t.url, "runtime", e))?;
         let client = Qdrant::from_url(t.url)
             .api_key(t.api_key.map(String::from))
-            .timeout(std::time::Duration::from_secs(30))
-            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
             .skip_compatibility_check()
             .build()
             .map_err(|e| qerr(t.url, "client", e))?;
@@ -264,6 +264,12 @@ fn text(payload: &std::collections::HashMap<String, qdrant_client::qdrant::Value
         _ => String::new(),
     }
 }
+
+/// Longest one request to Qdrant may take (a server that went away must
+/// not hold a query or a readiness probe for long).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest a connection attempt may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Most points one search reads while looking for `k` under a path
 /// prefix Qdrant cannot match (one that ends inside a file name).
