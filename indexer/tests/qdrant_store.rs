@@ -51,6 +51,8 @@ fn target<'a>(
         prefix,
         model_id: model,
         deployment: dep,
+        shards: 1,
+        replication: 1,
     }
 }
 

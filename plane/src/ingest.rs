@@ -74,6 +74,8 @@ pub fn open_vectors(
             api_key,
             prefix,
             deployment,
+            shards,
+            replication,
         } => {
             let deployment = match deployment {
                 Some(d) => d.clone(),
@@ -87,6 +89,8 @@ pub fn open_vectors(
                         prefix,
                         model_id: embedder.model_id(),
                         deployment: &deployment,
+                        shards: *shards,
+                        replication: *replication,
                     },
                     writable,
                 )

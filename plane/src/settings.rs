@@ -36,6 +36,10 @@ struct FileConfig {
     /// This deployment's id in a shared Qdrant collection (default: the
     /// id in `<data_dir>/deployment-id`, made by the first writer).
     deployment_id: Option<String>,
+    /// Shards and copies of each shard when the collection is created on a
+    /// Qdrant cluster (default 1 and 1).
+    qdrant_shards: Option<u32>,
+    qdrant_replication: Option<u32>,
     /// Where topic packages live (default: `topics/` beside the registry).
     topics_dir: Option<PathBuf>,
     /// How many days a stale topic package is still served (flagged) before
@@ -67,6 +71,9 @@ pub enum VectorBackend {
         /// `CTXPLANE_DEPLOYMENT_ID` or `deployment_id`; `None`: the data
         /// dir's `deployment-id`.
         deployment: Option<String>,
+        /// Shards and replication factor of a collection this creates.
+        shards: u32,
+        replication: u32,
     },
 }
 
@@ -212,11 +219,20 @@ impl Settings {
                 }
                 let prefix = file.qdrant_collection.unwrap_or_else(|| "ctxplane".into());
                 registry::vocab::validate_ident(&prefix, "qdrant_collection").map_err(ConfigError)?;
+                let shards = file.qdrant_shards.unwrap_or(1);
+                let replication = file.qdrant_replication.unwrap_or(1);
+                if !(1..=1024).contains(&shards) || !(1..=16).contains(&replication) {
+                    return Err(ConfigError(
+                        "qdrant_shards must be 1 to 1024 and qdrant_replication 1 to 16".into(),
+                    ));
+                }
                 VectorBackend::Qdrant {
                     url,
                     api_key,
                     prefix,
                     deployment,
+                    shards,
+                    replication,
                 }
             }
             other => {

@@ -43,6 +43,10 @@ pub struct QdrantTarget<'a> {
     pub model_id: &'a str,
     /// This deployment's id: the only points it reads, counts or deletes.
     pub deployment: &'a str,
+    /// Shards and copies of each when a writer creates the collection on
+    /// a cluster (1 and 1 on a single node).
+    pub shards: u32,
+    pub replication: u32,
 }
 
 pub struct QdrantStore {
@@ -169,7 +173,9 @@ impl QdrantStore {
                 client
                     .create_collection(
                         CreateCollectionBuilder::new(collection.as_str())
-                            .vectors_config(VectorParamsBuilder::new(DIM as u64, Distance::Cosine)),
+                            .vectors_config(VectorParamsBuilder::new(DIM as u64, Distance::Cosine))
+                            .shard_number(t.shards.max(1))
+                            .replication_factor(t.replication.max(1)),
                     )
                     .await
                     .map_err(|e| qerr(url, "create collection", e))?;
