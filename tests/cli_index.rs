@@ -57,6 +57,13 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
             f.display()
         );
     }
+    // And what the (compressed) lexical index stores, read back.
+    for needle in PLANTED.iter().copied().chain(["root:x:0:0"]) {
+        let found = common::files_containing(&[org.join(".ctxplane")], needle);
+        assert!(found.is_empty(), "{needle} found in {found:?}");
+    }
+    // The check reads the stored text: a word the sources hold is found.
+    assert!(!common::files_containing(&[org.join(".ctxplane")], "validate_refund").is_empty());
     let hits: serde_json::Value =
         serde_json::from_str(&run(org, &["query", "STRIPE_KEY", "--mode", "lexical", "--json"])).unwrap();
     let content = hits["results"][0]["content"].as_str().unwrap();

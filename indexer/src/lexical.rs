@@ -59,6 +59,26 @@ pub struct ChunkDoc {
     pub ingested_at: i64,
 }
 
+impl ChunkDoc {
+    /// Whether any stored text field holds `needle` (leak checks).
+    pub fn contains(&self, needle: &str) -> bool {
+        [
+            self.chunk_id.as_str(),
+            &self.source,
+            &self.path,
+            &self.language,
+            self.symbol.as_deref().unwrap_or(""),
+            &self.kind,
+            &self.content,
+            &self.file_hash,
+            &self.chunk_hash,
+            self.commit.as_deref().unwrap_or(""),
+        ]
+        .iter()
+        .any(|f| f.contains(needle))
+    }
+}
+
 /// Which chunks a reader may see. An empty source list sees nothing.
 #[derive(Clone, Debug)]
 pub struct Filter {
@@ -276,7 +296,18 @@ impl Lexical {
             }
             index
         } else {
-            Index::create_in_dir(dir, schema).map_err(|e| IndexError::lexical(dir, e))?
+            // Stored text is lz4-compressed in blocks: the index is about
+            // the corpus's size, and reading a result's block costs
+            // microseconds. Leak checks read the documents back
+            // (`stored_documents`), never only the raw bytes.
+            Index::builder()
+                .schema(schema)
+                .settings(tantivy::IndexSettings {
+                    docstore_compression: tantivy::store::Compressor::Lz4,
+                    ..Default::default()
+                })
+                .create_in_dir(dir)
+                .map_err(|e| IndexError::lexical(dir, e))?
         };
         index
             .tokenizers()
@@ -357,6 +388,25 @@ impl Lexical {
 
     /// Deleted documents still stored in segment files (deletes are
     /// logical until their segment is merged).
+    /// Every document the index stores, deleted ones not yet expunged
+    /// included, decompressed: what a check for text that must not be on
+    /// disk reads, since the doc store is compressed.
+    pub fn stored_documents(&self) -> Result<Vec<ChunkDoc>> {
+        let lexical_err = |e| IndexError::lexical(Path::new("lexical"), e);
+        self.reload()?;
+        let searcher = self.reader.searcher();
+        let mut out = Vec::new();
+        for segment in searcher.segment_readers() {
+            let store = segment
+                .get_store_reader(1)
+                .map_err(|e| IndexError::lexical(Path::new("lexical"), tantivy::TantivyError::from(e)))?;
+            for doc in store.iter::<TantivyDocument>(None) {
+                out.push(self.to_chunk(&doc.map_err(lexical_err)?));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn deleted_docs(&self) -> Result<u64> {
         let metas = self
             .index

@@ -78,6 +78,14 @@ fn a_parallel_pass_redacts_copies_across_batches_and_is_deterministic() {
             );
         }
     }
+    // The stored (compressed) documents hold no copy either.
+    for data in [&a, &b] {
+        let lexical = indexer::lexical::Lexical::open(&data.join("index/lexical")).unwrap();
+        let docs = lexical.stored_documents().unwrap();
+        assert_eq!(docs.len() as u64, ra.total_chunks);
+        assert!(docs.iter().all(|d| !d.contains(VALUE)));
+        assert!(docs.iter().any(|d| d.contains("rotation 140")));
+    }
     // Same tree, same instant: the same chunks and manifests.
     assert_eq!(ra, rb);
     let manifest = |d: &Path| std::fs::read(d.join("index/manifests/notes.json")).unwrap();

@@ -69,15 +69,31 @@ pub fn files_containing(dirs: &[PathBuf], needle: &str) -> Vec<PathBuf> {
     for d in dirs {
         files_under(d, &mut files);
     }
-    files
-        .into_iter()
+    let mut found: Vec<PathBuf> = files
+        .iter()
         .filter(|f| {
             std::fs::read(f)
                 .unwrap_or_default()
                 .windows(needle.len())
                 .any(|w| w == needle.as_bytes())
         })
-        .collect()
+        .cloned()
+        .collect();
+    // The lexical index compresses what it stores: read its documents back
+    // (deleted ones not yet expunged included), `<index dir>#<chunk id>`.
+    for meta in files.iter().filter(|f| f.ends_with("meta.json")) {
+        let dir = meta.parent().unwrap();
+        if !dir.join(".managed.json").exists() {
+            continue;
+        }
+        let lexical = indexer::lexical::Lexical::open(dir).unwrap();
+        for doc in lexical.stored_documents().unwrap() {
+            if doc.contains(needle) {
+                found.push(PathBuf::from(format!("{}#{}", dir.display(), doc.chunk_id)));
+            }
+        }
+    }
+    found
 }
 
 pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -194,6 +194,17 @@ fn run() -> Result<(), String> {
         }
     }
     std::fs::remove_dir_all(work.join("data-copy")).map_err(|e| e.to_string())?;
+    // The lexical index compresses what it stores: read the documents back.
+    let stored_docs = Lexical::open(&work.join(".ctxplane/index/lexical"))
+        .and_then(|l| l.stored_documents())
+        .map_err(|e| e.to_string())?;
+    for d in &stored_docs {
+        for (_, value) in &planted {
+            if d.contains(value) {
+                leaked.push(format!("{value} in stored chunk {}", d.chunk_id));
+            }
+        }
+    }
     println!(
         "  {} secrets redacted; planted credentials found in the {} files under the data dir: {}",
         s["redactions"],
