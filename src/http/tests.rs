@@ -579,3 +579,56 @@ async fn principals_and_policy_questions_over_http() {
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn console_decisions_need_a_reason_and_go_through_the_plane() {
+    let f = fixture();
+    let app = super::router(f.plane.clone(), None);
+    let cookie = sign_in(&app, STEWARD).await;
+    let (_, _, page) = console(&app, "GET", "/console/sources/wiki", Some(&cookie), None, None).await;
+    let csrf = csrf_in(&page);
+    let approve = |body: String| {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        async move {
+            console(
+                &app,
+                "POST",
+                "/console/sources/wiki/approve",
+                Some(&cookie),
+                Some(HERE),
+                Some(&body),
+            )
+            .await
+        }
+    };
+    let (s, _, _) = approve(format!("csrf={csrf}&reason=+")).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (_, _, page) = console(&app, "GET", "/console/sources/wiki", Some(&cookie), None, None).await;
+    assert!(page.contains("a reason is required"), "{page}");
+    assert_eq!(
+        f.plane
+            .registry()
+            .unwrap()
+            .sources
+            .values()
+            .find(|s| s.id.as_str() == "wiki")
+            .unwrap()
+            .status,
+        registry::Status::Proposed
+    );
+    let (s, _, _) = approve(format!("csrf={csrf}&reason=reviewed")).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (_, _, page) = console(&app, "GET", "/console/sources/wiki", Some(&cookie), None, None).await;
+    assert!(page.contains("source.approve wiki"), "{page}");
+    assert_eq!(
+        f.plane
+            .registry()
+            .unwrap()
+            .sources
+            .values()
+            .find(|s| s.id.as_str() == "wiki")
+            .unwrap()
+            .status,
+        registry::Status::Approved
+    );
+}

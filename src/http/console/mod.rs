@@ -655,6 +655,11 @@ async fn transition(
     let s = action_or_return!(c, headers, &f.csrf, op);
     let to = format!("/console/sources/{}", urlencode(&id));
     let reason = Some(f.reason).filter(|r| !r.trim().is_empty());
+    // On the console every decision states why, approvals included.
+    if reason.is_none() {
+        c.flash(&s, Flash::Failed("a reason is required".into()));
+        return Redirect::to(&to).into_response();
+    }
     c.act(
         &s,
         &to,

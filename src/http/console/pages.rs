@@ -349,7 +349,7 @@ pub fn source(s: &Signed, d: SourceDetail) -> Markup {
             }
             @if s.steward() {
                 section class="actions" aria-label="Decisions" {
-                    @if r.status != "approved" { (reason_form(s, &r.id, "approve", false, false)) }
+                    @if r.status != "approved" { (reason_form(s, &r.id, "approve", true, false)) }
                     @if r.status == "proposed" { (reason_form(s, &r.id, "deny", true, false)) }
                     @if r.status == "approved" { (reason_form(s, &r.id, "revoke", true, true)) }
                 }
