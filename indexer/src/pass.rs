@@ -26,7 +26,7 @@ use jiff::Timestamp;
 use registry::{Policy, Registry, Status};
 use serde::Serialize;
 
-use crate::chunk::{chunk, language_of};
+use crate::chunk::{chunk, language_of_text};
 use crate::error::{IndexError, Result};
 use crate::lexical::{ChunkDoc, Lexical};
 use crate::manifest::{FileEntry, Manifests, SkippedEntry, SourceManifest};
@@ -211,10 +211,8 @@ impl Pass<'_> {
                     continue;
                 }
             };
-            let commit = match source.kind {
-                registry::SourceKind::Git => crate::git::head_commit(&root),
-                registry::SourceKind::Dir => None,
-            };
+            // A `dir` source that is a git checkout has a commit too.
+            let commit = crate::git::head_commit(&root);
             sr.commit = commit.clone();
             let mut seen = BTreeSet::new();
             // Values found in this source's files so far (keyed hashes, never
@@ -337,7 +335,7 @@ impl Pass<'_> {
                         mtime_ns,
                         commit: commit.clone(),
                         ingested_at: self.now,
-                        language: language_of(&found.rel).to_string(),
+                        language: language_of_text(&found.rel, &text).to_string(),
                         chunk_ids: Vec::new(),
                         redactions: 0,
                         decision_id: decision.id.clone(),
