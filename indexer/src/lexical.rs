@@ -22,6 +22,9 @@ struct Fields {
     file_key: Field,
     tier: Field,
     path: Field,
+    /// The file's name alone (`reconcile.py`): a query naming a file
+    /// matches it here more strongly than anywhere in a path.
+    file_name: Field,
     language: Field,
     symbol: Field,
     kind: Field,
@@ -65,6 +68,10 @@ pub struct Filter {
     pub sources: Vec<String>,
     pub max_tier: u8,
 }
+
+/// Weight of the file-name field (the path's last component): tuned on
+/// the dev split of `file_localisation` (benches/).
+const FILE_NAME_BOOST: f32 = 1.0;
 
 /// Part of a query: plain text and how much its words count.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,6 +155,7 @@ fn schema() -> (Schema, Fields) {
         file_key: b.add_text_field("file_key", STRING),
         tier: b.add_u64_field("tier", INDEXED | STORED),
         path: b.add_text_field("path", code(true)),
+        file_name: b.add_text_field("file_name", code(false)),
         language: b.add_text_field("language", STRING | STORED),
         symbol: b.add_text_field("symbol", code(true)),
         kind: b.add_text_field("kind", STRING | STORED),
@@ -341,6 +349,7 @@ impl Lexical {
         d.add_text(f.file_key, file_key(&c.source, &c.path));
         d.add_u64(f.tier, u64::from(c.tier));
         d.add_text(f.path, &c.path);
+        d.add_text(f.file_name, c.path.rsplit('/').next().unwrap_or(&c.path));
         d.add_text(f.language, &c.language);
         if let Some(s) = &c.symbol {
             d.add_text(f.symbol, s);
@@ -434,18 +443,7 @@ impl Lexical {
         // BM25 statistics over the caller's scope only: what it cannot see
         // never changes how what it can see is ranked.
         let searcher = self.reader.searcher();
-        let mut scope_key = filter.sources.clone();
-        scope_key.sort();
-        let stats = ScopedStats {
-            searcher: &searcher,
-            scope: &scope,
-            key: (
-                searcher.generation().generation_id(),
-                format!("{}|{}", filter.max_tier, scope_key.join("\u{0}")),
-            ),
-            cache: &self.stats,
-            doc_freqs: Default::default(),
-        };
+        let stats = self.scoped_stats(&searcher, &scope, filter);
         let ranked = TopDocs::with_limit(limit.max(1)).tweak_score(|segment: &tantivy::SegmentReader| {
             let tiebreak = segment
                 .fast_fields()
@@ -483,6 +481,7 @@ impl Lexical {
             (f.prose, 1.0, false),
             (f.symbol, 0.5, true),
             (f.path, 0.5, true),
+            (f.file_name, FILE_NAME_BOOST, true),
         ];
         let mut weights: std::collections::BTreeMap<(u32, String), f32> = Default::default();
         let mut phrases: Vec<(Field, Vec<Term>, f32)> = Vec::new();
@@ -529,6 +528,26 @@ impl Lexical {
             clauses.push((Occur::Should, Box::new(BoostQuery::new(q, w))));
         }
         (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
+    }
+
+    fn scoped_stats<'a>(
+        &'a self,
+        searcher: &'a tantivy::Searcher,
+        scope: &'a BooleanQuery,
+        filter: &Filter,
+    ) -> ScopedStats<'a> {
+        let mut scope_key = filter.sources.clone();
+        scope_key.sort();
+        ScopedStats {
+            searcher,
+            scope,
+            key: (
+                searcher.generation().generation_id(),
+                format!("{}|{}", filter.max_tier, scope_key.join("\u{0}")),
+            ),
+            cache: &self.stats,
+            doc_freqs: Default::default(),
+        }
     }
 
     /// Every chunk of one file, in line order.

@@ -175,6 +175,71 @@ pub fn is_prose(language: &str) -> bool {
     matches!(language, "markdown" | "rst" | "text")
 }
 
+/// Files that are rarely the answer to a question, by path and kind:
+/// `lockfiles`, `vendored` (third-party copies), `generated` (minified,
+/// protobuf or other generated output, snapshots) and `tests` (tests,
+/// fixtures, specs). The names are the keys of a source's `answers` rules
+/// in the registry. `None` for everything else.
+pub fn answer_class(path: &str, language: &str) -> Option<&'static str> {
+    if language == "lockfile" {
+        return Some("lockfiles");
+    }
+    let lower = path.to_ascii_lowercase();
+    let mut dirs: Vec<&str> = lower.split('/').collect();
+    let name = dirs.pop().unwrap_or("");
+    let in_dir = |names: &[&str]| dirs.iter().any(|d| names.contains(d));
+    if in_dir(&[
+        "vendor",
+        "vendored",
+        "_vendor",
+        "third_party",
+        "third-party",
+        "node_modules",
+        "bower_components",
+    ]) {
+        return Some("vendored");
+    }
+    let generated_name = [
+        ".min.js",
+        ".min.css",
+        "_pb2.py",
+        "_pb2_grpc.py",
+        ".pb.go",
+        ".pb.rs",
+        ".g.dart",
+        ".snap",
+    ]
+    .iter()
+    .any(|suffix| name.ends_with(suffix))
+        || name.contains(".generated.")
+        || name.contains("_generated.");
+    if generated_name || in_dir(&["__snapshots__", "generated", "__generated__"]) {
+        return Some("generated");
+    }
+    let stem = name.split('.').next().unwrap_or(name);
+    let test_name = stem.starts_with("test_")
+        || stem.ends_with("_test")
+        || stem.ends_with("_tests")
+        || name.contains(".test.")
+        || name.contains(".spec.")
+        || matches!(stem, "conftest" | "tests" | "test");
+    if test_name
+        || in_dir(&[
+            "test",
+            "tests",
+            "__tests__",
+            "spec",
+            "specs",
+            "testing",
+            "testdata",
+            "fixtures",
+        ])
+    {
+        return Some("tests");
+    }
+    None
+}
+
 /// Whether `language` is chunked by a tree-sitter grammar.
 pub fn has_grammar(language: &str) -> bool {
     code::grammar(language).is_some()
@@ -439,5 +504,25 @@ mod tests {
             "markdown"
         );
         assert!(!is_prose("other") && !is_prose("svg") && is_prose("text"));
+        for (path, want) in [
+            ("Cargo.lock", Some("lockfiles")),
+            ("web/node_modules/left-pad/index.js", Some("vendored")),
+            ("src/vendor/lib.go", Some("vendored")),
+            ("static/app.min.js", Some("generated")),
+            ("api/service_pb2.py", Some("generated")),
+            ("src/__snapshots__/view.snap", Some("generated")),
+            ("tests/test_app.py", Some("tests")),
+            ("src/flask/testing.py", None),
+            ("pkg/server_test.go", Some("tests")),
+            ("src/app.spec.ts", Some("tests")),
+            ("lib/router/index.test.js", Some("tests")),
+            ("src/conftest.py", Some("tests")),
+            ("crates/core/tests/fixtures/input.rs", Some("tests")),
+            ("src/attestation.rs", None),
+            ("src/contest.py", None),
+            ("docs/testing.md", None),
+        ] {
+            assert_eq!(answer_class(path, language_of(path)), want, "{path}");
+        }
     }
 }
