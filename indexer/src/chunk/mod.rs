@@ -213,7 +213,7 @@ pub fn answer_class(path: &str, language: &str) -> Option<&'static str> {
     .any(|suffix| name.ends_with(suffix))
         || name.contains(".generated.")
         || name.contains("_generated.");
-    if generated_name || in_dir(&["__snapshots__", "generated", "__generated__"]) {
+    if generated_name || in_dir(&["__snapshots__", "__generated__"]) {
         return Some("generated");
     }
     let stem = name.split('.').next().unwrap_or(name);
@@ -511,6 +511,8 @@ mod tests {
             ("static/app.min.js", Some("generated")),
             ("api/service_pb2.py", Some("generated")),
             ("src/__snapshots__/view.snap", Some("generated")),
+            // A directory merely named so is a person's choice of name.
+            ("src/generated/mod_600.rs", None),
             ("tests/test_app.py", Some("tests")),
             ("src/flask/testing.py", None),
             ("pkg/server_test.go", Some("tests")),
