@@ -24,12 +24,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use benches::ranking::{ndcg_at, percentile, reciprocal_rank};
 use indexer::embed::{Embedder, find_model_dir};
 use indexer::vector::VectorStore;
 use indexer::vector::embedded::EmbeddedStore;
 use indexer::{Indexer, PassOptions};
 use registry::{Clock, FixedClock, Registry};
-use benches::ranking::{ndcg_at, percentile, reciprocal_rank};
 use retriever::{Caller, Fusion, Mode, Options, Retriever};
 
 fn main() {
