@@ -463,8 +463,8 @@ impl Lexical {
         self.load(&searcher, top.into_iter().map(|((score, _), addr)| (score, addr)))
     }
 
-    /// The scoring query for `parts`: a disjunction of every token the
-    /// fields' analysers make of the text, each boosted by its field's
+    /// The scoring query for `parts`: a disjunction of the tokens the
+    /// fields' analysers make of the text (whole words and identifiers), each boosted by its field's
     /// weight and its part's weight (a token repeated counts again), plus
     /// exact phrases for words that split into several positions (`a/b.py`,
     /// `pkg.module`). Plain text, never query syntax: no operators in any
@@ -490,16 +490,36 @@ impl Lexical {
                 let Ok(mut analyzer) = self.index.tokenizer_for_field(field) else {
                     continue;
                 };
-                for word in part.text.split_whitespace() {
+                // Words: runs of letters, digits and `_` `.` `/` (so that
+                // identifiers, dotted names and paths stay whole).
+                let words = part
+                    .text
+                    .split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '/')))
+                    .filter(|w| !w.is_empty());
+                for word in words {
                     let mut stream = analyzer.token_stream(word);
                     let mut tokens: Vec<(usize, String)> = Vec::new();
                     stream.process(&mut |t| tokens.push((t.position, t.text.clone())));
-                    for (_, text) in &tokens {
-                        *weights.entry((field.field_id(), text.clone())).or_default() += boost * part.weight;
+                    let several = tokens.windows(2).any(|w| w[0].0 != w[1].0);
+                    if several && !positions {
+                        // `pkg.module` or `a_b` in stemmed prose is several
+                        // words: without positions their order is lost, and
+                        // the code fields match the whole.
+                        continue;
                     }
-                    let mut positions_seen: Vec<usize> = tokens.iter().map(|(p, _)| *p).collect();
-                    positions_seen.dedup();
-                    if positions && positions_seen.len() > 1 {
+                    // The first token at each position: an identifier
+                    // whole (`validate_refund`), not its parts, which the
+                    // index also holds at that position; a query for the
+                    // parts (`validate refund`) names them itself.
+                    let mut last = None;
+                    for (p, text) in &tokens {
+                        if last != Some(*p) {
+                            *weights.entry((field.field_id(), text.clone())).or_default() +=
+                                boost * part.weight;
+                            last = Some(*p);
+                        }
+                    }
+                    if positions && several {
                         // One term per position: the first token there
                         // (the whole word, for the code tokenizer).
                         let mut terms = Vec::new();

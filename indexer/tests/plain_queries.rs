@@ -108,7 +108,7 @@ fn a_part_with_more_weight_counts_more() {
         .search_parts(
             &[
                 QueryPart::new("flags blueprint", 1.0),
-                QueryPart::new("register_blueprint", 3.0),
+                QueryPart::new("register_blueprint", 8.0),
             ],
             &filter(),
             5,
