@@ -26,7 +26,9 @@ pub struct EvidenceWeights {
 }
 
 impl Default for EvidenceWeights {
-    /// Tuned on the dev split of `file_localisation` (benches/).
+    /// Set by judgement, not yet tuned: a named path or frame counts as
+    /// much again as the whole text's words, an identifier or error line
+    /// half as much (`file_localisation --split dev` is where to tune them).
     fn default() -> Self {
         EvidenceWeights {
             paths: 1.0,
