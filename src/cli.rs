@@ -493,6 +493,10 @@ pub struct QueryArgs {
     /// Skip topic packages (tier 1); search only.
     #[arg(long)]
     pub no_packages: bool,
+    /// chunk, or file: rank files by their chunks (--limit counts files),
+    /// each with its best chunks.
+    #[arg(long, default_value = "chunk", value_name = "chunk|file")]
+    pub group_by: String,
     /// JSON lines {"id": .., "query": .., "as"?: .., "max_tokens"?: .., "limit"?: ..}
     /// in (- for stdin), one JSON line per query out; the model loads once.
     #[arg(long, value_name = "FILE", conflicts_with = "query")]

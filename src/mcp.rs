@@ -20,7 +20,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use plane::query::{Asker, ContextRequest, SearchMode, Via};
+use plane::query::{Asker, ContextRequest, GroupBy, SearchMode, Via};
 use plane::{Operation, Plane, Profile, Settings};
 
 /// Who the tools act for.
@@ -45,7 +45,7 @@ pub struct Mcp {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetContext {
-    /// The question or search text (1 to 8192 bytes).
+    /// The question or search text (1 to 32768 bytes; a long one is reduced).
     pub query: String,
     /// Token budget for everything returned, provenance included: 1 to
     /// 200000 (default 4000).
@@ -68,6 +68,11 @@ pub struct GetContext {
     #[serde(default)]
     #[schemars(with = "bool")]
     pub packages: Option<bool>,
+    /// chunk (default) or file: rank files by their chunks' evidence
+    /// (`limit` counts files; each file names its best chunks in `results`).
+    #[serde(default)]
+    #[schemars(with = "GroupBy")]
+    pub group_by: Option<GroupBy>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -234,6 +239,7 @@ impl Mcp {
             sources: p.sources,
             mode: p.mode,
             packages: p.packages,
+            group_by: p.group_by,
         };
         self.call(Operation::Context, &ctx, move |plane, who| {
             let d = plane.context(&Asker::Principal(who), req, Via::Mcp)?;

@@ -29,6 +29,18 @@ fn query_provenance_status_and_the_lexical_fallback() {
         ],
     );
     assert_eq!(a["served_by"], "hybrid");
+    // A mixed corpus: a short question about a rule that code enforces is
+    // answered by the code first, whatever the genre of the other chunks.
+    let refunds = run_json(
+        org,
+        &["query", "How are refunds limited?", "--no-packages", "--json"],
+    );
+    assert_eq!(refunds["served_by"], "hybrid");
+    assert_eq!(
+        refunds["results"][0]["provenance"]["symbol"], "validate_refund",
+        "{:#}",
+        refunds["results"]
+    );
     let results = a["results"].as_array().unwrap();
     assert!(!results.is_empty());
     for r in results {
@@ -172,11 +184,130 @@ fn query_provenance_status_and_the_lexical_fallback() {
         assert_eq!(r["provenance"]["source"], "platform-docs");
     }
 
+    // A long query (a pasted stack trace) is answered, reduced.
+    let trace = format!(
+        "{}\n  File \"ledger_worker/reconcile.py\", line 3, in reconcile\nKeyError: 'entry'\n",
+        "the nightly reconcile job failed again with this trace ".repeat(300)
+    );
+    assert!(trace.len() > 16 * 1024 && trace.len() < 32 * 1024);
+    let v = run_json(
+        org,
+        &["query", &trace, "--mode", "lexical", "--no-packages", "--json"],
+    );
+    assert_eq!(
+        v["results"][0]["provenance"]["path"], "ledger_worker/reconcile.py",
+        "{v:#}"
+    );
     // Oversized queries are refused as bad input (exit 2).
-    let big = "x".repeat(9000);
+    let big = "x".repeat(33_000);
     assert_eq!(command(org, &["query", &big]).status().unwrap().code(), Some(2));
 
     let audit = run(org, &["audit", "tail", "-n", "100"]);
     assert!(audit.matches(" query ").count() >= 5, "{audit}");
     assert!(audit.contains("provenance"));
+}
+
+/// Lockfiles, generated and vendored files are left out of answers and
+/// tests ranked lower by default; a source's `answers` rules change that.
+/// Both stay indexed.
+#[test]
+fn answer_rules_leave_out_lockfiles_and_demote_tests_per_source() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    run_json(org, &["index", "--no-embed", "--json"]);
+    let paths = |q: &str| -> (Vec<String>, u64) {
+        let a = run_json(
+            org,
+            &[
+                "query",
+                q,
+                "--mode",
+                "lexical",
+                "--no-packages",
+                "--limit",
+                "20",
+                "--json",
+            ],
+        );
+        let paths = a["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{}",
+                    r["provenance"]["source"].as_str().unwrap(),
+                    r["provenance"]["path"].as_str().unwrap()
+                )
+            })
+            .collect();
+        (paths, a["left_out_by_answer_rules"].as_u64().unwrap())
+    };
+    let rank = |paths: &[String], p: &str| paths.iter().position(|x| x == p).unwrap_or(usize::MAX);
+    let (tokio, left_out) = paths("tokio version");
+    assert!(!tokio.iter().any(|p| p.ends_with("Cargo.lock")), "{tokio:?}");
+    assert!(left_out > 0);
+    let (reconcile, _) = paths("reconcile mismatches");
+    let test_file = "ledger-worker:tests/test_reconcile.py";
+    let demoted = rank(&reconcile, test_file);
+
+    let registry = org.join("registry.toml");
+    let text = std::fs::read_to_string(&registry).unwrap();
+    let text = text
+        .replace(
+            "exclude = [\"target/**\"]\n",
+            "exclude = [\"target/**\"]\nanswers = { lockfiles = \"keep\" }\n",
+        )
+        .replace(
+            "description = \"Ledger writer and nightly reconciliation (Python)\"\n",
+            "description = \"Ledger writer and nightly reconciliation (Python)\"\nanswers = { tests = \"keep\" }\n",
+        );
+    std::fs::write(&registry, text).unwrap();
+    let (tokio, _) = paths("tokio version");
+    assert!(tokio.iter().any(|p| p == "payments-api:Cargo.lock"), "{tokio:?}");
+    let (reconcile, _) = paths("reconcile mismatches");
+    assert!(rank(&reconcile, test_file) < demoted, "{reconcile:?}");
+}
+
+/// `--group-by file`: files ranked by their chunks, each naming its best
+/// chunks among the results; `--limit` counts files; a bad value is a
+/// usage error.
+#[test]
+fn query_grouped_by_file() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    run_json(org, &["index", "--no-embed", "--json"]);
+    let ask = [
+        "query",
+        "refund window partial refunds",
+        "--mode",
+        "lexical",
+        "--no-packages",
+        "--group-by",
+        "file",
+    ];
+    let a = run_json(org, &[&ask[..], &["--limit", "3", "--json"]].concat());
+    let files = a["files"].as_array().unwrap();
+    assert!(!files.is_empty() && files.len() <= 3, "{a:#}");
+    assert_eq!(files[0]["path"], "src/refunds.rs", "{a:#}");
+    let results = a["results"].as_array().unwrap();
+    for f in files {
+        for id in f["chunks"].as_array().unwrap() {
+            let r = results.iter().find(|r| &r["id"] == id).unwrap();
+            assert_eq!(r["provenance"]["path"], f["path"]);
+            assert!(r["provenance"]["citation"].is_string());
+        }
+    }
+    let text = run(org, &ask);
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains("payments-api:src/refunds.rs  (L"),
+        "{text}"
+    );
+    let bad = command(org, &["query", "refund", "--group-by", "folder"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
 }

@@ -233,6 +233,32 @@ fn get_context_answers_carry_a_snapshot_and_the_registry_as_it_is_now() {
             .iter()
             .any(|r| r["provenance"]["path"] == "src/refunds.rs")
     );
+    // Files instead of chunks: limit counts files, each names its chunks.
+    let (err, files) = coding.call(
+        "get_context",
+        json!({"query": "refund window", "mode": "lexical", "packages": false, "group_by": "file", "limit": 2}),
+    );
+    assert!(!err, "{files:#}");
+    let listed = files["files"].as_array().unwrap();
+    assert!(!listed.is_empty() && listed.len() <= 2, "{files:#}");
+    assert_eq!(listed[0]["path"], "src/refunds.rs", "{files:#}");
+    for id in listed[0]["chunks"].as_array().unwrap() {
+        let r = files["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| &r["id"] == id)
+            .unwrap();
+        assert_eq!(r["provenance"]["path"], "src/refunds.rs");
+    }
+    let bad = coding.request(
+        "tools/call",
+        json!({"name": "get_context", "arguments": {"query": "refund window", "group_by": "folders"}}),
+    );
+    assert!(
+        bad.get("error").is_some() || bad["result"]["isError"] == true,
+        "an unknown group_by is refused: {bad:#}"
+    );
     // The pasted citation line resolves through explain_provenance.
     let (err, r) = coding.call("explain_provenance", json!({"result_id": cite}));
     assert!(!err, "{r:#}");

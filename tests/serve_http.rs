@@ -155,11 +155,11 @@ fn the_api_end_to_end() {
     assert!(sources_in(&n).is_empty(), "{n:#}");
 
     // Limits and bad input.
-    let big = "x".repeat(70 * 1024);
+    let big = "x".repeat(200 * 1024);
     assert_eq!(http(addr, "POST", "/v1/context", Some(CODING), Some(&big)).0, 413);
     // A query past its limit inside a small body is malformed input (400);
     // 413 is for bodies over the body limit.
-    let long = json!({"query": "q".repeat(9000)}).to_string();
+    let long = json!({"query": "q".repeat(33_000)}).to_string();
     assert_eq!(
         http(addr, "POST", "/v1/context", Some(CODING), Some(&long)).0,
         400

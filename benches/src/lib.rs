@@ -1,5 +1,6 @@
 //! Shared fixtures for ctxplane's benchmarks.
 
+pub mod ranking;
 pub mod secrets_eval;
 
 use std::path::{Path, PathBuf};

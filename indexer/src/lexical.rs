@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, QueryClone, QueryParser, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, PhraseQuery, Query, QueryClone, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value,
 };
@@ -22,6 +22,9 @@ struct Fields {
     file_key: Field,
     tier: Field,
     path: Field,
+    /// The file's name alone (`reconcile.py`): a query naming a file
+    /// matches it here more strongly than anywhere in a path.
+    file_name: Field,
     language: Field,
     symbol: Field,
     kind: Field,
@@ -84,6 +87,26 @@ impl ChunkDoc {
 pub struct Filter {
     pub sources: Vec<String>,
     pub max_tier: u8,
+}
+
+/// Weight of the file-name field (the path's last component): tuned on
+/// the dev split of `file_localisation` (benches/).
+const FILE_NAME_BOOST: f32 = 1.0;
+
+/// Part of a query: plain text and how much its words count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryPart {
+    pub text: String,
+    pub weight: f32,
+}
+
+impl QueryPart {
+    pub fn new(text: impl Into<String>, weight: f32) -> QueryPart {
+        QueryPart {
+            text: text.into(),
+            weight,
+        }
+    }
 }
 
 pub struct Lexical {
@@ -152,6 +175,7 @@ fn schema() -> (Schema, Fields) {
         file_key: b.add_text_field("file_key", STRING),
         tier: b.add_u64_field("tier", INDEXED | STORED),
         path: b.add_text_field("path", code(true)),
+        file_name: b.add_text_field("file_name", code(false)),
         language: b.add_text_field("language", STRING | STORED),
         symbol: b.add_text_field("symbol", code(true)),
         kind: b.add_text_field("kind", STRING | STORED),
@@ -356,6 +380,7 @@ impl Lexical {
         d.add_text(f.file_key, file_key(&c.source, &c.path));
         d.add_u64(f.tier, u64::from(c.tier));
         d.add_text(f.path, &c.path);
+        d.add_text(f.file_name, c.path.rsplit('/').next().unwrap_or(&c.path));
         d.add_text(f.language, &c.language);
         if let Some(s) = &c.symbol {
             d.add_text(f.symbol, s);
@@ -446,48 +471,29 @@ impl Lexical {
 
     /// The best `limit` chunks for `query` among those `filter` lets through.
     pub fn search(&self, query: &str, filter: &Filter, limit: usize) -> Result<Vec<(f32, ChunkDoc)>> {
-        if filter.sources.is_empty() || filter.max_tier == 0 || query.trim().is_empty() {
+        self.search_parts(&[QueryPart::new(query, 1.0)], filter, limit)
+    }
+
+    /// [`Lexical::search`] for a query made of weighted parts (the whole
+    /// text, and identifiers or paths found in it that count more).
+    pub fn search_parts(
+        &self,
+        parts: &[QueryPart],
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<(f32, ChunkDoc)>> {
+        if filter.sources.is_empty() || filter.max_tier == 0 {
             return Ok(Vec::new());
         }
-        let f = &self.f;
-        let mut parser = QueryParser::for_index(&self.index, vec![f.content, f.prose, f.symbol, f.path]);
-        // Stemmed prose carries most of the weight; exact code tokens,
-        // symbols and paths add to it (weights measured on SciFact and CoSQA,
-        // see benches/src/bin/retrieval_eval.rs).
-        parser.set_field_boost(f.content, 0.5);
-        parser.set_field_boost(f.prose, 1.0);
-        parser.set_field_boost(f.symbol, 0.5);
-        parser.set_field_boost(f.path, 0.5);
-        // Plain text, never query syntax: an agent's "0-dimensional (2D)"
-        // must not turn into exclusions or field lookups.
-        let plain: String = query
-            .chars()
-            .map(|c| {
-                if c.is_alphanumeric() || matches!(c, '_' | '.' | '/') {
-                    c
-                } else {
-                    ' '
-                }
-            })
-            .collect();
-        let (user, _errors) = parser.parse_query_lenient(&plain);
+        let Some(user) = self.text_query(parts) else {
+            return Ok(Vec::new());
+        };
         let scope = self.scope_query(&filter.sources, filter.max_tier);
         let q = BooleanQuery::new(vec![(Occur::Must, user), (Occur::Must, scope.box_clone())]);
         // BM25 statistics over the caller's scope only: what it cannot see
         // never changes how what it can see is ranked.
         let searcher = self.reader.searcher();
-        let mut scope_key = filter.sources.clone();
-        scope_key.sort();
-        let stats = ScopedStats {
-            searcher: &searcher,
-            scope: &scope,
-            key: (
-                searcher.generation().generation_id(),
-                format!("{}|{}", filter.max_tier, scope_key.join("\u{0}")),
-            ),
-            cache: &self.stats,
-            doc_freqs: Default::default(),
-        };
+        let stats = self.scoped_stats(&searcher, &scope, filter);
         let ranked = TopDocs::with_limit(limit.max(1)).tweak_score(|segment: &tantivy::SegmentReader| {
             let tiebreak = segment
                 .fast_fields()
@@ -505,6 +511,113 @@ impl Lexical {
             .search_with_statistics_provider(&q, &ranked, &stats)
             .map_err(|e| IndexError::lexical(Path::new("lexical"), e))?;
         self.load(&searcher, top.into_iter().map(|((score, _), addr)| (score, addr)))
+    }
+
+    /// The scoring query for `parts`: a disjunction of the tokens the
+    /// fields' analysers make of the text (whole words and identifiers), each boosted by its field's
+    /// weight and its part's weight (a token repeated counts again), plus
+    /// exact phrases for words that split into several positions (`a/b.py`,
+    /// `pkg.module`). Plain text, never query syntax: no operators in any
+    /// case (`AND`, `NOT`, `-x`, `field:`), so an agent's "0-dimensional
+    /// (2D)" or "... does NOT work" is only words. `None` when no field
+    /// has a token.
+    fn text_query(&self, parts: &[QueryPart]) -> Option<Box<dyn Query>> {
+        let f = &self.f;
+        // Stemmed prose carries most of the weight; exact code tokens,
+        // symbols and paths add to it (weights measured on SciFact and CoSQA,
+        // see benches/src/bin/retrieval_eval.rs).
+        let fields = [
+            (f.content, 0.5_f32, true),
+            (f.prose, 1.0, false),
+            (f.symbol, 0.5, true),
+            (f.path, 0.5, true),
+            (f.file_name, FILE_NAME_BOOST, true),
+        ];
+        let mut weights: std::collections::BTreeMap<(u32, String), f32> = Default::default();
+        let mut phrases: Vec<(Field, Vec<Term>, f32)> = Vec::new();
+        for part in parts.iter().filter(|p| p.weight > 0.0) {
+            for (field, boost, positions) in fields {
+                let Ok(mut analyzer) = self.index.tokenizer_for_field(field) else {
+                    continue;
+                };
+                // Words: runs of letters, digits and `_` `.` `/` (so that
+                // identifiers, dotted names and paths stay whole).
+                let words = part
+                    .text
+                    .split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '/')))
+                    .filter(|w| !w.is_empty());
+                for word in words {
+                    let mut stream = analyzer.token_stream(word);
+                    let mut tokens: Vec<(usize, String)> = Vec::new();
+                    stream.process(&mut |t| tokens.push((t.position, t.text.clone())));
+                    let several = tokens.windows(2).any(|w| w[0].0 != w[1].0);
+                    if several && !positions {
+                        // `pkg.module` or `a_b` in stemmed prose is several
+                        // words: without positions their order is lost, and
+                        // the code fields match the whole.
+                        continue;
+                    }
+                    // The first token at each position: an identifier
+                    // whole (`validate_refund`), not its parts, which the
+                    // index also holds at that position; a query for the
+                    // parts (`validate refund`) names them itself.
+                    let mut last = None;
+                    for (p, text) in &tokens {
+                        if last != Some(*p) {
+                            *weights.entry((field.field_id(), text.clone())).or_default() +=
+                                boost * part.weight;
+                            last = Some(*p);
+                        }
+                    }
+                    if positions && several {
+                        // One term per position: the first token there
+                        // (the whole word, for the code tokenizer).
+                        let mut terms = Vec::new();
+                        let mut last = None;
+                        for (p, text) in &tokens {
+                            if last != Some(*p) {
+                                terms.push(Term::from_field_text(field, text));
+                                last = Some(*p);
+                            }
+                        }
+                        phrases.push((field, terms, boost * part.weight));
+                    }
+                }
+            }
+        }
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = weights
+            .into_iter()
+            .map(|((field, text), w)| {
+                let term = Term::from_field_text(Field::from_field_id(field), &text);
+                let q: Box<dyn Query> = Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                (Occur::Should, Box::new(BoostQuery::new(q, w)) as Box<dyn Query>)
+            })
+            .collect();
+        for (_, terms, w) in phrases {
+            let q: Box<dyn Query> = Box::new(PhraseQuery::new(terms));
+            clauses.push((Occur::Should, Box::new(BoostQuery::new(q, w))));
+        }
+        (!clauses.is_empty()).then(|| Box::new(BooleanQuery::new(clauses)) as Box<dyn Query>)
+    }
+
+    fn scoped_stats<'a>(
+        &'a self,
+        searcher: &'a tantivy::Searcher,
+        scope: &'a BooleanQuery,
+        filter: &Filter,
+    ) -> ScopedStats<'a> {
+        let mut scope_key = filter.sources.clone();
+        scope_key.sort();
+        ScopedStats {
+            searcher,
+            scope,
+            key: (
+                searcher.generation().generation_id(),
+                format!("{}|{}", filter.max_tier, scope_key.join("\u{0}")),
+            ),
+            cache: &self.stats,
+            doc_freqs: Default::default(),
+        }
     }
 
     /// Every chunk of one file, in line order.

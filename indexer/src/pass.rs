@@ -26,7 +26,7 @@ use jiff::Timestamp;
 use registry::{Policy, Registry, Status};
 use serde::Serialize;
 
-use crate::chunk::{chunk, language_of};
+use crate::chunk::{chunk, language_of_text};
 use crate::error::{IndexError, Result};
 use crate::lexical::{ChunkDoc, Lexical};
 use crate::manifest::{FileEntry, Manifests, SkippedEntry, SourceManifest};
@@ -247,10 +247,8 @@ impl Pass<'_> {
                     continue;
                 }
             };
-            let commit = match source.kind {
-                registry::SourceKind::Git => crate::git::head_commit(&root),
-                registry::SourceKind::Dir => None,
-            };
+            // A `dir` source that is a git checkout has a commit too.
+            let commit = crate::git::head_commit(&root);
             sr.commit = commit.clone();
             let mut seen = BTreeSet::new();
             // Values found in this source's files so far (keyed hashes, never
@@ -397,7 +395,7 @@ impl Pass<'_> {
                             let r = self
                                 .redactor
                                 .redact_remembering(&text, Some(&found.rel), &mut known);
-                            let c = chunk(&r.text, language_of(&found.rel));
+                            let c = chunk(&r.text, language_of_text(&found.rel, &text));
                             (r, c)
                         }
                     };
@@ -412,7 +410,7 @@ impl Pass<'_> {
                             mtime_ns: w.mtime_ns,
                             commit: commit.clone(),
                             ingested_at: self.now,
-                            language: language_of(&found.rel).to_string(),
+                            language: language_of_text(&found.rel, &text).to_string(),
                             chunk_ids: Vec::new(),
                             redactions: 0,
                             decision_id: w.decision.id.clone(),
@@ -537,7 +535,7 @@ impl Pass<'_> {
             let redacted = self
                 .redactor
                 .redact_remembering(&text, Some(&w.found.rel), &mut found_here);
-            let chunks = chunk(&redacted.text, language_of(&w.found.rel));
+            let chunks = chunk(&redacted.text, language_of_text(&w.found.rel, &text));
             Ok(Prepared {
                 text,
                 hash,

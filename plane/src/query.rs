@@ -5,6 +5,7 @@
 
 use registry::audit::Event;
 use registry::{ContentHash, Registry};
+pub use retriever::GroupBy;
 use retriever::{Answer, Caller, Mode, Options};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use crate::snapshots::SnapshotRef;
 use crate::{Plane, Who};
 
 /// Longest query accepted, in bytes of UTF-8.
-pub const MAX_QUERY_BYTES: usize = 8 * 1024;
+pub const MAX_QUERY_BYTES: usize = 32 * 1024;
 /// Most results one answer may ask for.
 pub const MAX_LIMIT: usize = 100;
 /// Largest token budget one answer may ask for.
@@ -64,9 +65,11 @@ impl std::str::FromStr for SearchMode {
 #[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContextRequest {
-    /// The question or search text: 1 to 8192 bytes of UTF-8 (the server
-    /// counts bytes), not only whitespace.
-    #[schemars(length(min = 1, max = 8192), regex(pattern = r"\S"))]
+    /// The question or search text: 1 to 32768 bytes of UTF-8 (the server
+    /// counts bytes), not only whitespace. A long one (a bug report, a
+    /// stack trace) is reduced, not refused: its identifiers, paths,
+    /// frames and error lines are weighted and its beginning searched.
+    #[schemars(length(min = 1, max = 32768), regex(pattern = r"\S"))]
     pub query: String,
     /// Token budget for everything returned: content, provenance and framing
     /// (about four characters a token). 1 to 200000; default 4000.
@@ -88,6 +91,11 @@ pub struct ContextRequest {
     /// Try topic packages (tier 1) before search; default true.
     #[serde(default)]
     pub packages: Option<bool>,
+    /// `chunk` (default) or `file`: rank files by their chunks' evidence,
+    /// `limit` counting files; each file names its best chunks among the
+    /// results.
+    #[serde(default)]
+    pub group_by: Option<GroupBy>,
 }
 
 /// Which interface a request came through (recorded in the audit entry).
@@ -163,6 +171,7 @@ impl ContextRequest {
                 limit,
                 max_tokens,
                 packages: self.packages.unwrap_or(true),
+                group_by: self.group_by.unwrap_or_default(),
             },
             sources: self.sources,
         })
@@ -226,6 +235,12 @@ fn fit(mut answer: Answer) -> Delivered {
                 estimate = estimate.saturating_sub(sizes[answer.results.len()]);
             }
         }
+        // A file keeps the chunks still delivered; one with none goes.
+        let kept: std::collections::HashSet<&str> = answer.results.iter().map(|h| h.id.as_str()).collect();
+        for f in &mut answer.files {
+            f.chunks.retain(|id| kept.contains(id.as_str()));
+        }
+        answer.files.retain(|f| !f.chunks.is_empty());
     }
 }
 
@@ -442,12 +457,20 @@ mod tests {
         ] {
             assert!(req(bad).is_err(), "{bad}");
         }
-        let long = format!(r#"{{"query":"{}"}}"#, "é".repeat(4097));
+        let long = format!(r#"{{"query":"{}"}}"#, "é".repeat(MAX_QUERY_BYTES / 2 + 1));
         assert!(
             matches!(req(&long), Err(Error::TooLarge(_))),
             "bytes are counted, not characters"
         );
         assert!(req(r#"{"query":"x","bogus":true}"#).is_err());
         assert!(req(r#"{"query":"x","mode":"fuzzy"}"#).is_err());
+        assert!(req(r#"{"query":"x","group_by":"folder"}"#).is_err());
+        // Up to the limit a long query is accepted (and reduced later).
+        let longest = format!(
+            r#"{{"query":"{}","group_by":"file"}}"#,
+            "a ".repeat(MAX_QUERY_BYTES / 2)
+        );
+        let v = req(&longest).unwrap();
+        assert_eq!(v.options.group_by, retriever::GroupBy::File);
     }
 }

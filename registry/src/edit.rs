@@ -313,6 +313,13 @@ pub fn render(reg: &Registry, header: &str) -> String {
         if let Some(d) = s.max_age_days {
             t["max_age_days"] = value(i64::from(d));
         }
+        if s.answers != crate::model::AnswerRules::default() {
+            let mut answers = toml_edit::InlineTable::new();
+            for (key, treatment) in s.answers.entries() {
+                answers.insert(key, treatment.as_str().into());
+            }
+            t["answers"] = value(answers);
+        }
         if let Some(c) = &s.last_change {
             t["status_changed_by"] = value(c.by.as_str());
             t["status_changed_at"] = Item::Value(datetime(c.at));

@@ -25,8 +25,8 @@ pub mod vocab;
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{Problem, RegistryError, Result};
 pub use model::{
-    DEFAULT_MAX_AGE_DAYS, Exception, Freshness, Limits, Permit, Principal, Registry, Source, SourceGrant,
-    SourceKind, Status, Window,
+    AnswerRules, DEFAULT_MAX_AGE_DAYS, Exception, Freshness, Limits, Permit, Principal, Registry, Source,
+    SourceGrant, SourceKind, Status, Treatment, Window,
 };
 pub use policy::{Decision, DenyReason, Outcome, Policy, Scope};
 pub use store::RegistryStore;

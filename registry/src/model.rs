@@ -108,6 +108,67 @@ pub struct Source {
     pub last_change: Option<StatusChange>,
     /// Overrides the tier's maximum content age, in days.
     pub max_age_days: Option<u32>,
+    /// What tier-2 answers do with tests, generated and vendored files and
+    /// lockfiles of this source (all still indexed, for drift and checks).
+    pub answers: AnswerRules,
+}
+
+/// What tier-2 answers do with a kind of file that is rarely the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Treatment {
+    /// Ranked like any other file.
+    Keep,
+    /// Ranked lower (its fused score halved).
+    Demote,
+    /// Left out of answers.
+    Exclude,
+}
+
+impl Treatment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Treatment::Keep => "keep",
+            Treatment::Demote => "demote",
+            Treatment::Exclude => "exclude",
+        }
+    }
+}
+
+/// A source's `answers = { tests = "...", generated = "...", vendored =
+/// "...", lockfiles = "..." }`; each key left out keeps its default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AnswerRules {
+    pub tests: Treatment,
+    pub generated: Treatment,
+    pub vendored: Treatment,
+    pub lockfiles: Treatment,
+}
+
+impl Default for AnswerRules {
+    /// Tests rank lower; generated and vendored files and lockfiles are
+    /// left out: a question is rarely answered by them, and they are
+    /// large and word-rich enough to crowd out the files that answer it.
+    fn default() -> Self {
+        AnswerRules {
+            tests: Treatment::Demote,
+            generated: Treatment::Exclude,
+            vendored: Treatment::Exclude,
+            lockfiles: Treatment::Exclude,
+        }
+    }
+}
+
+impl AnswerRules {
+    /// The keys and their treatments, in the file's order.
+    pub fn entries(&self) -> [(&'static str, Treatment); 4] {
+        [
+            ("tests", self.tests),
+            ("generated", self.generated),
+            ("vendored", self.vendored),
+            ("lockfiles", self.lockfiles),
+        ]
+    }
 }
 
 impl Source {
@@ -349,6 +410,28 @@ struct RawSource {
     status_changed_at: Option<Spanned<toml::value::Datetime>>,
     status_reason: Option<String>,
     max_age_days: Option<Spanned<i64>>,
+    answers: Option<RawAnswers>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnswers {
+    tests: Option<Treatment>,
+    generated: Option<Treatment>,
+    vendored: Option<Treatment>,
+    lockfiles: Option<Treatment>,
+}
+
+impl RawAnswers {
+    fn rules(&self) -> AnswerRules {
+        let d = AnswerRules::default();
+        AnswerRules {
+            tests: self.tests.unwrap_or(d.tests),
+            generated: self.generated.unwrap_or(d.generated),
+            vendored: self.vendored.unwrap_or(d.vendored),
+            lockfiles: self.lockfiles.unwrap_or(d.lockfiles),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -653,6 +736,7 @@ impl Registry {
                 never_ingest: source_never,
                 last_change,
                 max_age_days: s.max_age_days.as_ref().map(|d| max_age(&mut p, d)),
+                answers: s.answers.as_ref().map(RawAnswers::rules).unwrap_or_default(),
             };
             if sources.insert(id.clone(), source).is_some() {
                 p.at(s.id.span().start, format!("duplicate source id {id:?}"));

@@ -430,6 +430,12 @@ fn arb_registry() -> impl Strategy<Value = Registry> {
                 if let Some(a) = age.filter(|a| *a <= 3650) {
                     text.push_str(&format!("max_age_days = {a}\n"));
                 }
+                // Answer rules: none, one key, or keys set to their defaults and not.
+                match age.map(|a| a % 3) {
+                    Some(0) => text.push_str("answers = { tests = \"keep\" }\n"),
+                    Some(1) => text.push_str("answers = { lockfiles = \"demote\", vendored = \"keep\", tests = \"demote\" }\n"),
+                    _ => {}
+                }
             }
             let first = seen.iter().next().unwrap().clone();
             text.push_str(&format!(
@@ -442,6 +448,28 @@ fn arb_registry() -> impl Strategy<Value = Registry> {
             Registry::parse(&text, Path::new("/")).expect("generated registry is valid")
         },
     )
+}
+
+#[test]
+fn answer_rules_default_per_key_and_bad_values_are_located() {
+    let base = "version = 1\n[[sources]]\nid = \"s\"\nkind = \"dir\"\nlocation = \"s\"\nowner = \"o\"\ntier = 1\nstatus = \"approved\"\n";
+    let reg = Registry::parse(base, Path::new("/")).unwrap();
+    let rules = reg.sources.values().next().unwrap().answers;
+    assert_eq!(rules, registry::AnswerRules::default());
+    assert_eq!(rules.tests, registry::Treatment::Demote);
+    assert_eq!(rules.lockfiles, registry::Treatment::Exclude);
+    let reg = Registry::parse(
+        &format!("{base}answers = {{ tests = \"keep\" }}\n"),
+        Path::new("/"),
+    )
+    .unwrap();
+    let rules = reg.sources.values().next().unwrap().answers;
+    assert_eq!(rules.tests, registry::Treatment::Keep);
+    assert_eq!(rules.generated, registry::Treatment::Exclude);
+    for bad in ["answers = { tests = \"hide\" }", "answers = { docs = \"keep\" }"] {
+        let problems = Registry::parse(&format!("{base}{bad}\n"), Path::new("/registry.toml")).unwrap_err();
+        assert_eq!(problems[0].line, 9, "{bad}: {problems:?}");
+    }
 }
 
 proptest! {

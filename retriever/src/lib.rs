@@ -10,6 +10,7 @@
 mod fusion;
 mod policy_now;
 mod provenance;
+mod shape;
 mod topics;
 
 use std::collections::{BTreeSet, HashMap};
@@ -21,11 +22,13 @@ use indexer::embed::Embedder;
 use indexer::lexical::{ChunkDoc, Filter, Lexical};
 use indexer::manifest::{Manifests, SourceManifest};
 use indexer::vector::{VectorFilter, VectorStore};
-use registry::{Registry, Scope, Status};
+use registry::{Registry, Scope, Status, Treatment};
 use serde::Serialize;
 
-pub use fusion::Fusion;
+use fusion::Fused;
+pub use fusion::{Fusion, Weights};
 pub use provenance::{Freshness, Provenance, citation};
+pub use shape::{EvidenceWeights, Shape};
 pub use topics::{
     CitationProvenance, LoadProblem, MatchScore, PackageHit, PackageProvenance, TopicDecision, TopicMatch,
     Topics, default_max_age, read_package_file, readable_by, terms,
@@ -61,6 +64,21 @@ pub struct Options {
     pub max_tokens: usize,
     /// Try topic packages (tier 1) before search.
     pub packages: bool,
+    /// Chunks, or files ranked by their chunks (`limit` counts files).
+    pub group_by: GroupBy,
+}
+
+/// What tier 2 ranks and `limit` counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupBy {
+    /// Chunks, best first.
+    #[default]
+    Chunk,
+    /// Files, ranked by an aggregate of their chunks' fused scores (the
+    /// best counts fully, the next two half and a quarter), each with its
+    /// best chunks as results.
+    File,
 }
 
 impl Default for Options {
@@ -70,6 +88,7 @@ impl Default for Options {
             limit: 10,
             max_tokens: 4_000,
             packages: true,
+            group_by: GroupBy::Chunk,
         }
     }
 }
@@ -117,6 +136,19 @@ pub struct Hit {
 /// told addresses or server messages (the operator's log and /readyz are).
 pub const STORE_UNAVAILABLE: &str = "vector store unavailable";
 
+/// One file of a file-grouped answer.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct FileHit {
+    pub source: String,
+    pub path: String,
+    pub language: String,
+    /// The aggregate of its chunks' fused scores.
+    pub score: f32,
+    /// Its best chunks' result ids, best first; each is in `results` with
+    /// its content and provenance.
+    pub chunks: Vec<String>,
+}
+
 /// The dense side's state, reported with every answer.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct DenseStatus {
@@ -146,6 +178,10 @@ impl DenseStatus {
 
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Answer {
+    /// The query as asked; one longer than [`QUERY_ECHO_BYTES`] is echoed
+    /// by its beginning and `…` (the whole text still counts for the audit
+    /// hash and snapshots).
+    #[serde(serialize_with = "echo_query")]
     pub query: String,
     /// `topic_package` (tier 1: the answer is `package`), or `hybrid`,
     /// `lexical` or `dense` (tier 2: the answer is `results`).
@@ -157,6 +193,10 @@ pub struct Answer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub topic: Option<TopicDecision>,
     pub results: Vec<Hit>,
+    /// With `group_by = "file"`: the files, best first, each naming its
+    /// chunks among `results` (which hold their content and provenance).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileHit>,
     /// Tokens used of `max_tokens`.
     pub tokens: usize,
     pub max_tokens: usize,
@@ -166,6 +206,10 @@ pub struct Answer {
     /// path (a never-ingest rule or a lapsed exception not yet applied by
     /// an indexing pass, which will purge them).
     pub withheld_by_policy: usize,
+    /// Results left out by their source's answer rules (lockfiles,
+    /// generated and vendored files by default; see `answers` in the
+    /// registry). Tests are ranked lower, not left out, by default.
+    pub left_out_by_answer_rules: usize,
     pub dense: DenseStatus,
     pub took_ms: f64,
     pub embed_ms: f64,
@@ -198,6 +242,9 @@ pub struct Retriever {
     topics: Option<Topics>,
     decisions: policy_now::Decisions,
     pub fusion: Fusion,
+    /// How much identifiers, paths, frames and error lines found in a
+    /// query count in BM25.
+    pub evidence: EvidenceWeights,
     pub topic_match: TopicMatch,
     /// Every reading of "now" (freshness, topic staleness) comes from here.
     clock: Arc<dyn registry::Clock>,
@@ -251,6 +298,7 @@ impl Retriever {
             topics: None,
             decisions: policy_now::Decisions::default(),
             fusion: Fusion::default(),
+            evidence: EvidenceWeights::default(),
             topic_match: TopicMatch::default(),
             clock: Arc::new(registry::SystemClock),
         })
@@ -373,18 +421,23 @@ impl Retriever {
         let sources: BTreeSet<String> = caller.scope.sources.iter().map(|s| s.to_string()).collect();
         let max_tier = caller.scope.tier_ceiling.get();
         let want = opts.limit.clamp(1, 100);
-        let candidates = self.fusion.candidates.max(want * 3);
+        let candidates = match opts.group_by {
+            // Files need more chunks to rank: several per file.
+            GroupBy::File => self.fusion.candidates.max(want * 3 * CHUNKS_PER_FILE).min(500),
+            GroupBy::Chunk => self.fusion.candidates.max(want * 3),
+        };
         let mode = match (opts.mode, &self.dense) {
             (Mode::Lexical, _) | (_, None) => Mode::Lexical,
             (m, Some(_)) => m,
         };
+        let shape = Shape::of(text);
         let mut embed_ms = 0.0;
         let query_vec = match &self.dense {
             Some(d) if mode != Mode::Lexical && !text.trim().is_empty() => {
                 let t = Instant::now();
                 let v = d
                     .embedder
-                    .embed_interactive(&[text])
+                    .embed_interactive(&[shape.dense_text(text).as_str()])
                     .map_err(|e| RetrieveError::Embed(e.to_string()))?
                     .pop()
                     .unwrap_or_default();
@@ -406,9 +459,11 @@ impl Retriever {
                     package: Some(hit),
                     topic: Some(t1.decision),
                     results: Vec::new(),
+                    files: Vec::new(),
                     max_tokens: opts.max_tokens,
                     over_budget: 0,
                     withheld_by_policy: 0,
+                    left_out_by_answer_rules: 0,
                     dense: self.dense_status_within(&sources, max_tier),
                     took_ms: started.elapsed().as_secs_f64() * 1000.0,
                     embed_ms,
@@ -445,19 +500,52 @@ impl Retriever {
             }
         }
         let mut lexical_ranked: Vec<ChunkDoc> = Vec::new();
+        let filter = Filter {
+            sources: sources.iter().cloned().collect(),
+            max_tier,
+        };
         if mode != Mode::Dense || dense_failure.is_some() {
-            let filter = Filter {
-                sources: sources.iter().cloned().collect(),
-                max_tier,
-            };
             lexical_ranked = self
                 .lexical
-                .search(text, &filter, candidates)?
+                .search_parts(&shape.lexical_parts(text, &self.evidence), &filter, candidates)?
                 .into_iter()
                 .map(|(_, d)| d)
                 .collect();
         }
-        let fused = self.fusion.fuse(&lexical_ranked, &dense_ranked);
+        // One engine alone keeps its own ranking; hybrid weighs by the query.
+        let weights = match mode {
+            // The vector store failed: the lexical ranking alone.
+            _ if dense_failure.is_some() => Weights {
+                lexical: 1.0,
+                dense: 0.0,
+            },
+            Mode::Hybrid => self.fusion.weights(&shape, &dense_ranked),
+            Mode::Lexical => Weights {
+                lexical: 1.0,
+                dense: 0.0,
+            },
+            Mode::Dense => Weights {
+                lexical: 0.0,
+                dense: 1.0,
+            },
+        };
+        let mut fused = self.fusion.fuse(&lexical_ranked, &dense_ranked, weights);
+        // Each source's answer rules: tests ranked lower, lockfiles,
+        // generated and vendored files left out (unless the source says
+        // otherwise). They stay indexed: drift and checks read them.
+        let mut left_out_by_answer_rules = 0;
+        fused.retain_mut(|f| match answer_treatment(caller.registry, &f.doc) {
+            Treatment::Keep => true,
+            Treatment::Demote => {
+                f.score *= DEMOTION;
+                true
+            }
+            Treatment::Exclude => {
+                left_out_by_answer_rules += 1;
+                false
+            }
+        });
+        fusion::sort(&mut fused);
         let served_by = match mode {
             _ if dense_failure.is_some() => "lexical",
             Mode::Hybrid => "hybrid",
@@ -471,38 +559,77 @@ impl Retriever {
         let mut withheld_by_policy = 0;
         let policy = caller.registry.policy(&*self.clock);
         let epoch = policy.epoch();
-        for f in fused {
-            let doc = f.doc;
-            // Defence in depth: the engines filtered already.
+        // Defence in depth (the engines filtered already), one copy of each
+        // text, and the registry as it is now.
+        let mut admit = |doc: &ChunkDoc, withheld: &mut usize| -> bool {
             let in_scope = sources.contains(&doc.source) && doc.tier <= max_tier && doc.tier >= 1;
             if !in_scope || !seen_content.insert(doc.chunk_hash.clone()) {
-                continue;
-            }
-            if results.len() >= want {
-                break;
+                return false;
             }
             if self
                 .decisions
                 .denied(&policy, &epoch, &doc.source, &doc.path)
                 .is_some()
             {
-                withheld_by_policy += 1;
-                continue;
+                *withheld += 1;
+                return false;
             }
-            let t = estimate_tokens(&doc.content);
+            true
+        };
+        // A chunk within the budget becomes a result.
+        let mut serve = |f: Fused, results: &mut Vec<Hit>| {
+            let t = estimate_tokens(&f.doc.content);
             if tokens + t > opts.max_tokens {
                 over_budget += 1;
-                continue;
+                return false;
             }
             tokens += t;
-            let provenance = self.provenance(caller.registry, &doc, served_by, f.lexical_rank, f.dense_rank);
+            let provenance =
+                self.provenance(caller.registry, &f.doc, served_by, f.lexical_rank, f.dense_rank);
             results.push(Hit {
-                id: doc.chunk_id.clone(),
+                id: f.doc.chunk_id.clone(),
                 score: f.score,
                 tokens: t,
-                content: doc.content,
+                content: f.doc.content,
                 provenance,
             });
+            true
+        };
+        let mut files = Vec::new();
+        match opts.group_by {
+            GroupBy::Chunk => {
+                for f in fused {
+                    if results.len() >= want {
+                        break;
+                    }
+                    if admit(&f.doc, &mut withheld_by_policy) {
+                        serve(f, &mut results);
+                    }
+                }
+            }
+            GroupBy::File => {
+                let admitted: Vec<Fused> = fused
+                    .into_iter()
+                    .filter(|f| admit(&f.doc, &mut withheld_by_policy))
+                    .collect();
+                for group in group_files(admitted, want) {
+                    let mut served = Vec::new();
+                    for f in group.chunks {
+                        if serve(f, &mut results) {
+                            served.push(results.last().map(|h| h.id.clone()).unwrap_or_default());
+                        }
+                    }
+                    if let Some(best) = served.first().and_then(|id| results.iter().find(|h| &h.id == id)) {
+                        files.push(FileHit {
+                            source: best.provenance.source.clone(),
+                            path: best.provenance.path.clone(),
+                            language: best.provenance.language.clone(),
+                            score: group.score,
+                            chunks: served,
+                        });
+                    }
+                }
+            }
         }
         Ok(Answer {
             query: text.to_string(),
@@ -510,10 +637,12 @@ impl Retriever {
             package: None,
             topic,
             results,
+            files,
             tokens,
             max_tokens: opts.max_tokens,
             over_budget,
             withheld_by_policy,
+            left_out_by_answer_rules,
             dense: match dense_failure {
                 Some(reason) => DenseStatus {
                     chunks: self
@@ -620,6 +749,77 @@ impl Retriever {
         cache.insert(key, found.clone());
         found
     }
+}
+
+/// Chunks of a file a file-grouped answer returns at most.
+pub const CHUNKS_PER_FILE: usize = 3;
+
+/// A file's candidates, for ranking files.
+struct FileGroup {
+    score: f32,
+    chunks: Vec<Fused>,
+}
+
+/// Files in order of an aggregate of their chunks' scores (the best
+/// chunk fully, the second half, the third a quarter: a file that answers
+/// in several places beats one lucky chunk, without long files winning by
+/// size), the best `want`, each with its best [`CHUNKS_PER_FILE`] chunks.
+fn group_files(fused: Vec<Fused>, want: usize) -> Vec<FileGroup> {
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut groups: HashMap<(String, String), FileGroup> = HashMap::new();
+    for f in fused {
+        let key = (f.doc.source.clone(), f.doc.path.clone());
+        let g = groups.entry(key.clone()).or_insert_with(|| {
+            order.push(key);
+            FileGroup {
+                score: 0.0,
+                chunks: Vec::new(),
+            }
+        });
+        if g.chunks.len() < CHUNKS_PER_FILE {
+            g.score += f.score * [1.0, 0.5, 0.25][g.chunks.len()];
+            g.chunks.push(f);
+        }
+    }
+    let mut out: Vec<FileGroup> = order.into_iter().filter_map(|k| groups.remove(&k)).collect();
+    // Stable: equal aggregates keep the order of their best chunks.
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out.truncate(want);
+    out
+}
+
+/// A demoted file's fused score is multiplied by this.
+pub const DEMOTION: f32 = 0.5;
+
+/// What `doc`'s source's answer rules do with it.
+fn answer_treatment(registry: &Registry, doc: &ChunkDoc) -> Treatment {
+    let Some(class) = indexer::chunk::answer_class(&doc.path, &doc.language) else {
+        return Treatment::Keep;
+    };
+    let rules = registry::SourceId::new(doc.source.clone())
+        .ok()
+        .and_then(|id| registry.source(&id).map(|s| s.answers))
+        .unwrap_or_default();
+    match class {
+        "lockfiles" => rules.lockfiles,
+        "vendored" => rules.vendored,
+        "generated" => rules.generated,
+        _ => rules.tests,
+    }
+}
+
+/// The most of a query an answer echoes back.
+pub const QUERY_ECHO_BYTES: usize = 1_024;
+
+fn echo_query<S: serde::Serializer>(query: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    if query.len() <= QUERY_ECHO_BYTES {
+        return s.serialize_str(query);
+    }
+    let mut end = QUERY_ECHO_BYTES;
+    while !query.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.serialize_str(&format!("{}…", &query[..end]))
 }
 
 /// About four characters per token for English and code.

@@ -15,7 +15,7 @@ use indexer::vector::embedded::EmbeddedStore;
 use indexer::{Indexer, PassOptions};
 use proptest::prelude::*;
 use registry::{Clock, FixedClock, Registry, SourceId, Status};
-use retriever::{Caller, Mode, Options, Retriever};
+use retriever::{Caller, GroupBy, Mode, Options, Retriever};
 
 const WORDS: &[&str] = &[
     "payment",
@@ -224,14 +224,14 @@ proptest! {
         // Not vacuous: with any approved source the operator's dense query
         // finds something, and so does a principal granted it.
         let any_approved = sources.iter().any(|s| s.status == 0 || s.status == 3);
-        let dense = Options { mode: Mode::Dense, limit: 50, max_tokens: 100_000, packages: false };
+        let dense = Options { mode: Mode::Dense, limit: 50, max_tokens: 100_000, packages: false, ..Options::default() };
         let op = r.query(&Caller::operator(&reg), &text, &dense).unwrap();
         prop_assert_eq!(!op.results.is_empty(), any_approved);
         for (i, w) in who.iter().enumerate() {
             let p = reg.principal(&format!("p{i}")).unwrap();
             let caller = Caller { registry: &reg, scope: policy.scope_for(p) };
             for mode in [Mode::Lexical, Mode::Dense, Mode::Hybrid] {
-                let opts = Options { mode, limit: 50, max_tokens: 100_000, packages: true };
+                let opts = Options { mode, limit: 50, max_tokens: 100_000, packages: true, ..Options::default() };
                 let a = r.query(&caller, &text, &opts).unwrap();
                 // Tier 1: a package only when all its sources are readable;
                 // and one is served whenever one is visible.
@@ -265,8 +265,16 @@ proptest! {
                     prop_assert!(visible.contains(c), "p{} was told about {}", i, c);
                 }
                 prop_assert_eq!(a.topic.as_ref().map_or(0, |t| t.packages_in_scope), visible.len());
-                // Tier 2 for the same caller.
-                let a = r.query(&caller, &text, &Options { packages: false, ..opts.clone() }).unwrap();
+                // Tier 2 for the same caller: chunks and, on alternate
+                // principals, files (their files list only what is served).
+                let group_by = if i % 2 == 0 { GroupBy::Chunk } else { GroupBy::File };
+                let a = r.query(&caller, &text, &Options { packages: false, group_by, ..opts.clone() }).unwrap();
+                for f in &a.files {
+                    prop_assert!(may_read(&reg, w, &f.source), "p{} got file {}:{}", i, f.source, f.path);
+                    for id in &f.chunks {
+                        prop_assert!(a.results.iter().any(|h| &h.id == id && h.provenance.path == f.path));
+                    }
+                }
                 for h in &a.results {
                     let prov = &h.provenance;
                     let k: usize = prov.source[1..].parse().unwrap();

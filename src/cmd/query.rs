@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use plane::query::{Asker, ContextRequest, Delivered, Via};
+use plane::query::{Asker, ContextRequest, Delivered, GroupBy, Via};
 use plane::{Embedding, Operation, Plane, Profile};
 use retriever::Answer;
 use serde_json::{Value, json};
@@ -39,6 +39,15 @@ pub fn query(args: QueryArgs, plane: &Plane) -> anyhow::Result<ExitCode> {
         sources: None,
         mode: Some(mode),
         packages: Some(!args.no_packages),
+        group_by: Some(match args.group_by.as_str() {
+            "chunk" => GroupBy::Chunk,
+            "file" => GroupBy::File,
+            other => {
+                return Err(
+                    plane::ConfigError(format!("--group-by must be chunk or file, not {other:?}")).into(),
+                );
+            }
+        }),
     };
     if let Some(batch) = &args.batch {
         return query_batch(batch, &base, &args, plane);
@@ -315,6 +324,24 @@ fn print_tier(a: &Answer) {
             t.scores.as_ref().map_or(0.0, |x| x.score),
             t.threshold
         );
+    }
+    for f in &a.files {
+        let spans: Vec<String> = f
+            .chunks
+            .iter()
+            .filter_map(|id| a.results.iter().find(|h| &h.id == id))
+            .map(|h| format!("L{}-L{}", h.provenance.start_line, h.provenance.end_line))
+            .collect();
+        println!(
+            "{:>7.4}  {}:{}  ({})",
+            f.score,
+            f.source,
+            f.path,
+            spans.join(", ")
+        );
+    }
+    if !a.files.is_empty() {
+        println!("best chunks of those files:");
     }
     for h in &a.results {
         let p = &h.provenance;

@@ -30,8 +30,9 @@ use serde_json::{Value, json};
 
 use self::error::{ApiError, json_rejection, query_rejection};
 
-/// Largest request body.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest request body: a query of the longest length allowed still fits
+/// when JSON escapes every byte of it (`\u00XX`, six bytes each).
+pub const MAX_BODY_BYTES: usize = 6 * plane::query::MAX_QUERY_BYTES + 4 * 1024;
 /// Longest a request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest `/readyz` waits for the index and the vector store.

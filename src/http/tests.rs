@@ -29,6 +29,11 @@ fn fixture() -> Fixture {
         "# Failover\n\nPromote the replica, then repoint the pooler.\n",
     )
     .unwrap();
+    std::fs::write(
+        root.join("docs/replicas.md"),
+        "# Replicas\n\nEach primary has one replica.\n\n## Lag\n\nA replica lagging over a minute is not promoted.\n",
+    )
+    .unwrap();
     let hash = |t: &str| ContentHash::of(t.as_bytes()).to_hex();
     std::fs::write(
         root.join("registry.toml"),
@@ -168,14 +173,14 @@ async fn malformed_requests_get_json_4xx() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let (s, _, _) = ask(JSON, r#"{"query":"   "}"#).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let big = format!(r#"{{"query":"{}"}}"#, "x".repeat(9000));
+    let big = format!(r#"{{"query":"{}"}}"#, "x".repeat(33_000));
     let (s, _, v) = call(&f, "POST", "/v1/context", Some(AGENT), Some((JSON, &big))).await;
     assert_eq!(
         (s, v["kind"].as_str()),
         (StatusCode::BAD_REQUEST, Some("too_large")),
         "{v}"
     );
-    let huge = format!(r#"{{"query":"{}"}}"#, "x".repeat(70_000));
+    let huge = format!(r#"{{"query":"{}"}}"#, "x".repeat(250_000));
     let (s, _, v) = call(&f, "POST", "/v1/context", Some(AGENT), Some((JSON, &huge))).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert!(v["error"].is_string());
@@ -184,6 +189,79 @@ async fn malformed_requests_get_json_4xx() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(v["delivered_tokens"].as_u64().unwrap() <= 2000, "{v}");
     assert_eq!(v["results"][0]["provenance"]["source"], "docs");
+}
+
+/// `group_by: "file"`: files ranked by their chunks, each naming chunks
+/// that are in `results` with their provenance, within the budget; the
+/// OpenAPI document says so.
+#[tokio::test]
+async fn answers_grouped_by_file() {
+    let f = fixture();
+    let ask = |body: String| {
+        let f = &f;
+        async move {
+            let (s, _, v) = call(f, "POST", "/v1/context", Some(AGENT), Some((JSON, &body))).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v
+        }
+    };
+    let v = ask(
+        json!({"query": "promote a lagging replica", "group_by": "file", "limit": 5, "packages": false})
+            .to_string(),
+    )
+    .await;
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{v:#}");
+    let results = v["results"].as_array().unwrap();
+    let mut named = 0;
+    for f in files {
+        assert_eq!(f["source"], "docs");
+        let chunks = f["chunks"].as_array().unwrap();
+        assert!(!chunks.is_empty() && chunks.len() <= 3);
+        for id in chunks {
+            let r = results.iter().find(|r| &r["id"] == id).unwrap();
+            assert_eq!(r["provenance"]["path"], f["path"], "{v:#}");
+            named += 1;
+        }
+    }
+    assert_eq!(named, results.len(), "every result belongs to a file");
+    assert!(files[0]["score"].as_f64().unwrap() >= files[1]["score"].as_f64().unwrap());
+    // limit counts files.
+    let one = ask(
+        json!({"query": "promote a lagging replica", "group_by": "file", "limit": 1, "packages": false})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(one["files"].as_array().unwrap().len(), 1, "{one:#}");
+    // The budget bounds what is delivered: a file without a chunk that fits goes.
+    let tight = ask(json!({"query": "promote a lagging replica", "group_by": "file", "max_tokens": 600, "packages": false}).to_string()).await;
+    let kept = tight["results"].as_array().unwrap();
+    assert!(tight["over_budget"].as_u64().unwrap() > 0, "{tight:#}");
+    assert!(
+        tight["delivered_tokens"].as_u64().unwrap() <= 600 || kept.len() == 1,
+        "{tight:#}"
+    );
+    assert_eq!(tight["files"].as_array().unwrap().len(), 1, "{tight:#}");
+    for id in tight["files"][0]["chunks"].as_array().unwrap() {
+        assert!(kept.iter().any(|r| &r["id"] == id), "{tight:#}");
+    }
+    // Chunks, the default, have no `files`.
+    let plain = ask(json!({"query": "promote a lagging replica", "packages": false}).to_string()).await;
+    assert!(plain.get("files").is_none(), "{plain:#}");
+    let (s, _, v) = call(
+        &f,
+        "POST",
+        "/v1/context",
+        Some(AGENT),
+        Some((JSON, r#"{"query":"x","group_by":"folder"}"#)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let text = super::openapi::document().to_string();
+    assert!(
+        text.contains("group_by") && text.contains("\"file\""),
+        "the OpenAPI document names group_by"
+    );
 }
 
 #[tokio::test]

@@ -78,6 +78,7 @@ fn opts(mode: Mode, packages: bool) -> Options {
         limit: 10,
         max_tokens: 4_000,
         packages,
+        ..Options::default()
     }
 }
 

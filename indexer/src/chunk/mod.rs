@@ -21,8 +21,9 @@ mod text;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped whenever chunk boundaries change, so existing indexes re-chunk.
-pub const CHUNKER_VERSION: u32 = 2;
+/// Bumped whenever chunk boundaries or the kinds given to files change, so
+/// existing indexes re-chunk.
+pub const CHUNKER_VERSION: u32 = 3;
 
 /// Roughly 256 model tokens of code or prose.
 pub const TARGET_CHARS: usize = 1_000;
@@ -52,13 +53,21 @@ pub struct Chunk {
     pub text: String,
 }
 
-/// The language of a path, by extension or name.
+/// The language (kind of text) of a path, by extension or name. Files the
+/// chunker does not know are `other`, never prose: only Markdown, RST and
+/// `text` (`.txt`, READMEs, changelogs and the like) are prose. SVG,
+/// notebooks, translations and lockfiles are kinds of their own, so that
+/// ranking and answers can tell them from code and docs.
 pub fn language_of(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or(path);
+    if is_lockfile_name(name) {
+        return "lockfile";
+    }
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
     match ext.as_deref() {
         Some("rs") => "rust",
         Some("py" | "pyi") => "python",
+        Some("pyx" | "pxd" | "pxi") => "cython",
         Some("js" | "mjs" | "cjs" | "jsx") => "javascript",
         Some("ts" | "mts" | "cts") => "typescript",
         Some("tsx") => "tsx",
@@ -69,16 +78,166 @@ pub fn language_of(path: &str) -> &'static str {
         Some("sh" | "bash") => "bash",
         Some("md" | "markdown") => "markdown",
         Some("rst") => "rst",
+        Some("txt" | "text") => "text",
         Some("toml") => "toml",
         Some("yaml" | "yml") => "yaml",
         Some("json") => "json",
+        Some("svg") => "svg",
+        Some("ipynb") => "notebook",
+        Some("po" | "pot") => "translation",
+        Some("html" | "htm") => "html",
+        Some("xml") => "xml",
+        Some("css" | "scss" | "less") => "css",
         _ => match name {
             "Dockerfile" => "dockerfile",
             "Makefile" => "make",
-            "Cargo.lock" => "toml",
-            _ => "text",
+            _ if is_prose_name(name) => "text",
+            _ => "other",
         },
     }
+}
+
+/// [`language_of`], and for a file it cannot place, what its first line
+/// says: a script without an extension is the language of its `#!`
+/// interpreter (`#!/usr/bin/env python3` is Python).
+pub fn language_of_text(path: &str, text: &str) -> &'static str {
+    let by_name = language_of(path);
+    if by_name != "other" {
+        return by_name;
+    }
+    let Some(shebang) = text.lines().next().and_then(|l| l.strip_prefix("#!")) else {
+        return by_name;
+    };
+    let mut words = shebang.split_whitespace();
+    let mut program = words.next().unwrap_or("").rsplit('/').next().unwrap_or("");
+    if program == "env" {
+        program = words.find(|w| !w.starts_with('-')).unwrap_or("");
+    }
+    let program = program.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+    match program {
+        "python" | "pypy" => "python",
+        "sh" | "bash" | "dash" | "zsh" | "ksh" => "bash",
+        "node" | "deno" | "bun" => "javascript",
+        "" => by_name,
+        _ => "script",
+    }
+}
+
+/// Lockfiles, whatever their format: pins, not prose or code.
+pub fn is_lockfile_name(name: &str) -> bool {
+    matches!(
+        name,
+        "Cargo.lock"
+            | "package-lock.json"
+            | "npm-shrinkwrap.json"
+            | "yarn.lock"
+            | "pnpm-lock.yaml"
+            | "bun.lock"
+            | "poetry.lock"
+            | "uv.lock"
+            | "Pipfile.lock"
+            | "pdm.lock"
+            | "Gemfile.lock"
+            | "composer.lock"
+            | "go.sum"
+            | "flake.lock"
+            | "mix.lock"
+            | "pubspec.lock"
+            | "Package.resolved"
+    )
+}
+
+/// Extensionless files that are prose by convention.
+fn is_prose_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    let stem = upper.split('.').next().unwrap_or("");
+    matches!(
+        stem,
+        "README"
+            | "CHANGES"
+            | "CHANGELOG"
+            | "HISTORY"
+            | "NEWS"
+            | "AUTHORS"
+            | "CONTRIBUTORS"
+            | "CONTRIBUTING"
+            | "LICENSE"
+            | "LICENCE"
+            | "COPYING"
+            | "NOTICE"
+            | "INSTALL"
+            | "TODO"
+    )
+}
+
+/// Whether chunks of `language` are prose (Markdown, RST, plain text).
+pub fn is_prose(language: &str) -> bool {
+    matches!(language, "markdown" | "rst" | "text")
+}
+
+/// Files that are rarely the answer to a question, by path and kind:
+/// `lockfiles`, `vendored` (third-party copies), `generated` (minified,
+/// protobuf or other generated output, snapshots) and `tests` (tests,
+/// fixtures, specs). The names are the keys of a source's `answers` rules
+/// in the registry. `None` for everything else.
+pub fn answer_class(path: &str, language: &str) -> Option<&'static str> {
+    if language == "lockfile" {
+        return Some("lockfiles");
+    }
+    let lower = path.to_ascii_lowercase();
+    let mut dirs: Vec<&str> = lower.split('/').collect();
+    let name = dirs.pop().unwrap_or("");
+    let in_dir = |names: &[&str]| dirs.iter().any(|d| names.contains(d));
+    if in_dir(&[
+        "vendor",
+        "vendored",
+        "_vendor",
+        "third_party",
+        "third-party",
+        "node_modules",
+        "bower_components",
+    ]) {
+        return Some("vendored");
+    }
+    let generated_name = [
+        ".min.js",
+        ".min.css",
+        "_pb2.py",
+        "_pb2_grpc.py",
+        ".pb.go",
+        ".pb.rs",
+        ".g.dart",
+        ".snap",
+    ]
+    .iter()
+    .any(|suffix| name.ends_with(suffix))
+        || name.contains(".generated.")
+        || name.contains("_generated.");
+    if generated_name || in_dir(&["__snapshots__", "__generated__"]) {
+        return Some("generated");
+    }
+    let stem = name.split('.').next().unwrap_or(name);
+    let test_name = stem.starts_with("test_")
+        || stem.ends_with("_test")
+        || stem.ends_with("_tests")
+        || name.contains(".test.")
+        || name.contains(".spec.")
+        || matches!(stem, "conftest" | "tests" | "test");
+    if test_name
+        || in_dir(&[
+            "test",
+            "tests",
+            "__tests__",
+            "spec",
+            "specs",
+            "testing",
+            "testdata",
+            "fixtures",
+        ])
+    {
+        return Some("tests");
+    }
+    None
 }
 
 /// Whether `language` is chunked by a tree-sitter grammar.
@@ -319,6 +478,53 @@ mod tests {
         assert_eq!(language_of("src/main.rs"), "rust");
         assert_eq!(language_of("docs/ADR-1.md"), "markdown");
         assert_eq!(language_of("Dockerfile"), "dockerfile");
-        assert_eq!(language_of("notes"), "text");
+        assert_eq!(language_of("notes"), "other");
+        assert_eq!(language_of("notes.txt"), "text");
+        assert_eq!(language_of("CHANGES"), "text");
+        assert_eq!(language_of("docs/logo.svg"), "svg");
+        assert_eq!(language_of("nb/intro.ipynb"), "notebook");
+        assert_eq!(language_of("locale/de/LC_MESSAGES/django.po"), "translation");
+        assert_eq!(language_of("Cargo.lock"), "lockfile");
+        assert_eq!(language_of("web/package-lock.json"), "lockfile");
+        assert_eq!(language_of("src/speedups.pyx"), "cython");
+        assert_eq!(language_of("data/blob.bin2"), "other");
+        assert_eq!(
+            language_of_text("bin/tool", "#!/usr/bin/env python3\nprint(1)\n"),
+            "python"
+        );
+        assert_eq!(language_of_text("bin/run", "#!/bin/sh -e\necho\n"), "bash");
+        assert_eq!(
+            language_of_text("bin/serve", "#!/usr/bin/env -S node --harmony\n"),
+            "javascript"
+        );
+        assert_eq!(language_of_text("bin/x", "#!/usr/bin/perl\n"), "script");
+        assert_eq!(language_of_text("notes", "just words\n"), "other");
+        assert_eq!(
+            language_of_text("a.md", "#!not a shebang for markdown\n"),
+            "markdown"
+        );
+        assert!(!is_prose("other") && !is_prose("svg") && is_prose("text"));
+        for (path, want) in [
+            ("Cargo.lock", Some("lockfiles")),
+            ("web/node_modules/left-pad/index.js", Some("vendored")),
+            ("src/vendor/lib.go", Some("vendored")),
+            ("static/app.min.js", Some("generated")),
+            ("api/service_pb2.py", Some("generated")),
+            ("src/__snapshots__/view.snap", Some("generated")),
+            // A directory merely named so is a person's choice of name.
+            ("src/generated/mod_600.rs", None),
+            ("tests/test_app.py", Some("tests")),
+            ("src/flask/testing.py", None),
+            ("pkg/server_test.go", Some("tests")),
+            ("src/app.spec.ts", Some("tests")),
+            ("lib/router/index.test.js", Some("tests")),
+            ("src/conftest.py", Some("tests")),
+            ("crates/core/tests/fixtures/input.rs", Some("tests")),
+            ("src/attestation.rs", None),
+            ("src/contest.py", None),
+            ("docs/testing.md", None),
+        ] {
+            assert_eq!(answer_class(path, language_of(path)), want, "{path}");
+        }
     }
 }

@@ -1,0 +1,577 @@
+//! File localisation from history: which files does a change touch?
+//!
+//! For each repository in `benches/data/file-localisation/repos.txt`
+//! (pinned commits, fetched by `scripts/fetch-bench-repos.sh` into
+//! `target/bench-repos/`), the most recent first-parent, non-merge commits
+//! whose message (title + body) has at least 80 characters and that modify
+//! one to five non-test source files become queries: the message is the
+//! query, the non-test source files it modified are the gold. Each query
+//! is asked against the repository as it was at the commit's parent (the
+//! parent's tree extracted with `git archive`, indexed incrementally by
+//! the real indexer, one data dir per repository, commits oldest first).
+//! Queries are split dev/test by a hash of the commit id.
+//!
+//! Files are ranked for ctxplane by their best chunk among the 100 chunks
+//! an answer returns (`--mode lexical`, and `dense`/`hybrid` with
+//! `--dense`), and for comparison by a plain file-level BM25 implemented
+//! here (whole files, path tokens counted three times). Reported per
+//! repository and split: file Acc@1/5/10, MRR and nDCG@10.
+//!
+//! ```text
+//! bash scripts/fetch-bench-repos.sh
+//! cargo run --release -p benches --bin file_localisation -- [--split dev|test|all] [--per-repo N]
+//!     [--dense REPO,REPO|all] [--repos REPO,REPO] [--json FILE]
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use benches::ranking::{hit_at, ndcg_at, reciprocal_rank};
+use indexer::embed::{Embedder, find_model_dir};
+use indexer::vector::VectorStore;
+use indexer::vector::embedded::EmbeddedStore;
+use indexer::{Indexer, PassOptions};
+use registry::{Clock, FixedClock, Registry};
+use retriever::{Caller, Mode, Options, Retriever};
+
+type Res<T> = Result<T, String>;
+
+fn e<E: std::fmt::Display>(x: E) -> String {
+    x.to_string()
+}
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("file_localisation: {err}");
+        std::process::exit(1);
+    }
+}
+
+/// Shortest query (title + body, whitespace collapsed), in characters.
+const MIN_MESSAGE_CHARS: usize = 80;
+/// Most gold files a query may have.
+const MAX_GOLD: usize = 5;
+/// Chunks asked of ctxplane per query.
+const CHUNKS: usize = 100;
+
+struct Repo {
+    name: String,
+    commit: String,
+    git_dir: PathBuf,
+}
+
+struct Query {
+    commit: String,
+    parent: String,
+    time: i64,
+    text: String,
+    gold: Vec<String>,
+    test_split: bool,
+}
+
+/// Source files by extension (what a fix changes), tests excluded.
+const SOURCE_EXTENSIONS: &[&str] = &["py", "rs", "js", "mjs", "cjs", "ts", "tsx", "jsx", "go"];
+
+/// Test, example, benchmark and documentation paths: not gold.
+fn is_test_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let parts: Vec<&str> = lower.split('/').collect();
+    let name = parts.last().copied().unwrap_or("");
+    parts[..parts.len() - 1].iter().any(|d| {
+        matches!(
+            *d,
+            "test"
+                | "tests"
+                | "testing"
+                | "__tests__"
+                | "spec"
+                | "benches"
+                | "bench"
+                | "examples"
+                | "example"
+                | "docs"
+                | "doc"
+        )
+    }) || name.starts_with("test_")
+        || name == "conftest.py"
+        || name.contains("_test.")
+        || name.contains(".test.")
+        || name.contains(".spec.")
+}
+
+fn is_gold_candidate(path: &str) -> bool {
+    path.rsplit_once('.')
+        .is_some_and(|(_, ext)| SOURCE_EXTENSIONS.contains(&ext))
+        && !is_test_path(path)
+}
+
+fn git(dir: &Path, args: &[&str]) -> Res<String> {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .map_err(|err| format!("git: {err}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "git {} in {}: {}",
+            args.join(" "),
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Whether the commit is a dependency bump, release or merge by its title.
+fn is_bookkeeping(title: &str) -> bool {
+    let t = title.to_ascii_lowercase();
+    [
+        "bump ",
+        "merge ",
+        "release ",
+        "build(deps",
+        "chore(deps",
+        "chore(release",
+        "update dependency",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
+}
+
+fn queries(repo: &Repo, per_repo: usize) -> Res<Vec<Query>> {
+    let log = git(
+        &repo.git_dir,
+        &[
+            "log",
+            "--no-merges",
+            "--first-parent",
+            "--no-renames",
+            "--format=%x00%H %P %ct%x01%B%x01",
+            "--name-status",
+            &repo.commit,
+        ],
+    )?;
+    let mut out = Vec::new();
+    for record in log.split('\0').skip(1) {
+        let mut fields = record.split('\u{1}');
+        let (Some(head), Some(message), Some(changes)) = (fields.next(), fields.next(), fields.next()) else {
+            continue;
+        };
+        let head: Vec<&str> = head.split_whitespace().collect();
+        let [commit, parent, time] = head[..] else {
+            continue;
+        };
+        let text = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.chars().count() < MIN_MESSAGE_CHARS || is_bookkeeping(&text) {
+            continue;
+        }
+        // Gold: modified source files (they exist at the parent); a commit
+        // that only adds or deletes source files is left out.
+        let mut gold = Vec::new();
+        let mut other_source = false;
+        for line in changes.lines().filter(|l| !l.trim().is_empty()) {
+            let Some((status, path)) = line.split_once('\t') else {
+                continue;
+            };
+            if !is_gold_candidate(path) {
+                continue;
+            }
+            if status == "M" {
+                gold.push(path.to_string());
+            } else {
+                other_source = true;
+            }
+        }
+        if gold.is_empty() || gold.len() > MAX_GOLD || other_source {
+            continue;
+        }
+        let test_split = blake3::hash(commit.as_bytes()).as_bytes()[0] & 1 == 1;
+        out.push(Query {
+            commit: commit.to_string(),
+            parent: parent.to_string(),
+            time: time.parse().unwrap_or(0),
+            text: message.trim().to_string(),
+            gold,
+            test_split,
+        });
+        if out.len() >= per_repo {
+            break;
+        }
+    }
+    // Oldest first: the index moves forward through history.
+    out.sort_by_key(|q| q.time);
+    Ok(out)
+}
+
+/// Replaces `dest` with the tree of `commit`.
+fn materialise(repo: &Repo, commit: &str, dest: &Path) -> Res<()> {
+    if dest.exists() {
+        std::fs::remove_dir_all(dest).map_err(e)?;
+    }
+    std::fs::create_dir_all(dest).map_err(e)?;
+    let archive = Command::new("git")
+        .arg("--git-dir")
+        .arg(&repo.git_dir)
+        .args(["archive", "--format=tar", commit])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(e)?;
+    let status = Command::new("tar")
+        .arg("-x")
+        .arg("-C")
+        .arg(dest)
+        .stdin(archive.stdout.ok_or("no archive output")?)
+        .status()
+        .map_err(e)?;
+    if !status.success() {
+        return Err(format!("extracting {commit} failed"));
+    }
+    Ok(())
+}
+
+/// A plain file-level BM25: whole files, words split on anything that is
+/// not a letter or digit, lower-cased, path words counted three times,
+/// English stop words dropped; k1 = 1.2, b = 0.75.
+/// A file's term frequencies (path words counted three times) and length.
+type FileTerms = Arc<(HashMap<String, u32>, u32)>;
+
+#[derive(Default)]
+struct FileBm25 {
+    /// (path, file hash) -> term frequencies and length.
+    cache: HashMap<(String, String), FileTerms>,
+}
+
+const STOP: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no",
+    "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to",
+    "was", "will", "with",
+];
+
+fn words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && w.len() <= 40)
+        .map(str::to_lowercase)
+        .filter(|w| !STOP.contains(&w.as_str()))
+}
+
+impl FileBm25 {
+    fn rank(&mut self, files: &[(String, String)], root: &Path, query: &str) -> Vec<String> {
+        let docs: Vec<(String, FileTerms)> = files
+            .iter()
+            .map(|(path, hash)| {
+                let entry = self
+                    .cache
+                    .entry((path.clone(), hash.clone()))
+                    .or_insert_with(|| {
+                        let text = std::fs::read_to_string(root.join(path)).unwrap_or_default();
+                        let mut tf: HashMap<String, u32> = HashMap::new();
+                        let mut len = 0;
+                        for w in words(&text) {
+                            *tf.entry(w).or_default() += 1;
+                            len += 1;
+                        }
+                        for w in words(path) {
+                            *tf.entry(w).or_default() += 3;
+                            len += 3;
+                        }
+                        Arc::new((tf, len))
+                    })
+                    .clone();
+                (path.clone(), entry)
+            })
+            .collect();
+        let n = docs.len() as f64;
+        let avg = docs.iter().map(|(_, d)| f64::from(d.1)).sum::<f64>() / n.max(1.0);
+        let mut q: HashMap<String, u32> = HashMap::new();
+        for w in words(query) {
+            *q.entry(w).or_default() += 1;
+        }
+        let df: HashMap<&String, f64> = q
+            .keys()
+            .map(|t| (t, docs.iter().filter(|(_, o)| o.0.contains_key(t)).count() as f64))
+            .collect();
+        let mut scored: Vec<(f64, &String)> = docs
+            .iter()
+            .map(|(path, d)| {
+                let mut s = 0.0;
+                for (term, qtf) in &q {
+                    let Some(tf) = d.0.get(term) else { continue };
+                    let df = df[term];
+                    let idf = ((n - df + 0.5) / (df + 0.5) + 1.0).ln();
+                    let tf = f64::from(*tf);
+                    s += f64::from(*qtf) * idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * f64::from(d.1) / avg));
+                }
+                (s, path)
+            })
+            .filter(|(s, _)| *s > 0.0)
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        scored.into_iter().map(|(_, p)| p.clone()).collect()
+    }
+}
+
+/// Files in the order of their best chunk.
+fn ctxplane_files(r: &Retriever, reg: &Registry, q: &str, mode: Mode) -> Res<Vec<String>> {
+    let opts = Options {
+        mode,
+        limit: CHUNKS,
+        max_tokens: 10_000_000,
+        packages: false,
+        ..Options::default()
+    };
+    let a = r.query(&Caller::operator(reg), q, &opts).map_err(e)?;
+    let mut files: Vec<String> = Vec::new();
+    for h in &a.results {
+        if !files.contains(&h.provenance.path) {
+            files.push(h.provenance.path.clone());
+        }
+    }
+    Ok(files)
+}
+
+#[derive(Default, Clone)]
+struct Tally {
+    n: usize,
+    acc1: f64,
+    acc5: f64,
+    acc10: f64,
+    mrr: f64,
+    ndcg10: f64,
+}
+
+impl Tally {
+    fn add(&mut self, ranked: &[String], gold: &[String]) {
+        let rel: HashMap<String, u32> = gold.iter().map(|g| (g.clone(), 1)).collect();
+        self.n += 1;
+        self.acc1 += f64::from(u8::from(hit_at(ranked, &rel, 1)));
+        self.acc5 += f64::from(u8::from(hit_at(ranked, &rel, 5)));
+        self.acc10 += f64::from(u8::from(hit_at(ranked, &rel, 10)));
+        self.mrr += reciprocal_rank(ranked, &rel);
+        self.ndcg10 += ndcg_at(ranked, &rel, 10);
+    }
+
+    fn merge(&mut self, o: &Tally) {
+        self.n += o.n;
+        self.acc1 += o.acc1;
+        self.acc5 += o.acc5;
+        self.acc10 += o.acc10;
+        self.mrr += o.mrr;
+        self.ndcg10 += o.ndcg10;
+    }
+
+    fn row(&self) -> String {
+        let k = self.n.max(1) as f64;
+        format!(
+            "{:>4} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>7.3}",
+            self.n,
+            self.acc1 / k,
+            self.acc5 / k,
+            self.acc10 / k,
+            self.mrr / k,
+            self.ndcg10 / k
+        )
+    }
+}
+
+fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn repos(root: &Path, only: Option<&str>) -> Res<Vec<Repo>> {
+    let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/file-localisation/repos.txt");
+    let text = std::fs::read_to_string(&list).map_err(|err| format!("{}: {err}", list.display()))?;
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let mut f = line.split_whitespace();
+        let (Some(name), Some(commit)) = (f.next(), f.next()) else {
+            return Err(format!("{}: bad line {line:?}", list.display()));
+        };
+        let short = name.rsplit('/').next().unwrap_or(name);
+        if only.is_some_and(|o| !o.split(',').any(|x| x == short)) {
+            continue;
+        }
+        let git_dir = root.join(format!("{}.git", name.replace('/', "+")));
+        if !git_dir.exists() {
+            return Err(format!(
+                "{} is missing: run scripts/fetch-bench-repos.sh first",
+                git_dir.display()
+            ));
+        }
+        out.push(Repo {
+            name: short.to_string(),
+            commit: commit.to_string(),
+            git_dir,
+        });
+    }
+    Ok(out)
+}
+
+fn run() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let split = arg(&args, "--split").unwrap_or("test");
+    if !matches!(split, "dev" | "test" | "all") {
+        return Err("--split is dev, test or all".into());
+    }
+    let per_repo: usize = arg(&args, "--per-repo")
+        .map_or(Ok(70), str::parse)
+        .map_err(|_| "--per-repo needs a number")?;
+    let dense_for = arg(&args, "--dense").unwrap_or("");
+    let verbose = args.iter().any(|a| a == "--verbose");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    let mirrors = std::env::var_os("BENCH_REPOS").map_or_else(|| target.join("bench-repos"), PathBuf::from);
+    let work = target.join("eval-data/file-localisation");
+    let repos = repos(&mirrors, arg(&args, "--repos"))?;
+    let embedder = if dense_for.is_empty() {
+        None
+    } else {
+        let model = find_model_dir(None).map_err(e)?;
+        Some(Arc::new(Embedder::load(&model, 2).map_err(e)?))
+    };
+    let mut table: BTreeMap<(String, &'static str), Tally> = BTreeMap::new();
+    let mut total_queries = 0;
+    for repo in &repos {
+        let all = queries(repo, per_repo)?;
+        let chosen: Vec<&Query> = all
+            .iter()
+            .filter(|q| split == "all" || q.test_split == (split == "test"))
+            .collect();
+        total_queries += chosen.len();
+        let dense = embedder
+            .as_ref()
+            .filter(|_| dense_for == "all" || dense_for.split(',').any(|d| d == repo.name));
+        eprintln!(
+            "{}: {} queries ({} in split {split}){}",
+            repo.name,
+            all.len(),
+            chosen.len(),
+            if dense.is_some() { ", with vectors" } else { "" }
+        );
+        let dir = work.join(&repo.name);
+        std::fs::create_dir_all(&dir).map_err(e)?;
+        let reg_path = dir.join("registry.toml");
+        std::fs::write(
+            &reg_path,
+            format!(
+                "version = 1\n\n[[sources]]\nid = \"{}\"\nkind = \"dir\"\nlocation = \"checkout\"\nowner = \"bench\"\ntier = 1\nstatus = \"approved\"\n",
+                repo.name
+            ),
+        )
+        .map_err(e)?;
+        let reg = Registry::load(&reg_path).map_err(e)?;
+        let data = dir.join("data");
+        let checkout = dir.join("checkout");
+        let indexer =
+            Indexer::open(&data, indexer::redact::RuleSet::builtin(), PassOptions::default()).map_err(e)?;
+        let mut bm25 = FileBm25::default();
+        let mut retriever: Option<Retriever> = None;
+        for q in &chosen {
+            materialise(repo, &q.parent, &checkout)?;
+            let clock = FixedClock(jiff::Timestamp::now());
+            indexer
+                .run_pass(&reg, &reg.policy(&clock), clock.now(), &mut |_, _, _| {})
+                .map_err(e)?;
+            if let Some(embedder) = dense {
+                let mut store =
+                    EmbeddedStore::open(&Indexer::vectors_dir(&data), embedder.model_id()).map_err(e)?;
+                indexer
+                    .sync_vectors(&mut store, embedder, &mut |_, _| {})
+                    .map_err(e)?;
+            }
+            let r = match retriever.take() {
+                Some(r) => {
+                    r.refresh().map_err(e)?;
+                    r
+                }
+                None => {
+                    let vectors = match dense {
+                        Some(embedder) => {
+                            EmbeddedStore::open_read(&Indexer::vectors_dir(&data), embedder.model_id())
+                                .map_err(e)?
+                                .map(|s| (embedder.clone(), Box::new(s) as Box<dyn VectorStore>))
+                                .ok_or_else(|| "no vectors".to_string())
+                        }
+                        None => Err("lexical only".to_string()),
+                    };
+                    Retriever::open(&data, vectors).map_err(e)?
+                }
+            };
+            let manifest = indexer.manifests().load(&repo.name).map_err(e)?;
+            let files: Vec<(String, String)> = manifest
+                .files
+                .iter()
+                .map(|(p, f)| (p.clone(), f.hash.clone()))
+                .collect();
+            table
+                .entry((repo.name.clone(), "file-bm25"))
+                .or_default()
+                .add(&bm25.rank(&files, &checkout, &q.text), &q.gold);
+            let modes: &[(Mode, &'static str)] = if dense.is_some() {
+                &[
+                    (Mode::Lexical, "lexical"),
+                    (Mode::Dense, "dense"),
+                    (Mode::Hybrid, "hybrid"),
+                ]
+            } else {
+                &[(Mode::Lexical, "lexical")]
+            };
+            for (mode, name) in modes {
+                let ranked = ctxplane_files(&r, &reg, &q.text, *mode)?;
+                table
+                    .entry((repo.name.clone(), name))
+                    .or_default()
+                    .add(&ranked, &q.gold);
+            }
+            if verbose {
+                let lexical = ctxplane_files(&r, &reg, &q.text, Mode::Lexical)?;
+                eprintln!(
+                    "  {} gold {:?} lexical top 5 {:?}",
+                    &q.commit[..12],
+                    q.gold,
+                    &lexical[..lexical.len().min(5)]
+                );
+            }
+            retriever = Some(r);
+        }
+    }
+    println!(
+        "\nfile localisation, split {split}, {total_queries} queries ({} repositories)\n",
+        repos.len()
+    );
+    println!(
+        "{:<12} {:<10} {:>4} {:>6} {:>6} {:>6} {:>6} {:>7}",
+        "repository", "ranker", "n", "Acc@1", "Acc@5", "Acc@10", "MRR", "nDCG@10"
+    );
+    let mut overall: BTreeMap<&str, Tally> = BTreeMap::new();
+    for ((repo, ranker), t) in &table {
+        println!("{:<12} {:<10} {}", repo, ranker, t.row());
+        overall.entry(ranker).or_default().merge(t);
+    }
+    for (ranker, t) in &overall {
+        println!("{:<12} {:<10} {}", "(all)", ranker, t.row());
+    }
+    if let Some(path) = arg(&args, "--json") {
+        let rows: Vec<serde_json::Value> = table
+            .iter()
+            .map(|((repo, ranker), t)| {
+                let k = t.n.max(1) as f64;
+                serde_json::json!({
+                    "repository": repo, "ranker": ranker, "split": split, "n": t.n,
+                    "acc1": t.acc1 / k, "acc5": t.acc5 / k, "acc10": t.acc10 / k,
+                    "mrr": t.mrr / k, "ndcg10": t.ndcg10 / k,
+                })
+            })
+            .collect();
+        std::fs::write(path, serde_json::to_string_pretty(&rows).map_err(e)?).map_err(e)?;
+    }
+    Ok(())
+}
