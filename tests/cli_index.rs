@@ -177,5 +177,8 @@ fn index_threads_out_of_range_is_a_clear_error() {
     // One thread indexes the same as the default.
     std::fs::write(org.join("ctxplane.toml"), "index_threads = 1\n").unwrap();
     let one = common::run_json(org, &["index", "--no-embed", "--json"]);
-    assert_eq!(one["report"]["total_chunks"], 52, "{one}");
+    let other = common::example_org();
+    let default = common::run_json(other.path(), &["index", "--no-embed", "--json"]);
+    assert!(one["report"]["total_chunks"].as_u64().unwrap() > 0, "{one}");
+    assert_eq!(one["report"]["total_chunks"], default["report"]["total_chunks"]);
 }
