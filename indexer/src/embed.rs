@@ -309,6 +309,21 @@ impl Embedder {
     }
 }
 
+/// A model id as part of a file name: letters, digits and `-`, anything
+/// else `_` (the embedding cache and the topic vectors name their files so).
+pub fn file_stem(model_id: &str) -> String {
+    model_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 pub fn normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {

@@ -168,19 +168,9 @@ impl Topics {
     }
 
     fn vector_file(&self, model_id: &str) -> Option<PathBuf> {
-        let safe: String = model_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
         self.vector_dir
             .as_ref()
-            .map(|d| d.join(format!("topics-{safe}.bin")))
+            .map(|d| d.join(format!("topics-{}.bin", indexer::embed::file_stem(model_id))))
     }
 
     /// Reads the vector file into memory once per model. A missing, torn

@@ -679,34 +679,19 @@ async fn console_decisions_need_a_reason_and_go_through_the_plane() {
             .await
         }
     };
+    let wiki_status = || {
+        let reg = f.plane.registry().unwrap();
+        let wiki = reg.sources.values().find(|s| s.id.as_str() == "wiki").unwrap();
+        wiki.status
+    };
     let (s, _, _) = approve(format!("csrf={csrf}&reason=+")).await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     let (_, _, page) = console(&app, "GET", "/console/sources/wiki", Some(&cookie), None, None).await;
     assert!(page.contains("a reason is required"), "{page}");
-    assert_eq!(
-        f.plane
-            .registry()
-            .unwrap()
-            .sources
-            .values()
-            .find(|s| s.id.as_str() == "wiki")
-            .unwrap()
-            .status,
-        registry::Status::Proposed
-    );
+    assert_eq!(wiki_status(), registry::Status::Proposed);
     let (s, _, _) = approve(format!("csrf={csrf}&reason=reviewed")).await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     let (_, _, page) = console(&app, "GET", "/console/sources/wiki", Some(&cookie), None, None).await;
     assert!(page.contains("source.approve wiki"), "{page}");
-    assert_eq!(
-        f.plane
-            .registry()
-            .unwrap()
-            .sources
-            .values()
-            .find(|s| s.id.as_str() == "wiki")
-            .unwrap()
-            .status,
-        registry::Status::Approved
-    );
+    assert_eq!(wiki_status(), registry::Status::Approved);
 }

@@ -37,17 +37,7 @@ pub struct EmbeddingCache {
 impl EmbeddingCache {
     pub fn open(dir: &Path, model_id: &str) -> Result<EmbeddingCache> {
         std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
-        let safe: String = model_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = dir.join(format!("{safe}.cache"));
+        let path = dir.join(format!("{}.cache", crate::embed::file_stem(model_id)));
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
