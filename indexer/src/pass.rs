@@ -384,10 +384,11 @@ impl Pass<'_> {
                         continue;
                     }
                     // Copies of values an earlier file held are redacted
-                    // too: with none known the parallel result is exact;
-                    // otherwise this file is redacted again knowing them.
+                    // too: when the file holds no copy of a known value the
+                    // parallel result is exact; otherwise this file is
+                    // redacted again knowing them.
                     let (redacted, chunks) = match (redacted, chunks) {
-                        (Some(r), Some(c)) if known.is_empty() => {
+                        (Some(r), Some(c)) if !self.redactor.mentions_known(&text, &known) => {
                             known.extend(&found_here);
                             (r, c)
                         }

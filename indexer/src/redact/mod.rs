@@ -163,6 +163,14 @@ impl Redactor {
         (!r.findings.is_empty()).then_some(r.text)
     }
 
+    /// Whether `text` holds a copy of a value in `known`. When it holds
+    /// none, redacting it knowing `known` gives exactly what redacting it
+    /// knowing nothing gives (`known` is only used to find such copies), so
+    /// a result computed without `known` can be kept.
+    pub fn mentions_known(&self, text: &str, known: &KnownSecrets) -> bool {
+        !known.is_empty() && !known.copies_in(&self.key, text).is_empty()
+    }
+
     pub fn redact(&self, text: &str, path: Option<&str>) -> Redacted {
         self.redact_remembering(text, path, &mut KnownSecrets::default())
     }
@@ -317,6 +325,29 @@ mod tests {
 
     fn redactor() -> Redactor {
         Redactor::new(RuleSet::builtin(), [7u8; 32])
+    }
+
+    #[test]
+    fn a_file_without_a_known_value_redacts_the_same_knowing_it_or_not() {
+        let r = redactor();
+        let mut known = KnownSecrets::default();
+        let first = r.redact_remembering("password = \"vR7qT2mLx9Zp4Wk8Qe3N\"\n", None, &mut known);
+        assert_eq!(first.findings.len(), 1);
+        assert!(!known.is_empty());
+        let plain = "fn main() {\n    let user = \"vR7qT2mLx9Zp4Wk8\";\n}\n";
+        assert!(!r.mentions_known(plain, &known));
+        assert_eq!(
+            r.redact_remembering(plain, None, &mut KnownSecrets::default()),
+            r.redact_remembering(plain, None, &mut known)
+        );
+        let copy = "the old one was vR7qT2mLx9Zp4Wk8Qe3N, rotated\n";
+        assert!(r.mentions_known(copy, &known));
+        assert!(!r.mentions_known(copy, &KnownSecrets::default()));
+        assert!(
+            !r.redact_remembering(copy, None, &mut known)
+                .text
+                .contains("vR7qT2mLx9Zp4Wk8Qe3N")
+        );
     }
 
     #[test]
