@@ -110,6 +110,13 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
     );
 
     // Revoking the source purges all of its content at once, and proves it.
+    let cache_bytes = || -> u64 {
+        std::fs::read_dir(org.join(".ctxplane/vectors/cache"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    let cached_before = cache_bytes();
     let revoked: serde_json::Value = serde_json::from_str(&run(
         org,
         &["registry", "revoke", "payments-api", "--reason", "test", "--json"],
@@ -118,6 +125,12 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
     assert_eq!(revoked["purged"][0], "payments-api", "{revoked}");
     assert_eq!(revoked["purge_verified"], true, "{revoked}");
     assert_eq!(revoked["remaining"]["chunks"], 0, "{revoked}");
+    // The embedding cache keeps no vector of the purged source's texts.
+    assert!(
+        cache_bytes() < cached_before,
+        "embedding cache not cut back: {cached_before} -> {} bytes",
+        cache_bytes()
+    );
     let after: serde_json::Value =
         serde_json::from_str(&run(org, &["search", "ledger capture pay", "--json"])).unwrap();
     assert!(

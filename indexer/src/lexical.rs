@@ -432,6 +432,22 @@ impl Lexical {
         Ok(out)
     }
 
+    /// Calls `f` with every live (not deleted) document, one at a time.
+    pub fn each_live_document(&self, f: &mut dyn FnMut(ChunkDoc)) -> Result<()> {
+        let lexical_err = |e| IndexError::lexical(Path::new("lexical"), e);
+        self.reload()?;
+        let searcher = self.reader.searcher();
+        for segment in searcher.segment_readers() {
+            let store = segment
+                .get_store_reader(1)
+                .map_err(|e| IndexError::lexical(Path::new("lexical"), tantivy::TantivyError::from(e)))?;
+            for doc in store.iter::<TantivyDocument>(segment.alive_bitset()) {
+                f(self.to_chunk(&doc.map_err(lexical_err)?));
+            }
+        }
+        Ok(())
+    }
+
     pub fn deleted_docs(&self) -> Result<u64> {
         let metas = self
             .index

@@ -127,6 +127,56 @@ impl EmbeddingCache {
     }
 }
 
+impl EmbeddingCache {
+    /// Keeps only the records whose key is in `keep` and drops the rest
+    /// from disk (the file is rewritten: temp file, fsync, rename), so the
+    /// cache does not grow with every edit a long watcher sees, and holds
+    /// no vector of a purged source. Returns how many records were dropped.
+    pub fn retain(&mut self, keep: &std::collections::HashSet<Key>) -> Result<usize> {
+        self.flush()?;
+        let mut kept: Vec<(Key, u64)> = self
+            .index
+            .iter()
+            .filter(|(k, _)| keep.contains(*k))
+            .map(|(k, at)| (*k, *at))
+            .collect();
+        let dropped = self.index.len() - kept.len();
+        if dropped == 0 {
+            return Ok(0);
+        }
+        kept.sort_by_key(|(_, at)| *at);
+        let tmp = self.path.with_extension("cache.tmp");
+        let mut out = Vec::with_capacity(kept.len() * RECORD);
+        let mut index = HashMap::with_capacity(kept.len());
+        let mut rec = vec![0u8; RECORD];
+        for (k, at) in kept {
+            self.file
+                .read_exact_at(&mut rec, at)
+                .map_err(|e| IndexError::io(&self.path, e))?;
+            index.insert(k, out.len() as u64);
+            out.extend_from_slice(&rec);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&tmp)
+            .map_err(|e| IndexError::io(&tmp, e))?;
+        file.write_all_at(&out, 0)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| IndexError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| IndexError::io(&self.path, e))?;
+        if let Some(dir) = self.path.parent() {
+            registry::fsutil::fsync_dir(dir)?;
+        }
+        self.file = file;
+        self.index = index;
+        self.len = out.len() as u64;
+        Ok(dropped)
+    }
+}
+
 fn decode(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -165,5 +215,34 @@ mod tests {
         assert_eq!(c.get(&key("m", "world")).unwrap().unwrap(), v);
         assert!(c.get(&key("other-model", "hello")).unwrap().is_none());
         assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, 2 * RECORD);
+    }
+
+    #[test]
+    fn retain_drops_the_rest_from_disk_and_survives_reopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let v = |s: f32| -> Vec<f32> { (0..DIM).map(|i| s + i as f32).collect() };
+        let mut c = EmbeddingCache::open(tmp.path(), "m").unwrap();
+        for (i, t) in ["a", "b", "c", "d"].iter().enumerate() {
+            c.put(key("m", t), &v(i as f32));
+        }
+        c.flush().unwrap();
+        c.put(key("m", "e"), &v(4.0)); // still pending
+        let keep: std::collections::HashSet<Key> = ["b", "e"].iter().map(|t| key("m", t)).collect();
+        assert_eq!(c.retain(&keep).unwrap(), 3);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get(&key("m", "b")).unwrap().unwrap(), v(1.0));
+        assert_eq!(c.get(&key("m", "e")).unwrap().unwrap(), v(4.0));
+        assert!(c.get(&key("m", "a")).unwrap().is_none());
+        // Nothing of a dropped vector stays in the file.
+        let path = tmp.path().join("m.cache");
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, 2 * RECORD);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!bytes.windows(32).any(|w| w == key("m", "a")));
+        c.put(key("m", "f"), &v(5.0));
+        drop(c);
+        let c = EmbeddingCache::open(tmp.path(), "m").unwrap();
+        assert_eq!(c.len(), 3);
+        assert_eq!(c.get(&key("m", "f")).unwrap().unwrap(), v(5.0));
+        assert_eq!(c.get(&key("m", "b")).unwrap().unwrap(), v(1.0));
     }
 }

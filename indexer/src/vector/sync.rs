@@ -21,6 +21,9 @@ use crate::manifest::Manifests;
 const EMBED_GROUP: usize = 64;
 /// Vectors between durable commits.
 const COMMIT_EVERY: usize = 2_000;
+/// Cache records beyond twice the live chunks that are tolerated before
+/// the cache is cut back to the live texts.
+const CACHE_SLACK: u64 = 10_000;
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct SyncReport {
@@ -40,6 +43,9 @@ pub struct SyncReport {
     /// Chunks still without a vector when a limited sync stopped (0 when
     /// the store caught up with the index).
     pub remaining: u64,
+    /// Embedding-cache records dropped because no live chunk has their
+    /// text (edited away, or of a source that is gone).
+    pub cache_dropped: u64,
 }
 
 impl SyncReport {
@@ -154,6 +160,18 @@ pub fn sync(
     progress(done, total);
     cache.flush()?;
     store.commit()?;
+    // The cache keeps every text ever embedded; a watcher re-embedding
+    // edits would grow it (on disk and its in-memory key index) forever,
+    // and a purged source's vectors would stay in it. Past twice the live
+    // chunks (plus slack), or when a source is gone, it keeps only the
+    // texts the index holds now.
+    if !gone_sources.is_empty() || cache.len() as u64 > 2 * report.chunks + CACHE_SLACK {
+        let mut keep = std::collections::HashSet::new();
+        lexical.each_live_document(&mut |doc| {
+            keep.insert(key(embedder.model_id(), &doc.content));
+        })?;
+        report.cache_dropped = cache.retain(&keep)? as u64;
+    }
     report.vectors = store.len()? as u64;
     report.remaining = total.saturating_sub(done);
     Ok(report)
