@@ -13,6 +13,7 @@
 //! ```text
 //! bash scripts/bench-serve.sh        # fetches Django, builds, runs this
 //! target/release/serve_load --django DIR [--seconds 15] [--soak 0] [--bin PATH] [--fresh]
+//!                            [--mode lexical|hybrid|dense] [--soak-clients 8]
 //! ```
 //!
 //! The server answers before its vectors are complete: the first line
@@ -42,16 +43,40 @@ type Res<T> = Result<T, String>;
 
 const TOKEN: &str = "bench-load-agent-token";
 
-fn rss_mb(pid: u32) -> f64 {
+/// One line of `/proc/PID/status` in MB (0 when the process is gone).
+fn status_mb(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|k| k.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    status_mb(pid, "VmRSS:")
+}
+
+/// Resident memory split into anonymous (heap, the process's own) and
+/// file-backed pages (mapped index and vector files, which the kernel can
+/// drop under pressure): a climbing total is only a leak when the
+/// anonymous part climbs.
+#[derive(Clone, Copy)]
+struct Rss {
+    total: f64,
+    anon: f64,
+    file: f64,
+}
+
+fn rss_split(pid: u32) -> Rss {
+    Rss {
+        total: rss_mb(pid),
+        anon: status_mb(pid, "RssAnon:"),
+        file: status_mb(pid, "RssFile:"),
+    }
 }
 
 struct Phase {
@@ -61,14 +86,15 @@ struct Phase {
     requests: usize,
     errors: u64,
     rss_max: f64,
-    /// (seconds into the phase, RSS MB), sampled every 250 ms.
-    rss: Vec<(f64, f64)>,
+    /// (seconds into the phase, RSS), sampled every 250 ms.
+    rss: Vec<(f64, Rss)>,
     edits: u64,
 }
 
 fn phase(
     addr: &str,
     pid: u32,
+    mode: Option<&str>,
     queries: &Arc<Vec<String>>,
     clients: usize,
     secs: u64,
@@ -109,6 +135,7 @@ fn phase(
     let handles: Vec<_> = (0..clients)
         .map(|c| {
             let addr = addr.to_string();
+            let mode = mode.map(str::to_string);
             let stop = stop.clone();
             let errors = errors.clone();
             let queries = queries.clone();
@@ -118,7 +145,11 @@ fn phase(
                 while !stop.load(Ordering::Relaxed) {
                     let q = &queries[i % queries.len()];
                     i += 1;
-                    let body = serde_json::json!({"query": q, "max_tokens": 2000}).to_string();
+                    let mut body = serde_json::json!({"query": q, "max_tokens": 2000});
+                    if let Some(m) = &mode {
+                        body["mode"] = serde_json::json!(m);
+                    }
+                    let body = body.to_string();
                     let t = Instant::now();
                     match benches::post_context(&addr, TOKEN, &body) {
                         Ok(200) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
@@ -133,10 +164,10 @@ fn phase(
         .collect();
     let mut rss = Vec::new();
     while started.elapsed() < Duration::from_secs(secs) {
-        rss.push((started.elapsed().as_secs_f64(), rss_mb(pid)));
+        rss.push((started.elapsed().as_secs_f64(), rss_split(pid)));
         std::thread::sleep(Duration::from_millis(250));
     }
-    let rss_max = rss.iter().map(|r| r.1).fold(0.0, f64::max);
+    let rss_max = rss.iter().map(|r| r.1.total).fold(0.0, f64::max);
     stop.store(true, Ordering::Relaxed);
     let mut lat: Vec<f64> = Vec::new();
     for h in handles {
@@ -166,6 +197,15 @@ fn run() -> Res<()> {
     let django = arg("--django").map_or_else(|| root.join("vendor/bench/Django-5.1.4"), PathBuf::from);
     let secs: u64 = arg("--seconds").map_or(Ok(15), |s| s.parse().map_err(|_| "--seconds needs a number"))?;
     let soak: u64 = arg("--soak").map_or(Ok(0), |s| s.parse().map_err(|_| "--soak needs a number"))?;
+    // `--mode lexical|hybrid|dense`: the search mode every query asks for
+    // (default: the server's default, hybrid).
+    let mode = arg("--mode");
+    if let Some(m) = &mode
+        && !["lexical", "hybrid", "dense"].contains(&m.as_str())
+    {
+        return Err(format!("--mode must be lexical, hybrid or dense, not {m}"));
+    }
+    let mode = mode.as_deref();
     let soak_clients: usize = arg("--soak-clients").map_or(Ok(8), |s| {
         s.parse()
             .ok()
@@ -255,9 +295,10 @@ fn run() -> Res<()> {
         std::thread::sleep(Duration::from_millis(250));
     }
     println!(
-        "server listening after {listening:.1} s, first answer after {first:.1} s, vectors complete after {:.1} s; {} queries in rotation; {secs} s per phase",
+        "server listening after {listening:.1} s, first answer after {first:.1} s, vectors complete after {:.1} s; {} queries in rotation, mode {}; {secs} s per phase",
         t.elapsed().as_secs_f64(),
-        queries.len()
+        queries.len(),
+        mode.unwrap_or("default (hybrid)")
     );
     // Warm up: first queries embed the packages' texts.
     for q in queries.iter().take(20) {
@@ -271,7 +312,7 @@ fn run() -> Res<()> {
     for reindex in [false, true] {
         for clients in [1usize, 8, 32] {
             let docs_dir = reindex.then_some(docs.as_path());
-            match phase(&addr, pid, &queries, clients, secs, docs_dir) {
+            match phase(&addr, pid, mode, &queries, clients, secs, docs_dir) {
                 Ok(p) => println!(
                     "{:>7}  {:>9}  {:>8}  {:>7.1}  {:>7.1}  {:>8.1}  {:>6}  {:>8.0}  {:>5}",
                     clients,
@@ -294,25 +335,48 @@ fn run() -> Res<()> {
     if result.is_ok() && soak > 0 {
         // Memory under a long re-index: RSS should level off, not climb
         // with every re-embedded edit.
-        match phase(&addr, pid, &queries, soak_clients, soak, Some(docs.as_path())) {
+        match phase(
+            &addr,
+            pid,
+            mode,
+            &queries,
+            soak_clients,
+            soak,
+            Some(docs.as_path()),
+        ) {
             Ok(p) => {
                 println!(
                     "\nsoak: {soak_clients} clients with re-index for {soak} s: {} queries, {:.1} q/s, p50 {:.1} ms, p99 {:.1} ms, {} errors, {} edits",
                     p.requests, p.qps, p.p50, p.p99, p.errors, p.edits
                 );
-                let mut line = String::from("RSS MB over time:");
+                let mut line = String::from("RSS MB over time (total = anonymous + file-backed):");
                 let step = (soak as f64 / 8.0).max(1.0);
                 let mut next = 0.0;
-                for (t, mb) in &p.rss {
+                let shown = |t: f64, r: &Rss| format!(" {t:.0}s={:.0}={:.0}+{:.0}", r.total, r.anon, r.file);
+                for (t, r) in &p.rss {
                     if *t >= next {
-                        line.push_str(&format!(" {t:.0}s={mb:.0}"));
+                        line.push_str(&shown(*t, r));
                         next += step;
                     }
                 }
-                if let Some((t, mb)) = p.rss.last() {
-                    line.push_str(&format!(" {t:.0}s={mb:.0}"));
+                if let Some((t, r)) = p.rss.last() {
+                    line.push_str(&shown(*t, r));
                 }
                 println!("{line}");
+                // The growth rate over the second half: what is still
+                // climbing once warm-up is over.
+                let half: Vec<&(f64, Rss)> = p.rss.iter().filter(|(t, _)| *t >= soak as f64 / 2.0).collect();
+                if let (Some(a), Some(b)) = (half.first(), half.last())
+                    && b.0 > a.0
+                {
+                    let per_min = |f: fn(&Rss) -> f64| (f(&b.1) - f(&a.1)) / (b.0 - a.0) * 60.0;
+                    println!(
+                        "second half growth: total {:+.2} MB/min, anonymous {:+.2} MB/min, file-backed {:+.2} MB/min",
+                        per_min(|r| r.total),
+                        per_min(|r| r.anon),
+                        per_min(|r| r.file)
+                    );
+                }
             }
             Err(e) => result = Err(e),
         }
