@@ -151,3 +151,18 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[i.clamp(1, sorted.len()) - 1]
 }
+
+/// CPU time (user + system) in milliseconds from `/proc/self/stat`: this
+/// process's own, or with `children` that of the children it has waited
+/// for. Clock ticks are 10 ms.
+pub fn cpu_ms(children: bool) -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ")".
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime, stime, cutime and cstime are fields 14 to 17 (1-based), 11 to
+    // 14 after ")".
+    let at = if children { 13 } else { 11 };
+    (ticks(at) + ticks(at + 1)) * 10.0
+}

@@ -27,15 +27,8 @@ fn main() {
     }
 }
 
-/// User + system CPU time of this process, in milliseconds.
 fn cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at ")".
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 (1-based), 11 and 12 after ")".
-    (ticks(11) + ticks(12)) * 10.0
+    benches::cpu_ms(false)
 }
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {

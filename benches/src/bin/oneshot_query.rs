@@ -40,14 +40,9 @@ const QUERIES: &[&str] = &[
     "semaphore acquire permit",
 ];
 
-/// CPU ticks of waited-for children (user + system), in milliseconds.
+/// CPU of waited-for children (user + system), in milliseconds.
 fn children_cpu_ms() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // cutime and cstime are fields 16 and 17 (1-based), 13 and 14 after ")".
-    (ticks(13) + ticks(14)) * 10.0
+    benches::cpu_ms(true)
 }
 
 /// One process: (CPU ms, peak RSS MB if known, wall ms).
