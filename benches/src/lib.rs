@@ -75,6 +75,16 @@ pub fn arg(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
+/// `--name N` as a count of at least 1, or `default` when absent.
+pub fn arg_count(args: &[String], name: &str, default: usize) -> Result<usize, String> {
+    arg(args, name).map_or(Ok(default), |s| {
+        s.parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("{name} needs a number from 1"))
+    })
+}
+
 /// The rest of a server's stderr, after its listening line.
 pub type ServerLog = std::io::Lines<std::io::BufReader<std::process::ChildStderr>>;
 

@@ -141,11 +141,12 @@ impl Embedder {
                 .with_max_length(MAX_TOKENS)
                 .with_intra_threads(threads.max(1))
                 // No CPU memory arena: onnxruntime's arena grows to each new
-                // high-water mark (a batch of long texts needs hundreds of MB
-                // of attention scratch) and never gives it back, which a
-                // 30-minute serve soak showed as RSS creeping up by ~3 MB/min
-                // and holding ~740 MB. Without it each run's scratch is
-                // allocated and freed, and large blocks go back to the OS.
+                // high-water mark (a batch of long texts needs tens of MB of
+                // attention scratch) and never gives it back; heaptrack on a
+                // serve soak found ~740 MB held there while RSS crept up
+                // ~3 MB/min. Without it each run's scratch is allocated and
+                // freed (and returned to the OS: see `bound_native_heap` in
+                // the binary's main.rs).
                 .with_execution_providers(vec![ort::ep::CPU::default().with_arena_allocator(false).build()])
                 .with_session_config("session.intra_op.allow_spinning", "0")
                 .with_session_config("session.inter_op.allow_spinning", "0");

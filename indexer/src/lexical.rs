@@ -417,23 +417,19 @@ impl Lexical {
     /// included, decompressed: what a check for text that must not be on
     /// disk reads, since the doc store is compressed.
     pub fn stored_documents(&self) -> Result<Vec<ChunkDoc>> {
-        let lexical_err = |e| IndexError::lexical(Path::new("lexical"), e);
-        self.reload()?;
-        let searcher = self.reader.searcher();
         let mut out = Vec::new();
-        for segment in searcher.segment_readers() {
-            let store = segment
-                .get_store_reader(1)
-                .map_err(|e| IndexError::lexical(Path::new("lexical"), tantivy::TantivyError::from(e)))?;
-            for doc in store.iter::<TantivyDocument>(None) {
-                out.push(self.to_chunk(&doc.map_err(lexical_err)?));
-            }
-        }
+        self.each_stored(false, &mut |d| out.push(d))?;
         Ok(out)
     }
 
     /// Calls `f` with every live (not deleted) document, one at a time.
     pub fn each_live_document(&self, f: &mut dyn FnMut(ChunkDoc)) -> Result<()> {
+        self.each_stored(true, f)
+    }
+
+    /// Every document in the segments' doc stores, decompressed; with
+    /// `live_only`, those not deleted.
+    fn each_stored(&self, live_only: bool, f: &mut dyn FnMut(ChunkDoc)) -> Result<()> {
         let lexical_err = |e| IndexError::lexical(Path::new("lexical"), e);
         self.reload()?;
         let searcher = self.reader.searcher();
@@ -441,7 +437,8 @@ impl Lexical {
             let store = segment
                 .get_store_reader(1)
                 .map_err(|e| IndexError::lexical(Path::new("lexical"), tantivy::TantivyError::from(e)))?;
-            for doc in store.iter::<TantivyDocument>(segment.alive_bitset()) {
+            let alive = if live_only { segment.alive_bitset() } else { None };
+            for doc in store.iter::<TantivyDocument>(alive) {
                 f(self.to_chunk(&doc.map_err(lexical_err)?));
             }
         }

@@ -153,12 +153,7 @@ fn run() -> Res<()> {
     if !tree.is_dir() {
         return Err(format!("{} is not a directory", tree.display()));
     }
-    let runs: usize = arg("--runs").map_or(Ok(5), |s| {
-        s.parse()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or("--runs needs a number from 1")
-    })?;
+    let runs = benches::arg_count(&args, "--runs", 5)?;
     let embed = !args.iter().any(|a| a == "--no-embed");
     let ck = arg("--ck").map(PathBuf::from);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -206,12 +206,7 @@ fn run() -> Res<()> {
         return Err(format!("--mode must be lexical, hybrid or dense, not {m}"));
     }
     let mode = mode.as_deref();
-    let soak_clients: usize = arg("--soak-clients").map_or(Ok(8), |s| {
-        s.parse()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or("--soak-clients needs a number from 1")
-    })?;
+    let soak_clients = benches::arg_count(&args, "--soak-clients", 8)?;
     if !django.join("docs/topics").is_dir() {
         return Err(format!(
             "no Django docs at {}; run scripts/bench-serve.sh",

@@ -125,9 +125,7 @@ impl EmbeddingCache {
         self.pending.clear();
         Ok(())
     }
-}
 
-impl EmbeddingCache {
     /// Keeps only the records whose key is in `keep` and drops the rest
     /// from disk (the file is rewritten: temp file, fsync, rename), so the
     /// cache does not grow with every edit a long watcher sees, and holds
