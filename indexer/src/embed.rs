@@ -12,7 +12,7 @@
 //! before (heads only) are never mixed with these.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 
@@ -78,7 +78,7 @@ pub fn find_model_dir(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
 
 pub struct Embedder {
     model: Mutex<TextEmbedding>,
-    interactive: Mutex<TextEmbedding>,
+    interactive: SessionPool<TextEmbedding>,
     /// The model's tokenizer without truncation, to cut windows.
     tokenizer: tokenizers::Tokenizer,
     id: String,
@@ -105,9 +105,13 @@ impl Embedder {
         Self::load_with(dir, threads, threads)
     }
 
-    /// Loads with separate thread counts for the bulk (indexing) and the
-    /// interactive (query) session; a server gives indexing fewer threads
-    /// so queries keep a core while it embeds.
+    /// Loads with separate thread counts for the bulk (indexing) session
+    /// and the interactive (query) sessions; a server gives indexing fewer
+    /// threads so queries keep a core while it embeds. Queries run on up
+    /// to `query_threads` single-threaded sessions, made as concurrent
+    /// queries first need them: a query's few tokens gain nothing from
+    /// being split across threads, while concurrent queries on one session
+    /// would wait for each other.
     pub fn load_with(dir: &Path, bulk_threads: usize, query_threads: usize) -> Result<Embedder, EmbedError> {
         let err = |message: String| EmbedError::Load {
             dir: dir.to_path_buf(),
@@ -131,9 +135,16 @@ impl Embedder {
             special_tokens_map_file: read("special_tokens_map.json")?,
             tokenizer_config_file: read("tokenizer_config.json")?,
         };
-        // Two sessions on one environment: bulk embedding for the indexer,
-        // and one for queries, so a query never waits behind a batch.
-        let session = |threads: usize| {
+        let mut tokenizer = tokenizers::Tokenizer::from_bytes(&files.tokenizer_file)
+            .map_err(|e| err(format!("tokenizer.json: {e}")))?;
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| err(format!("tokenizer.json: {e}")))?;
+        tokenizer.with_padding(None);
+        // Sessions on one environment: bulk embedding for the indexer, and
+        // a pool for queries, so a query never waits behind a batch.
+        let owned_dir = dir.to_path_buf();
+        let session = move |threads: usize| {
             let model =
                 UserDefinedEmbeddingModel::new(onnx.clone(), files.clone()).with_pooling(Pooling::Mean);
             let options = InitOptionsUserDefined::new()
@@ -150,19 +161,16 @@ impl Embedder {
                 .with_execution_providers(vec![ort::ep::CPU::default().with_arena_allocator(false).build()])
                 .with_session_config("session.intra_op.allow_spinning", "0")
                 .with_session_config("session.inter_op.allow_spinning", "0");
-            TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| err(e.to_string()))
+            TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| EmbedError::Load {
+                dir: owned_dir.clone(),
+                message: e.to_string(),
+            })
         };
         let model = session(bulk_threads)?;
-        let interactive = session(query_threads)?;
-        let mut tokenizer = tokenizers::Tokenizer::from_bytes(&files.tokenizer_file)
-            .map_err(|e| err(format!("tokenizer.json: {e}")))?;
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| err(format!("tokenizer.json: {e}")))?;
-        tokenizer.with_padding(None);
+        let first = session(1)?;
         Ok(Embedder {
             model: Mutex::new(model),
-            interactive: Mutex::new(interactive),
+            interactive: SessionPool::new(first, query_threads, Box::new(move || session(1))),
             tokenizer,
             id,
             dir: dir.to_path_buf(),
@@ -182,7 +190,8 @@ impl Embedder {
     /// indexing). Each text is cut at the window: see
     /// [`Embedder::embed_documents`] for texts that may be longer.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Self::run(&self.model, texts)
+        let mut model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::run_ordered(&mut model, texts, true)
     }
 
     /// The byte ranges of `text`'s windows and their token counts: one
@@ -243,7 +252,7 @@ impl Embedder {
                 owner.push((i, tokens as f32));
             }
         }
-        let vectors = Self::run(&self.model, &pieces)?;
+        let vectors = self.embed(&pieces)?;
         let mut out = vec![vec![0.0f32; DIM]; texts.len()];
         for (v, (i, w)) in vectors.iter().zip(&owner) {
             for (o, x) in out[*i].iter_mut().zip(v) {
@@ -256,27 +265,32 @@ impl Embedder {
         Ok(out)
     }
 
-    /// The same, on the session kept for queries and other short,
+    /// The same, on the sessions kept for queries and other short,
     /// latency-bound texts, which indexing never holds.
     pub fn embed_interactive(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Self::run(&self.interactive, texts)
+        let mut session = self.interactive.take();
+        Self::run_ordered(session.get(), texts, true)
     }
 
-    fn run(session: &Mutex<TextEmbedding>, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Self::run_ordered(session, texts, true)
+    /// Makes all the query sessions now (a server does this before the
+    /// first queries overlap, which would otherwise wait for one to be
+    /// made). A failure leaves the pool with the sessions it has.
+    pub fn warm_interactive(&self) -> Result<(), EmbedError> {
+        self.interactive.fill()
     }
 
     /// [`Embedder::embed`] without sorting by length: the baseline the
     /// embedding benchmark compares against.
     pub fn embed_unsorted(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        Self::run_ordered(&self.model, texts, false)
+        let mut model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::run_ordered(&mut model, texts, false)
     }
 
     /// Each batch is padded to its longest text, so texts go to the model
     /// shortest first (batches of similar lengths compute little padding);
     /// the vectors come back in the input order.
     fn run_ordered(
-        session: &Mutex<TextEmbedding>,
+        model: &mut TextEmbedding,
         texts: &[&str],
         sort: bool,
     ) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -288,11 +302,9 @@ impl Embedder {
             order.sort_by_key(|&i| texts[i].len());
         }
         let sorted: Vec<&str> = order.iter().map(|&i| texts[i]).collect();
-        let mut model = session.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let vectors = model
             .embed(sorted, Some(BATCH))
             .map_err(|e| EmbedError::Run(e.to_string()))?;
-        drop(model);
         if vectors.len() != texts.len() {
             return Err(EmbedError::Run(format!(
                 "model returned {} vectors for {} texts",
@@ -317,6 +329,145 @@ impl Embedder {
     }
 }
 
+type MakeSession<T> = Box<dyn Fn() -> Result<T, EmbedError> + Send + Sync>;
+
+/// Up to `max` sessions, each used by one caller at a time; a caller takes
+/// an idle one, makes a new one while fewer than `max` exist, or waits.
+/// The first session exists from the start and is never lost (a lease
+/// gives its session back even when the model panics), so a caller always
+/// gets one eventually.
+struct SessionPool<T> {
+    state: Mutex<PoolState<T>>,
+    returned: Condvar,
+    make: MakeSession<T>,
+}
+
+struct PoolState<T> {
+    idle: Vec<T>,
+    /// Sessions that exist or are being made (idle ones included).
+    live: usize,
+    /// Most sessions to have: `max`, or as many as there were when making
+    /// one failed (not tried again: the pool works with what it has).
+    cap: usize,
+    /// Callers waiting for a session.
+    waiting: usize,
+}
+
+/// A session taken from the pool; it goes back when dropped (a panic in
+/// the model included), so the pool never shrinks by accident.
+struct Lease<'a, T> {
+    pool: &'a SessionPool<T>,
+    session: Option<T>,
+}
+
+/// A slot counted in `live` while its session is being made: given up
+/// (`live` decremented, a waiter woken) unless the make succeeded, a
+/// panicking one included.
+struct Making<'a, T> {
+    pool: &'a SessionPool<T>,
+    made: bool,
+}
+
+impl<T> Drop for Making<'_, T> {
+    fn drop(&mut self) {
+        if !self.made {
+            let mut state = self.pool.lock();
+            state.live -= 1;
+            state.cap = state.live.max(1);
+            drop(state);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
+impl<T> SessionPool<T> {
+    fn new(first: T, max: usize, make: MakeSession<T>) -> SessionPool<T> {
+        SessionPool {
+            state: Mutex::new(PoolState {
+                idle: vec![first],
+                live: 1,
+                cap: max.max(1),
+                waiting: 0,
+            }),
+            returned: Condvar::new(),
+            make,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes one more session if below the cap; `Ok(false)` when full.
+    fn grow(&self) -> Result<bool, EmbedError> {
+        let mut state = self.lock();
+        if state.live >= state.cap {
+            return Ok(false);
+        }
+        state.live += 1;
+        drop(state);
+        let mut making = Making {
+            pool: self,
+            made: false,
+        };
+        let session = (self.make)()?;
+        making.made = true;
+        self.lock().idle.push(session);
+        self.returned.notify_one();
+        Ok(true)
+    }
+
+    /// Makes every session up to the cap now, so that no query pays for
+    /// making one. Stops at the first failure (the pool keeps working
+    /// with the sessions it has) and returns it.
+    fn fill(&self) -> Result<(), EmbedError> {
+        while self.grow()? {}
+        Ok(())
+    }
+
+    fn take(&self) -> Lease<'_, T> {
+        let mut state = self.lock();
+        loop {
+            if let Some(session) = state.idle.pop() {
+                return Lease {
+                    pool: self,
+                    session: Some(session),
+                };
+            }
+            if state.live < state.cap {
+                drop(state);
+                // A failure lowers the cap (the pool goes on with the
+                // sessions it has); a server sees it from `fill`, which it
+                // calls at start.
+                let _ = self.grow();
+                state = self.lock();
+                continue;
+            }
+            state.waiting += 1;
+            state = self.returned.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state.waiting -= 1;
+        }
+    }
+}
+
+impl<T> Lease<'_, T> {
+    fn get(&mut self) -> &mut T {
+        // Present from `take` until `drop`.
+        self.session
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("a lease holds its session"))
+    }
+}
+
+impl<T> Drop for Lease<'_, T> {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            self.pool.lock().idle.push(session);
+            self.pool.returned.notify_one();
+        }
+    }
+}
+
 /// A model id as part of a file name: letters, digits and `-`, anything
 /// else `_` (the embedding cache and the topic vectors name their files so).
 pub fn file_stem(model_id: &str) -> String {
@@ -338,5 +489,131 @@ pub fn normalize(v: &mut [f32]) {
         for x in v {
             *x /= norm;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// A pool whose sessions are numbers: 0 first, then 1, 2... as made;
+    /// making the `fail_from`th one and later fails.
+    fn counting_pool(max: usize, made: Arc<AtomicUsize>, fail_from: usize) -> SessionPool<usize> {
+        SessionPool::new(
+            0,
+            max,
+            Box::new(move || {
+                let n = made.fetch_add(1, Ordering::SeqCst) + 1;
+                if n >= fail_from {
+                    return Err(EmbedError::Run("no more sessions".into()));
+                }
+                Ok(n)
+            }),
+        )
+    }
+
+    fn wait_until(what: &str, cond: impl Fn() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting: {what}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn callers_past_the_bound_wait_and_sessions_are_reused() {
+        let made = Arc::new(AtomicUsize::new(0));
+        let pool = Arc::new(counting_pool(2, made.clone(), usize::MAX));
+        let mut a = pool.take();
+        let mut b = pool.take();
+        assert_ne!(*a.get(), *b.get(), "two callers hold two sessions");
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+        // A third caller waits: no third session is made.
+        let third = {
+            let pool = pool.clone();
+            std::thread::spawn(move || *pool.take().get())
+        };
+        wait_until("the third caller waits", || pool.lock().waiting == 1);
+        assert_eq!(made.load(Ordering::SeqCst), 1);
+        let given_back = *b.get();
+        drop(b);
+        assert_eq!(third.join().unwrap(), given_back, "it gets the returned session");
+        drop(a);
+        for _ in 0..5 {
+            let _a = pool.take();
+            let _b = pool.take();
+        }
+        assert_eq!(made.load(Ordering::SeqCst), 1, "returned sessions are reused");
+        let state = pool.lock();
+        assert_eq!((state.idle.len(), state.live), (2, 2));
+    }
+
+    #[test]
+    fn a_failed_make_caps_the_pool_and_the_caller_waits_for_a_session() {
+        let made = Arc::new(AtomicUsize::new(0));
+        let pool = Arc::new(counting_pool(3, made.clone(), 1));
+        let held = pool.take();
+        let second = {
+            let pool = pool.clone();
+            std::thread::spawn(move || *pool.take().get())
+        };
+        wait_until("the second caller waits after the failed make", || {
+            pool.lock().waiting == 1
+        });
+        {
+            let state = pool.lock();
+            assert_eq!((state.live, state.cap), (1, 1), "the failed slot is given up");
+        }
+        drop(held);
+        assert_eq!(second.join().unwrap(), 0);
+        assert_eq!(made.load(Ordering::SeqCst), 1, "not tried again");
+        assert!(pool.fill().is_ok(), "a full pool has nothing to make");
+    }
+
+    #[test]
+    fn a_panicking_model_or_make_loses_no_session() {
+        let pool = Arc::new(SessionPool::new(
+            0usize,
+            2,
+            Box::new(|| -> Result<usize, EmbedError> { panic!("making a session panicked") }),
+        ));
+        let p = pool.clone();
+        let panicked = std::thread::spawn(move || {
+            let _lease = p.take();
+            panic!("the model panicked");
+        })
+        .join();
+        assert!(panicked.is_err());
+        let p = pool.clone();
+        let held = pool.take();
+        assert!(
+            std::thread::spawn(move || p.fill()).join().is_err(),
+            "make panicked"
+        );
+        drop(held);
+        let state = pool.lock();
+        assert_eq!(
+            (state.idle.len(), state.live),
+            (1, 1),
+            "the session came back, the slot was given up"
+        );
+    }
+
+    #[test]
+    fn fill_makes_every_session_up_front() {
+        let made = Arc::new(AtomicUsize::new(0));
+        let pool = counting_pool(4, made.clone(), usize::MAX);
+        pool.fill().unwrap();
+        assert_eq!(made.load(Ordering::SeqCst), 3);
+        assert_eq!(pool.lock().idle.len(), 4);
+        let err = counting_pool(4, Arc::new(AtomicUsize::new(0)), 2).fill();
+        assert!(err.is_err(), "the first failure is returned");
     }
 }

@@ -40,6 +40,13 @@ pub(crate) fn spawn_filler(plane: &Arc<Plane>, stop: &Arc<AtomicBool>) -> std::t
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
         };
+        // Every query session is made before queries overlap: making one
+        // on demand would add a model load to that query's wait.
+        if let Ok(model) = plane.model()
+            && let Err(e) = model.warm_interactive()
+        {
+            tracing::warn!(error = %e, "could not make every query session; queries share the ones there are");
+        }
         let mut idle_since: Option<u64> = None;
         while !stop.load(Ordering::Relaxed) {
             // Nothing is embedded during an emergency stop; after a resume
