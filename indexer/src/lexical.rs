@@ -33,6 +33,10 @@ struct Fields {
     content: Field,
     /// The content again, analysed as English prose (stemmed, no stop words).
     prose: Field,
+    /// Definition headers (`Chunk::signature`), code tokens; not stored.
+    signature: Field,
+    /// Doc comments and docstrings (`Chunk::doc`), as prose; not stored.
+    doc: Field,
     file_hash: Field,
     chunk_hash: Field,
     commit: Field,
@@ -82,6 +86,13 @@ impl ChunkDoc {
     }
 }
 
+/// What a chunk's definitions say about it beyond its text.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Evidence<'a> {
+    pub signature: Option<&'a str>,
+    pub doc: Option<&'a str>,
+}
+
 /// Which chunks a reader may see. An empty source list sees nothing.
 #[derive(Clone, Debug)]
 pub struct Filter {
@@ -92,6 +103,10 @@ pub struct Filter {
 /// Weight of the file-name field (the path's last component): tuned on
 /// the dev split of `file_localisation` (benches/).
 const FILE_NAME_BOOST: f32 = 1.0;
+
+/// Weights of the signature and doc fields, tuned the same way.
+const SIGNATURE_BOOST: f32 = 2.0;
+const DOC_BOOST: f32 = 1.0;
 
 /// Part of a query: plain text and how much its words count.
 #[derive(Clone, Debug, PartialEq)]
@@ -169,6 +184,15 @@ fn schema() -> (Schema, Fields) {
         );
         if stored { o.set_stored() } else { o }
     };
+    // Stemmed English, frequencies only (never stored: the text is the
+    // content's, or part of it).
+    let prose = || {
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(PROSE_TOKENIZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        )
+    };
     let f = Fields {
         chunk_id: b.add_text_field("chunk_id", STRING | STORED),
         source: b.add_text_field("source", STRING | STORED),
@@ -182,14 +206,9 @@ fn schema() -> (Schema, Fields) {
         start_line: b.add_u64_field("start_line", STORED),
         end_line: b.add_u64_field("end_line", STORED),
         content: b.add_text_field("content", code(true)),
-        prose: b.add_text_field(
-            "prose",
-            TextOptions::default().set_indexing_options(
-                TextFieldIndexing::default()
-                    .set_tokenizer(PROSE_TOKENIZER)
-                    .set_index_option(IndexRecordOption::WithFreqs),
-            ),
-        ),
+        prose: b.add_text_field("prose", prose()),
+        signature: b.add_text_field("signature", code(false)),
+        doc: b.add_text_field("doc", prose()),
         file_hash: b.add_text_field("file_hash", STRING | STORED),
         chunk_hash: b.add_text_field("chunk_hash", STRING | STORED),
         commit: b.add_text_field("commit", STRING | STORED),
@@ -373,6 +392,13 @@ impl Lexical {
     }
 
     pub fn add(&self, w: &IndexWriter, c: &ChunkDoc) -> Result<()> {
+        self.add_with(w, c, &Evidence::default())
+    }
+
+    /// [`Lexical::add`] with the chunk's definition headers and docs,
+    /// indexed (not stored: both are parts of the content) in fields of
+    /// their own.
+    pub fn add_with(&self, w: &IndexWriter, c: &ChunkDoc, evidence: &Evidence<'_>) -> Result<()> {
         let f = &self.f;
         let mut d = TantivyDocument::default();
         d.add_text(f.chunk_id, &c.chunk_id);
@@ -390,6 +416,12 @@ impl Lexical {
         d.add_u64(f.end_line, u64::from(c.end_line));
         d.add_text(f.content, &c.content);
         d.add_text(f.prose, &c.content);
+        if let Some(sig) = evidence.signature {
+            d.add_text(f.signature, sig);
+        }
+        if let Some(doc) = evidence.doc {
+            d.add_text(f.doc, doc);
+        }
         d.add_text(f.file_hash, &c.file_hash);
         d.add_text(f.chunk_hash, &c.chunk_hash);
         if let Some(commit) = &c.commit {
@@ -545,6 +577,8 @@ impl Lexical {
             (f.symbol, 0.5, true),
             (f.path, 0.5, true),
             (f.file_name, FILE_NAME_BOOST, true),
+            (f.signature, SIGNATURE_BOOST, true),
+            (f.doc, DOC_BOOST, false),
         ];
         let mut weights: std::collections::BTreeMap<(u32, String), f32> = Default::default();
         let mut phrases: Vec<(Field, Vec<Term>, f32)> = Vec::new();

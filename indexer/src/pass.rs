@@ -614,7 +614,11 @@ impl Pass<'_> {
         for c in chunks {
             let chunk_hash = blake3::hash(c.text.as_bytes()).to_hex().to_string();
             let chunk_id = chunk_id(id, rel, c.start_line, c.end_line, &chunk_hash);
-            self.lexical.add(
+            let evidence = crate::lexical::Evidence {
+                signature: c.signature.as_deref(),
+                doc: c.doc.as_deref(),
+            };
+            self.lexical.add_with(
                 writer,
                 &ChunkDoc {
                     chunk_id: chunk_id.clone(),
@@ -632,6 +636,7 @@ impl Pass<'_> {
                     commit: entry.commit.clone(),
                     ingested_at: self.now.as_second(),
                 },
+                &evidence,
             )?;
             chunk_ids.push(chunk_id);
         }

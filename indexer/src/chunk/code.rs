@@ -118,7 +118,47 @@ struct Def {
     end: usize,
     kind: String,
     name: String,
+    /// The header: from the start to the body (or the first line).
+    signature: String,
+    /// A docstring that is the body's first statement (Python).
+    docstring: String,
     children: Vec<usize>,
+}
+
+/// Longest header kept for the signature field, in bytes.
+const SIGNATURE_BYTES: usize = 300;
+/// Longest doc text kept for the doc field, in bytes.
+const DOC_BYTES: usize = 2000;
+
+/// The header of a definition node and its docstring, if the body opens
+/// with one.
+fn header_and_docstring(node: tree_sitter::Node<'_>, text: &str) -> (String, String) {
+    let body = node.child_by_field_name("body");
+    let start = node.start_byte();
+    let end = match body {
+        Some(b) if b.start_byte() > start => b.start_byte(),
+        _ => text
+            .get(start..node.end_byte())
+            .and_then(|t| t.find('\n'))
+            .map_or(node.end_byte(), |n| start + n),
+    };
+    let header = text.get(start..end).unwrap_or("");
+    let header = header.trim_end().trim_end_matches(['{', ':']).trim_end();
+    let docstring = body
+        .and_then(|b| b.named_child(0))
+        .filter(|first| first.kind() == "expression_statement")
+        .and_then(|first| first.named_child(0))
+        // Python's node kinds; a JavaScript `"use strict"` is an
+        // `expression_statement` holding a `string` too, so the language
+        // is checked by the body's kind (`block` in Python).
+        .filter(|inner| inner.kind() == "string" && body.is_some_and(|b| b.kind() == "block"))
+        .and_then(|inner| inner.utf8_text(text.as_bytes()).ok())
+        .map(|d| {
+            let d = d.trim_start_matches(['r', 'R', 'u', 'U', 'b', 'B', 'f', 'F']);
+            squash_to(d.trim_matches(['"', '\'']), DOC_BYTES)
+        })
+        .unwrap_or_default();
+    (squash_to(header, SIGNATURE_BYTES), docstring)
 }
 
 /// Pieces for a file in a language with a grammar, or `None` (no grammar,
@@ -173,6 +213,7 @@ fn definitions(g: &Grammar, tree: &tree_sitter::Tree, text: &str) -> Vec<Def> {
             name = format!("{trait_name} for {name}");
         }
         let end_pos = node.end_position();
+        let (signature, docstring) = header_and_docstring(node, text);
         found.push((
             m.pattern_index,
             Def {
@@ -182,6 +223,8 @@ fn definitions(g: &Grammar, tree: &tree_sitter::Tree, text: &str) -> Vec<Def> {
                 end: end_pos.row + usize::from(end_pos.column > 0),
                 kind: kind.to_string(),
                 name,
+                signature,
+                docstring,
                 children: Vec::new(),
             },
         ));
@@ -212,11 +255,16 @@ fn definitions(g: &Grammar, tree: &tree_sitter::Tree, text: &str) -> Vec<Def> {
     defs
 }
 
-/// Whitespace collapsed, at most 120 characters.
+/// Whitespace collapsed, at most 120 bytes.
 fn squash(s: &str) -> String {
+    squash_to(s, 120)
+}
+
+/// Whitespace collapsed, at most `max` bytes (cut at a character boundary).
+fn squash_to(s: &str, max: usize) -> String {
     let mut out = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if out.len() > 120 {
-        let mut cut = 120;
+    if out.len() > max {
+        let mut cut = max;
         while !out.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -239,6 +287,20 @@ impl Ctx<'_> {
             Some(p) => (Some(p.name.as_str()), p.kind.as_str()),
             None => (None, "code"),
         };
+        // Code between the nested definitions of a split one (its header,
+        // fields, docstring) carries that definition's header and docs,
+        // as it carries its name.
+        let (gap_signature, gap_doc) = match parent {
+            Some(p) => self.evidence(p, lo, false),
+            None => (None, None),
+        };
+        let gaps = |from: usize, to: usize, out: &mut Vec<Piece>| {
+            for mut w in windows(self.lines, from, to, gap_symbol, gap_kind) {
+                w.signature.clone_from(&gap_signature);
+                w.doc.clone_from(&gap_doc);
+                out.push(w);
+            }
+        };
         let mut cursor = lo;
         for &c in children {
             let d = &self.defs[c];
@@ -247,13 +309,14 @@ impl Ctx<'_> {
                 continue;
             }
             let start = self.lead_start(d.start, cursor);
-            out.extend(windows(self.lines, cursor, start, gap_symbol, gap_kind));
+            gaps(cursor, start, out);
             let end = d.end.min(hi);
             let kind = match (d.kind.as_str(), parent.map(|p| p.kind.as_str())) {
                 ("function", Some("impl" | "trait" | "class" | "struct" | "interface")) => "method",
                 (k, _) => k,
             };
             if size(self.lines, start, end) <= FIT_CHARS || d.children.is_empty() {
+                let (signature, doc) = self.evidence(d, start, true);
                 out.extend(fit(
                     self.lines,
                     Piece {
@@ -261,6 +324,8 @@ impl Ctx<'_> {
                         end,
                         symbol: (!d.name.is_empty()).then(|| d.name.clone()),
                         kind: kind.to_string(),
+                        signature,
+                        doc,
                     },
                 ));
             } else {
@@ -268,7 +333,54 @@ impl Ctx<'_> {
             }
             cursor = end;
         }
-        out.extend(windows(self.lines, cursor, hi, gap_symbol, gap_kind));
+        gaps(cursor, hi, out);
+    }
+
+    /// The headers and docs of `d` (whose chunk starts at line `lead`) and,
+    /// with `nested`, of the definitions inside it (a small class's
+    /// methods), one per line.
+    fn evidence(&self, d: &Def, lead: usize, nested: bool) -> (Option<String>, Option<String>) {
+        let mut signature = None;
+        let mut doc = None;
+        let mut todo = vec![(d, lead)];
+        while let Some((d, lead)) = todo.pop() {
+            super::accumulate(
+                &mut signature,
+                Some(d.signature.as_str()).filter(|s| !s.is_empty()),
+            );
+            super::accumulate(&mut doc, self.doc(lead, d).as_deref());
+            if nested {
+                // In reverse, so that they come out in file order.
+                for &c in d.children.iter().rev() {
+                    let child = &self.defs[c];
+                    if child.start > d.start {
+                        todo.push((child, self.lead_start(child.start, d.start + 1)));
+                    }
+                }
+            }
+        }
+        (signature, doc)
+    }
+
+    /// The doc of definition `d` whose chunk starts at `lead`: the
+    /// comments among the lines above it (not attributes, decorators or
+    /// `template` lines) and its docstring.
+    fn doc(&self, lead: usize, d: &Def) -> Option<String> {
+        let mut parts: Vec<&str> = self.lines[lead..d.start]
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| {
+                !(l.starts_with("#[")
+                    || l.starts_with("#!")
+                    || l.starts_with('@')
+                    || l.starts_with("template"))
+            })
+            .collect();
+        if !d.docstring.is_empty() {
+            parts.push(&d.docstring);
+        }
+        let doc = squash_to(&parts.join(" "), DOC_BYTES);
+        (!doc.is_empty()).then_some(doc)
     }
 
     /// The first line of the comments/attributes directly above `start`

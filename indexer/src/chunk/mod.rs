@@ -21,9 +21,10 @@ mod text;
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped whenever chunk boundaries or the kinds given to files change, so
-/// existing indexes re-chunk.
-pub const CHUNKER_VERSION: u32 = 3;
+/// Bumped whenever chunk boundaries, the kinds given to files or what a
+/// chunk carries (v4: signatures and docs) change, so existing indexes
+/// re-chunk.
+pub const CHUNKER_VERSION: u32 = 4;
 
 /// Roughly 256 model tokens of code or prose.
 pub const TARGET_CHARS: usize = 1_000;
@@ -51,6 +52,13 @@ pub struct Chunk {
     /// `section`, `table`, `key`, `code` (between definitions), `window`...
     pub kind: String,
     pub text: String,
+    /// The definitions' headers (`pub fn f(x: u32) -> Result<()>`), up to
+    /// their bodies, one per line; indexed as a field of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The definitions' doc comments and docstrings, one per line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc: Option<String>,
 }
 
 /// The language (kind of text) of a path, by extension or name. Files the
@@ -268,12 +276,28 @@ pub fn chunk(text: &str, language: &str) -> Vec<Chunk> {
 
 /// A chunk before its text is attached: lines `start..end` (0-based,
 /// exclusive end).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Piece {
     pub start: usize,
     pub end: usize,
     pub symbol: Option<String>,
     pub kind: String,
+    /// Of a definition: its header and its doc comments (see [`Chunk`]).
+    pub signature: Option<String>,
+    pub doc: Option<String>,
+}
+
+/// `extra` added to `into` on a line of its own, unless already there.
+fn accumulate(into: &mut Option<String>, extra: Option<&str>) {
+    let Some(y) = extra else { return };
+    match into {
+        Some(x) if x.lines().any(|l| l == y) => {}
+        Some(x) => {
+            x.push('\n');
+            x.push_str(y);
+        }
+        None => *into = Some(y.to_string()),
+    }
 }
 
 pub(crate) fn size(lines: &[&str], start: usize, end: usize) -> usize {
@@ -319,6 +343,7 @@ pub(crate) fn windows(
                 end: j,
                 symbol: symbol.map(String::from),
                 kind: kind.to_string(),
+                ..Piece::default()
             });
         }
         i = j;
@@ -331,13 +356,20 @@ pub(crate) fn fit(lines: &[&str], piece: Piece) -> Vec<Piece> {
     if size(lines, piece.start, piece.end) <= FIT_CHARS {
         vec![piece]
     } else {
-        windows(
+        // Every window of a definition carries its header and docs, as
+        // it carries its name.
+        let mut out = windows(
             lines,
             piece.start,
             piece.end,
             piece.symbol.as_deref(),
             &piece.kind,
-        )
+        );
+        for w in &mut out {
+            w.signature.clone_from(&piece.signature);
+            w.doc.clone_from(&piece.doc);
+        }
+        out
     }
 }
 
@@ -374,6 +406,8 @@ fn merge_tiny(lines: &[&str], pieces: Vec<Piece>) -> Vec<Piece> {
                         None => prev.symbol = Some(y.to_string()),
                     }
                 }
+                accumulate(&mut prev.signature, p.signature.as_deref());
+                accumulate(&mut prev.doc, p.doc.as_deref());
                 prev.end = p.end;
                 continue;
             }
@@ -401,6 +435,8 @@ fn finish(lines: &[&str], pieces: Vec<Piece>) -> Vec<Chunk> {
                 symbol: p.symbol,
                 kind: p.kind,
                 text,
+                signature: p.signature,
+                doc: p.doc,
             }
         })
         .collect()
@@ -462,6 +498,48 @@ mod tests {
         let chunks = chunk(&text, "rust");
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].text.len(), MAX_CHARS);
+    }
+
+    #[test]
+    fn definitions_carry_their_header_and_docs() {
+        let filler = "    let x = 1;\n".repeat(20);
+        let rust = format!(
+            "/// Refunds are limited to the original charge.\n#[inline]\npub fn validate_refund(\n    amount: u64,\n    charged: u64,\n) -> Result<(), Error> {{\n{filler}}}\n"
+        );
+        let chunks = chunk(&rust, "rust");
+        let f = chunks
+            .iter()
+            .find(|c| c.symbol.as_deref() == Some("validate_refund"))
+            .unwrap();
+        assert_eq!(
+            f.signature.as_deref(),
+            Some("pub fn validate_refund( amount: u64, charged: u64, ) -> Result<(), Error>")
+        );
+        assert_eq!(
+            f.doc.as_deref(),
+            Some("/// Refunds are limited to the original charge.")
+        );
+
+        let body = "        x = 1\n".repeat(20);
+        let python = format!(
+            "class Pool:\n    def acquire(self, timeout: float) -> Conn:\n        \"\"\"Wait for a free connection.\"\"\"\n{body}"
+        );
+        let chunks = chunk(&python, "python");
+        let all_sigs: Vec<&str> = chunks.iter().filter_map(|c| c.signature.as_deref()).collect();
+        assert!(
+            all_sigs
+                .iter()
+                .any(|s| s.contains("def acquire(self, timeout: float) -> Conn")),
+            "{chunks:#?}"
+        );
+        let docs: Vec<&str> = chunks.iter().filter_map(|c| c.doc.as_deref()).collect();
+        assert!(docs.contains(&"Wait for a free connection."), "{chunks:#?}");
+        // Text between definitions has neither.
+        let gap = chunk("use a::b;\n\nconst X: u32 = 1;\n", "rust");
+        assert!(
+            gap.iter().all(|c| c.signature.is_none() && c.doc.is_none()),
+            "{gap:#?}"
+        );
     }
 
     #[test]

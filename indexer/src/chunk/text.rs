@@ -34,6 +34,7 @@ pub(crate) fn sections(lines: &[&str], bounds: &[Bound], lead_kind: &str) -> Vec
                 end: first,
                 symbol: None,
                 kind: lead_kind.to_string(),
+                ..Piece::default()
             },
         ));
     }
@@ -49,6 +50,7 @@ pub(crate) fn sections(lines: &[&str], bounds: &[Bound], lead_kind: &str) -> Vec
                 end,
                 symbol: b.symbol.clone(),
                 kind: b.kind.to_string(),
+                ..Piece::default()
             },
         ));
     }
