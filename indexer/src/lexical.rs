@@ -113,6 +113,9 @@ const DOC_BOOST: f32 = 1.0;
 pub struct QueryPart {
     pub text: String,
     pub weight: f32,
+    /// Whether its words are also looked for in definitions' headers and
+    /// docs (the `signature` and `doc` fields).
+    pub definitions: bool,
 }
 
 impl QueryPart {
@@ -120,6 +123,15 @@ impl QueryPart {
         QueryPart {
             text: text.into(),
             weight,
+            definitions: true,
+        }
+    }
+
+    /// The same, not looked for in definitions' headers and docs.
+    pub fn without_definitions(self) -> QueryPart {
+        QueryPart {
+            definitions: false,
+            ..self
         }
     }
 }
@@ -584,6 +596,9 @@ impl Lexical {
         let mut phrases: Vec<(Field, Vec<Term>, f32)> = Vec::new();
         for part in parts.iter().filter(|p| p.weight > 0.0) {
             for (field, boost, positions) in fields {
+                if !part.definitions && (field == f.signature || field == f.doc) {
+                    continue;
+                }
                 let Ok(mut analyzer) = self.index.tokenizer_for_field(field) else {
                     continue;
                 };

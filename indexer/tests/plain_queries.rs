@@ -188,3 +188,43 @@ fn incremental_index_scores_like_a_fresh_build() {
         assert_eq!(scored(&lx, q), scored(&fresh, q), "after expunge: {q}");
     }
 }
+
+#[test]
+fn definitions_headers_and_docs_count_only_for_parts_that_ask() {
+    use indexer::lexical::Evidence;
+    let tmp = tempfile::tempdir().unwrap();
+    let lx = Lexical::open(tmp.path()).unwrap();
+    let mut w = lx.writer().unwrap();
+    // Same text; only c-1's definition has the words in its header and docs.
+    let body = "fn run() { step(); step(); }";
+    lx.add_with(
+        &w,
+        &doc(1, "a.rs", body),
+        &Evidence {
+            signature: Some("pub fn retry_budget(attempts: u32)"),
+            doc: Some("Retries spend the budget."),
+        },
+    )
+    .unwrap();
+    lx.add(&w, &doc(2, "b.rs", &format!("{body} retry budget")))
+        .unwrap();
+    lx.commit(&mut w).unwrap();
+    let top = |part: QueryPart| {
+        lx.search_parts(&[part], &filter(), 5)
+            .unwrap()
+            .into_iter()
+            .map(|(_, d)| d.chunk_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        top(QueryPart::new("retry budget", 1.0))
+            .first()
+            .map(String::as_str),
+        Some("c-1")
+    );
+    assert_eq!(
+        top(QueryPart::new("retry budget", 1.0).without_definitions()),
+        vec!["c-2".to_string()],
+        "without definitions only the text counts"
+    );
+}

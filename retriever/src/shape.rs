@@ -13,6 +13,13 @@ pub const LEXICAL_TEXT_BYTES: usize = 4_096;
 /// The model reads about 256 tokens; the dense side embeds at most this
 /// many bytes: the beginning, then the evidence.
 pub const DENSE_TEXT_BYTES: usize = 1_200;
+/// A query of fewer words looks for its plain words in chunks' text only,
+/// not in definitions' headers and docs (extracted identifiers and paths
+/// always are): a short natural-language question is a paraphrase, and
+/// matching it against headers ranked well-named but wrong functions
+/// first (CoSQA), while a long report's or change's words name what it is
+/// about (file localisation).
+const DEFINITION_WORDS: usize = 12;
 /// Evidence items kept per kind, most frequent first.
 const MAX_ITEMS: usize = 24;
 
@@ -127,7 +134,11 @@ impl Shape {
     /// The lexical query: the text (its beginning, when long) and each
     /// kind of evidence as a part of its own weight.
     pub fn lexical_parts(&self, text: &str, w: &EvidenceWeights) -> Vec<QueryPart> {
-        let mut parts = vec![QueryPart::new(prefix(text, LEXICAL_TEXT_BYTES), 1.0)];
+        let mut whole = QueryPart::new(prefix(text, LEXICAL_TEXT_BYTES), 1.0);
+        if self.words < DEFINITION_WORDS {
+            whole = whole.without_definitions();
+        }
+        let mut parts = vec![whole];
         for (items, weight) in [
             (&self.paths, w.paths),
             (&self.identifiers, w.identifiers),
@@ -400,6 +411,27 @@ mod tests {
 
         let go = "main.go:12:5: undefined: fooBar\n";
         assert!(Shape::of(go).frames.contains(&"main.go".to_string()));
+    }
+
+    #[test]
+    fn only_long_queries_look_for_their_words_in_definitions() {
+        let w = EvidenceWeights::default();
+        let short = "python check if a file exists";
+        let parts = Shape::of(short).lexical_parts(short, &w);
+        assert!(!parts[0].definitions, "{parts:?}");
+        let long = "Fix the retry loop so that a timeout while reading the response body is retried like a connect timeout";
+        let parts = Shape::of(long).lexical_parts(long, &w);
+        assert!(parts[0].definitions, "{parts:?}");
+        // Named code is looked for in headers whatever the length.
+        let named = "why does validate_refund fail";
+        let parts = Shape::of(named).lexical_parts(named, &w);
+        assert!(!parts[0].definitions);
+        assert!(
+            parts[1..]
+                .iter()
+                .any(|p| p.definitions && p.text.contains("validate_refund")),
+            "{parts:?}"
+        );
     }
 
     #[test]
