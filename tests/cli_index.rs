@@ -117,6 +117,12 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
             .sum()
     };
     let cached_before = cache_bytes();
+    // Vectors that are only in the cache must go too: the store is dropped
+    // (its vectors come back from the cache, the purged source's never
+    // do) and an older model's cache file is left beside the current one.
+    std::fs::remove_dir_all(org.join(".ctxplane/vectors/embedded")).unwrap();
+    let old_model = org.join(".ctxplane/vectors/cache/all-MiniLM-L6-v2-int8-000000000000.cache");
+    std::fs::write(&old_model, vec![7u8; 3 * 1584]).unwrap();
     let revoked: serde_json::Value = serde_json::from_str(&run(
         org,
         &["registry", "revoke", "payments-api", "--reason", "test", "--json"],
@@ -125,6 +131,8 @@ fn planted_secrets_and_never_ingest_files_leave_no_trace() {
     assert_eq!(revoked["purged"][0], "payments-api", "{revoked}");
     assert_eq!(revoked["purge_verified"], true, "{revoked}");
     assert_eq!(revoked["remaining"]["chunks"], 0, "{revoked}");
+    assert_eq!(revoked["remaining"]["cached_vectors"], 0, "{revoked}");
+    assert!(!old_model.exists(), "another model's cache survived the purge");
     // The embedding cache keeps no vector of the purged source's texts.
     assert!(
         cache_bytes() < cached_before,

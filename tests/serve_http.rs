@@ -300,7 +300,7 @@ fn the_api_end_to_end() {
     assert_eq!(r["purge_verified"], true);
     assert_eq!(
         r["remaining"],
-        json!({"chunks": 0, "vectors": 0, "manifest": false, "deleted_in_index": 0, "dead_vectors": 0, "vectors_checked": true})
+        json!({"chunks": 0, "vectors": 0, "manifest": false, "deleted_in_index": 0, "dead_vectors": 0, "vectors_checked": true, "cached_vectors": 0})
     );
     // Not only out of results: gone from every file of both stores.
     assert_eq!(files_containing(&stores, needle), Vec::<PathBuf>::new());

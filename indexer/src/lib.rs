@@ -187,17 +187,49 @@ impl Indexer {
         limit: Option<u64>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<vector::sync::SyncReport> {
-        let mut cache =
-            vector::cache::EmbeddingCache::open(&self.data_dir.join("vectors/cache"), embedder.model_id())?;
+        let cache_dir = self.cache_dir();
+        let purging = !self.pending_purges()?.is_empty();
+        if purging {
+            // Another model's cache (or a torn rewrite) cannot be checked
+            // against the index: a purge removes it.
+            for (path, _) in vector::cache::other_files(&cache_dir, Some(embedder.model_id()))? {
+                std::fs::remove_file(&path).map_err(|e| IndexError::io(&path, e))?;
+            }
+        }
+        let mut cache = vector::cache::EmbeddingCache::open(&cache_dir, embedder.model_id())?;
         vector::sync::sync(
             &self.manifests,
             &self.lexical,
             store,
             &mut cache,
             embedder,
-            limit,
+            vector::sync::SyncOptions { limit, purging },
             progress,
         )
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("vectors/cache")
+    }
+
+    /// Embedding-cache records that belong to no text the index holds:
+    /// with `model_id`, that model's records for other texts plus every
+    /// record of other models' caches; without one, every record there
+    /// is (no key can be checked). 0 after a purge's sync.
+    pub fn cache_orphans(&self, model_id: Option<&str>) -> Result<u64> {
+        let dir = self.cache_dir();
+        let mut n: u64 = vector::cache::other_files(&dir, model_id)?
+            .iter()
+            .map(|(_, records)| records)
+            .sum();
+        if let Some(model_id) = model_id {
+            let name = dir.join(format!("{}.cache", embed::file_stem(model_id)));
+            if name.exists() {
+                let cache = vector::cache::EmbeddingCache::open(&dir, model_id)?;
+                n += cache.outside(&vector::sync::live_keys(&self.lexical, model_id)?) as u64;
+            }
+        }
+        Ok(n)
     }
 
     fn purges_path(&self) -> PathBuf {

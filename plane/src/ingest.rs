@@ -222,7 +222,10 @@ pub(crate) fn verify_purges(
         let remaining = ing.remaining_locked(store.data_dir(), id)?;
         let approved_again = reg.is_approved(id);
         let clean = if approved_again {
-            remaining.deleted_in_index == 0 && remaining.dead_vectors == 0 && remaining.vectors_checked
+            remaining.deleted_in_index == 0
+                && remaining.dead_vectors == 0
+                && remaining.vectors_checked
+                && remaining.cached_vectors == 0
         } else {
             remaining.clean()
         };
@@ -376,6 +379,9 @@ pub struct Remaining {
     /// The vector store could be checked (false when it exists but could
     /// not be opened: the model or the server is unavailable).
     pub vectors_checked: bool,
+    /// Embedding-cache records for no text the index holds (any source;
+    /// without the model, every cached record, since none can be checked).
+    pub cached_vectors: u64,
 }
 
 impl Remaining {
@@ -386,6 +392,7 @@ impl Remaining {
             && self.deleted_in_index == 0
             && self.dead_vectors == 0
             && self.vectors_checked
+            && self.cached_vectors == 0
     }
 }
 
@@ -418,6 +425,12 @@ impl Ingest {
         // Without the store open, the purge is proven only if there is no
         // store on disk to hold anything.
         let vectors_checked = self.dense.is_ok() || !vector_store_on_disk(data_dir);
+        let model_id = self
+            .dense
+            .as_ref()
+            .ok()
+            .map(|d| d.embedder.model_id().to_string());
+        let cached_vectors = self.indexer.cache_orphans(model_id.as_deref())?;
         Ok(Remaining {
             chunks,
             vectors: vectors as u64,
@@ -425,6 +438,7 @@ impl Ingest {
             deleted_in_index,
             dead_vectors: dead_vectors as u64,
             vectors_checked,
+            cached_vectors,
         })
     }
 }

@@ -294,12 +294,13 @@ fn set_status(store: &RegistryStore, s: &Settings, a: StatusArgs, status: Status
         println!("{} {} (audit #{})", out.source, out.status, out.audit_seq);
         if let Some(r) = &out.remaining {
             println!(
-                "purged: {} chunks, {} vectors, manifest {}, {} deleted documents and {} dead vector records remain; verified {}",
+                "purged: {} chunks, {} vectors, manifest {}, {} deleted documents, {} dead vector records and {} orphan cached vectors remain; verified {}",
                 r.chunks,
                 r.vectors,
                 if r.manifest { "present" } else { "gone" },
                 r.deleted_in_index,
                 r.dead_vectors,
+                r.cached_vectors,
                 out.purge_verified.unwrap_or(false)
             );
         }

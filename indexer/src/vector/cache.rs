@@ -175,6 +175,40 @@ impl EmbeddingCache {
     }
 }
 
+impl EmbeddingCache {
+    /// Records whose key is not in `keep`.
+    pub fn outside(&self, keep: &std::collections::HashSet<Key>) -> usize {
+        self.index.keys().filter(|k| !keep.contains(*k)).count()
+    }
+}
+
+/// The cache files in `dir` that are not `model_id`'s (other models', or
+/// a rewrite's leftover temp file), with how many records each holds.
+/// `model_id` `None`: every file.
+pub fn other_files(dir: &Path, model_id: Option<&str>) -> Result<Vec<(PathBuf, u64)>> {
+    let ours = model_id.map(|m| format!("{}.cache", crate::embed::file_stem(m)));
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(IndexError::io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| IndexError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if Some(&name) == ours.as_ref() {
+            continue;
+        }
+        let len = entry
+            .metadata()
+            .map_err(|e| IndexError::io(entry.path(), e))?
+            .len();
+        out.push((entry.path(), len.div_ceil(RECORD as u64)));
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn decode(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

@@ -65,15 +65,25 @@ struct Pending {
     text: String,
 }
 
+/// How far a sync goes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncOptions {
+    /// Most chunks to embed (cache hits and removals are not counted).
+    pub limit: Option<u64>,
+    /// A purge is unverified: the cache is cut back to the live texts.
+    pub purging: bool,
+}
+
 pub fn sync(
     manifests: &Manifests,
     lexical: &Lexical,
     store: &mut dyn VectorStore,
     cache: &mut EmbeddingCache,
     embedder: &Embedder,
-    limit: Option<u64>,
+    options: SyncOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<SyncReport> {
+    let SyncOptions { limit, purging } = options;
     let mut report = SyncReport {
         model_id: embedder.model_id().to_string(),
         chunks: lexical.total_chunks(),
@@ -163,18 +173,25 @@ pub fn sync(
     // The cache keeps every text ever embedded; a watcher re-embedding
     // edits would grow it (on disk and its in-memory key index) forever,
     // and a purged source's vectors would stay in it. Past twice the live
-    // chunks (plus slack), or when a source is gone, it keeps only the
-    // texts the index holds now.
-    if !gone_sources.is_empty() || cache.len() as u64 > 2 * report.chunks + CACHE_SLACK {
-        let mut keep = std::collections::HashSet::new();
-        lexical.each_live_document(&mut |doc| {
-            keep.insert(key(embedder.model_id(), &doc.content));
-        })?;
-        report.cache_dropped = cache.retain(&keep)? as u64;
+    // chunks (plus slack), when a source is gone, or while a purge is
+    // unverified (`purging`: the source may never have had vectors in the
+    // store, yet have cached ones), it keeps only the texts the index
+    // holds now.
+    if purging || !gone_sources.is_empty() || cache.len() as u64 > 2 * report.chunks + CACHE_SLACK {
+        report.cache_dropped = cache.retain(&live_keys(lexical, embedder.model_id())?)? as u64;
     }
     report.vectors = store.len()? as u64;
     report.remaining = total.saturating_sub(done);
     Ok(report)
+}
+
+/// The cache keys of every text the index holds now.
+pub fn live_keys(lexical: &Lexical, model_id: &str) -> Result<std::collections::HashSet<super::cache::Key>> {
+    let mut keep = std::collections::HashSet::new();
+    lexical.each_live_document(&mut |doc| {
+        keep.insert(key(model_id, &doc.content));
+    })?;
+    Ok(keep)
 }
 
 fn embed_queue(

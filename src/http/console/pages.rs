@@ -132,6 +132,7 @@ fn flash(f: &Option<Flash>) -> Markup {
                                 tr { th scope="row" { "deleted documents still in index segments" } td { (r.deleted_in_index) } }
                                 tr { th scope="row" { "dead records in the vector log" } td { (r.dead_vectors) } }
                                 tr { th scope="row" { "vector store checked" } td { (if r.vectors_checked { "yes" } else { "no" }) } }
+                                tr { th scope="row" { "cached vectors of texts no longer indexed" } td { (r.cached_vectors) } }
                             }
                         }
                         p { "Purge verified: " strong { (if o.purge_verified == Some(true) { "yes" } else { "no" }) } }
