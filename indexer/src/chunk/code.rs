@@ -283,24 +283,26 @@ impl Ctx<'_> {
     /// Emits the definitions `children` within lines `lo..hi`, and the code
     /// between them (named after the enclosing definition, if any).
     fn emit(&self, children: &[usize], lo: usize, hi: usize, parent: Option<&Def>, out: &mut Vec<Piece>) {
-        let (gap_symbol, gap_kind) = match parent {
-            Some(p) => (Some(p.name.as_str()), p.kind.as_str()),
-            None => (None, "code"),
-        };
         // Code between the nested definitions of a split one (its header,
-        // fields, docstring) carries that definition's header and docs,
-        // as it carries its name.
-        let (gap_signature, gap_doc) = match parent {
-            Some(p) => self.evidence(p, lo, false),
-            None => (None, None),
-        };
-        let gaps = |from: usize, to: usize, out: &mut Vec<Piece>| {
-            for mut w in windows(self.lines, from, to, gap_symbol, gap_kind) {
-                w.signature.clone_from(&gap_signature);
-                w.doc.clone_from(&gap_doc);
-                out.push(w);
+        // fields, docstring) carries that definition's name, header and docs.
+        let gap = match parent {
+            Some(p) => {
+                let (signature, doc) = self.evidence(p, lo, false);
+                Piece {
+                    symbol: Some(p.name.clone()),
+                    kind: p.kind.clone(),
+                    signature,
+                    doc,
+                    ..Piece::default()
+                }
             }
+            None => Piece {
+                kind: "code".into(),
+                ..Piece::default()
+            },
         };
+        let gaps =
+            |from: usize, to: usize, out: &mut Vec<Piece>| out.extend(windows(self.lines, from, to, &gap));
         let mut cursor = lo;
         for &c in children {
             let d = &self.defs[c];

@@ -268,8 +268,13 @@ pub fn chunk(text: &str, language: &str) -> Vec<Chunk> {
         "toml" => text::sections(&lines, &text::toml_keys(&lines), "key"),
         "yaml" => text::sections(&lines, &text::yaml_keys(&lines), "key"),
         "json" => text::sections(&lines, &text::json_keys(text), "key"),
-        _ => code::pieces(text, &lines, language)
-            .unwrap_or_else(|| windows(&lines, 0, lines.len(), None, "window")),
+        _ => code::pieces(text, &lines, language).unwrap_or_else(|| {
+            let like = Piece {
+                kind: "window".into(),
+                ..Piece::default()
+            };
+            windows(&lines, 0, lines.len(), &like)
+        }),
     };
     finish(&lines, merge_tiny(&lines, pieces))
 }
@@ -309,14 +314,9 @@ fn blank(lines: &[&str], start: usize, end: usize) -> bool {
 }
 
 /// Line windows of about `TARGET_CHARS` over `start..end`, breaking at a
-/// blank line when one is near; whitespace-only windows are dropped.
-pub(crate) fn windows(
-    lines: &[&str],
-    start: usize,
-    end: usize,
-    symbol: Option<&str>,
-    kind: &str,
-) -> Vec<Piece> {
+/// blank line when one is near; whitespace-only windows are dropped. Each
+/// is `like` (name, kind, header and docs) over its own lines.
+pub(crate) fn windows(lines: &[&str], start: usize, end: usize, like: &Piece) -> Vec<Piece> {
     let mut out = Vec::new();
     let mut i = start;
     while i < end {
@@ -341,9 +341,7 @@ pub(crate) fn windows(
             out.push(Piece {
                 start: i,
                 end: j,
-                symbol: symbol.map(String::from),
-                kind: kind.to_string(),
-                ..Piece::default()
+                ..like.clone()
             });
         }
         i = j;
@@ -356,20 +354,7 @@ pub(crate) fn fit(lines: &[&str], piece: Piece) -> Vec<Piece> {
     if size(lines, piece.start, piece.end) <= FIT_CHARS {
         vec![piece]
     } else {
-        // Every window of a definition carries its header and docs, as
-        // it carries its name.
-        let mut out = windows(
-            lines,
-            piece.start,
-            piece.end,
-            piece.symbol.as_deref(),
-            &piece.kind,
-        );
-        for w in &mut out {
-            w.signature.clone_from(&piece.signature);
-            w.doc.clone_from(&piece.doc);
-        }
-        out
+        windows(lines, piece.start, piece.end, &piece)
     }
 }
 
