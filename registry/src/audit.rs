@@ -18,6 +18,11 @@
 //! and records how many it adopted (`adopted_after_crash`).
 //! * `checkpoints.jsonl` — with a signing key configured, signed statements
 //!   of the head every N entries and at exit (see [`crate::checkpoint`]).
+//! * `chains/<process>/` — the same four files for each process that
+//!   keeps a chain of its own ([`AuditLog::for_process`]: serve replicas
+//!   sharing the directory, which then never wait on one lock); each of
+//!   its entries names the process, inside the hash. Reads merge every
+//!   chain by time; [`AuditLog::verify`] on the directory checks them all.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -27,7 +32,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::checkpoint::{self, AuditSigner, Checkpoint};
@@ -77,6 +82,10 @@ pub struct Entry {
     pub subject: String,
     pub details: Value,
     pub prev: String,
+    /// The process whose own chain holds the entry (`None`: the
+    /// directory's main chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
     pub hash: String,
 }
 
@@ -89,6 +98,8 @@ struct Body<'a> {
     subject: &'a str,
     details: &'a Value,
     prev: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<&'a str>,
 }
 
 impl Entry {
@@ -101,6 +112,7 @@ impl Entry {
             subject: &self.subject,
             details: &self.details,
             prev: &self.prev,
+            process: self.process.as_deref(),
         };
         let mut h = blake3::Hasher::new();
         h.update(DOMAIN);
@@ -135,8 +147,27 @@ struct Head {
 
 #[derive(Debug, Clone)]
 pub struct AuditLog {
+    /// The audit directory (the main chain's files, and `chains/`).
+    root: PathBuf,
+    /// This chain's files: `root`, or `root/chains/<process>`.
     dir: PathBuf,
+    process: Option<String>,
     signer: Option<Arc<AuditSigner>>,
+}
+
+/// Where the process chains live inside an audit directory.
+const CHAINS: &str = "chains";
+/// The main chain's record of a process chain's creation.
+const CHAIN_OPENED: &str = "audit.chain_opened";
+
+/// Whether `id` may name a process chain (a directory name).
+pub fn valid_process_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !id.starts_with('.')
 }
 
 /// The first problem `verify` found.
@@ -160,14 +191,89 @@ pub struct VerifyReport {
     /// (only when verifying with a key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signed_through: Option<u64>,
+    /// Each process chain's own report (verifying the directory); the
+    /// whole is intact only when every chain is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<ChainReport>,
+}
+
+/// One process chain's verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    pub process: String,
+    #[serde(flatten)]
+    pub report: VerifyReport,
 }
 
 impl AuditLog {
     pub fn open(dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
         AuditLog {
-            dir: dir.into(),
+            root: dir.clone(),
+            dir,
+            process: None,
             signer: None,
         }
+    }
+
+    /// The chain of its own that process `id` appends to inside the audit
+    /// directory `dir` (its entries name it). `None` when `id` is not a
+    /// valid name ([`valid_process_id`]).
+    pub fn for_process(dir: impl Into<PathBuf>, id: &str) -> Option<Self> {
+        if !valid_process_id(id) {
+            return None;
+        }
+        let root = dir.into();
+        Some(AuditLog {
+            dir: root.join(CHAINS).join(id),
+            root,
+            process: Some(id.to_string()),
+            signer: None,
+        })
+    }
+
+    /// The process this log's chain belongs to (`None`: the main chain).
+    pub fn process(&self) -> Option<&str> {
+        self.process.as_deref()
+    }
+
+    /// Every chain in the directory: the main one, then each process's
+    /// (by name). Entries under `chains/` that cannot be a chain are left
+    /// out here and reported by [`AuditLog::verify`].
+    fn all_chains(&self) -> Result<Vec<AuditLog>> {
+        Ok(self.chains_and_strays()?.0)
+    }
+
+    /// [`AuditLog::all_chains`], and the names under `chains/` that are not
+    /// a chain (not a directory, or not a process name).
+    fn chains_and_strays(&self) -> Result<(Vec<AuditLog>, Vec<String>)> {
+        let mut out = vec![AuditLog {
+            root: self.root.clone(),
+            dir: self.root.clone(),
+            process: None,
+            signer: self.signer.clone(),
+        }];
+        let chains = self.root.join(CHAINS);
+        let listing = match std::fs::read_dir(&chains) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, Vec::new())),
+            Err(e) => return Err(RegistryError::io(&chains, e)),
+        };
+        let mut names: Vec<(String, bool)> = Vec::new();
+        for e in listing {
+            let e = e.map_err(|e| RegistryError::io(&chains, e))?;
+            let dir = e.file_type().is_ok_and(|t| t.is_dir());
+            names.push((e.file_name().to_string_lossy().into_owned(), dir));
+        }
+        names.sort();
+        let mut strays = Vec::new();
+        for (name, dir) in names {
+            match AuditLog::for_process(&self.root, &name) {
+                Some(log) if dir => out.push(log.with_signer(self.signer.clone())),
+                _ => strays.push(name),
+            }
+        }
+        Ok((out, strays))
     }
 
     /// Signs a checkpoint of the head every `signer.interval()` entries.
@@ -228,7 +334,7 @@ impl AuditLog {
     }
 
     /// Creates the directory, an empty log and a genesis head if absent.
-    fn ensure_created(&self) -> Result<()> {
+    fn ensure_created(&self, now: Timestamp) -> Result<()> {
         if self.log_path().exists() {
             if self.read_head()?.is_none() {
                 return Err(self.err(
@@ -250,7 +356,43 @@ impl AuditLog {
             .and_then(|f| f.sync_all())
             .map_err(|e| RegistryError::io(self.log_path(), e))?;
         fsync_dir(&self.dir)?;
+        // A process chain is recorded in the main chain once it exists, so
+        // that deleting it whole (checkpoints and all) is detected.
+        if let Some(process) = &self.process {
+            AuditLog::open(&self.root)
+                .with_signer(self.signer.clone())
+                .append(now, vec![Event::new("ctxplane", CHAIN_OPENED, process)])?;
+        }
         Ok(())
+    }
+
+    /// The process chains the main chain records as opened.
+    fn opened_chains(&self) -> Result<BTreeMap<String, u64>> {
+        let path = self.root.join("log.jsonl");
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(RegistryError::io(&path, e)),
+        };
+        let mut out = BTreeMap::new();
+        // Bytes, not text: a damaged line is verify's to report, not a
+        // reason to stop here.
+        for line in BufReader::new(file).split(b'\n') {
+            let line = line.map_err(|e| RegistryError::io(&path, e))?;
+            if !line
+                .windows(CHAIN_OPENED.len())
+                .any(|w| w == CHAIN_OPENED.as_bytes())
+            {
+                continue;
+            }
+            if let Ok(e) = serde_json::from_slice::<Entry>(&line)
+                && e.action == CHAIN_OPENED
+                && e.process.is_none()
+            {
+                out.insert(e.subject, e.seq);
+            }
+        }
+        Ok(out)
     }
 
     /// The log's own lock (`audit/lock`): appends exclude each other across
@@ -294,7 +436,7 @@ impl AuditLog {
     /// One durable append of `events` (a whole group) under the log's lock.
     fn append_now(&self, now: Timestamp, events: Vec<Event>) -> Result<Vec<Entry>> {
         let _lock = self.lock()?;
-        self.ensure_created()?;
+        self.ensure_created(now)?;
         let path = self.log_path();
         let mut file = OpenOptions::new()
             .read(true)
@@ -333,6 +475,7 @@ impl AuditLog {
                 subject: ev.subject,
                 details: canonical(details),
                 prev: prev.clone(),
+                process: self.process.clone(),
                 hash: String::new(),
             };
             entry.hash = entry.compute_hash();
@@ -426,7 +569,12 @@ impl AuditLog {
         let mut file = File::open(&path).map_err(|e| RegistryError::io(&path, e))?;
         file.seek(SeekFrom::Start(from))
             .map_err(|e| RegistryError::io(&path, e))?;
-        let mut chain = Chain::new(BufReader::new(file.take(end - from)), seq, prev);
+        let mut chain = Chain::new(
+            BufReader::new(file.take(end - from)),
+            seq,
+            prev,
+            self.process.clone(),
+        );
         while let Some(link) = chain.next().map_err(|e| RegistryError::io(&path, e))? {
             if !matches!(link, Link::Entry(_)) {
                 return Err(self.err(format!(
@@ -508,8 +656,18 @@ impl AuditLog {
         Ok((seq, hash, torn))
     }
 
-    /// Reads the last `n` entries (oldest first).
+    /// Reads the last `n` entries of every chain in the directory, merged
+    /// by time (oldest first).
     pub fn tail_entries(&self, n: usize) -> Result<Vec<Entry>> {
+        let mut all = Vec::new();
+        for chain in self.all_chains()? {
+            all.extend(chain.chain_tail(n)?);
+        }
+        Ok(merged(all, Some(n)))
+    }
+
+    /// The last `n` entries of this chain.
+    fn chain_tail(&self, n: usize) -> Result<Vec<Entry>> {
         let path = self.log_path();
         let file = match File::open(&path) {
             Ok(f) => f,
@@ -517,10 +675,22 @@ impl AuditLog {
             Err(e) => return Err(RegistryError::io(&path, e)),
         };
         let mut ring = std::collections::VecDeque::with_capacity(n.min(4096));
+        // An unreadable line is an error unless it is the last one: a torn
+        // write a killed process never acknowledged (its next append, or
+        // `verify`, deals with it), which must not stop every reader.
+        let mut unreadable: Option<RegistryError> = None;
         for (i, line) in BufReader::new(file).lines().enumerate() {
+            if let Some(e) = unreadable.take() {
+                return Err(e);
+            }
             let line = line.map_err(|e| RegistryError::io(&path, e))?;
-            let entry: Entry = serde_json::from_str(&line)
-                .map_err(|e| self.err(format!("line {} is unreadable: {e}", i + 1)))?;
+            let entry: Entry = match serde_json::from_str(&line) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    unreadable = Some(self.err(format!("line {} is unreadable: {e}", i + 1)));
+                    continue;
+                }
+            };
             if ring.len() == n {
                 ring.pop_front();
             }
@@ -536,6 +706,15 @@ impl AuditLog {
     /// order; a window of slack before `since` absorbs a clock stepped
     /// back), so a lookup near the end of a long log reads little of it.
     pub fn entries_since(&self, since: Timestamp) -> Result<Vec<Entry>> {
+        let mut all = Vec::new();
+        for chain in self.all_chains()? {
+            all.extend(chain.chain_since(since)?);
+        }
+        Ok(merged(all, None))
+    }
+
+    /// [`AuditLog::entries_since`] in this chain alone.
+    fn chain_since(&self, since: Timestamp) -> Result<Vec<Entry>> {
         let path = self.log_path();
         let mut file = match File::open(&path) {
             Ok(f) => f,
@@ -583,9 +762,56 @@ impl AuditLog {
     }
 
     /// Walks the whole log: every line canonical, every hash right, every
-    /// link to the previous entry intact, and the head present in the log.
+    /// link to the previous entry intact, and the head present in the log;
+    /// every chain of the directory (the main one and each process's).
     pub fn verify(&self) -> Result<VerifyReport> {
-        self.verify_against(&BTreeMap::new())
+        self.verify_each(|chain| chain.verify_against(&BTreeMap::new()))
+    }
+
+    /// The main chain's report, with each process chain's attached; intact
+    /// only if all are.
+    fn verify_each(&self, check: impl Fn(&AuditLog) -> Result<VerifyReport>) -> Result<VerifyReport> {
+        let (chains, strays) = self.chains_and_strays()?;
+        let present: BTreeSet<String> = chains
+            .iter()
+            .filter(|c| c.log_path().exists())
+            .filter_map(|c| c.process.clone())
+            .collect();
+        let mut chains = chains.into_iter();
+        let main = chains.next().ok_or_else(|| self.err("no main chain"))?;
+        let mut report = check(&main)?;
+        if report.intact
+            && let Some(name) = strays.first()
+        {
+            report = report.fail(
+                0,
+                &format!("{CHAINS}/{name} is not a process chain (not a directory, or not a process name)"),
+            );
+        }
+        // Every chain the main chain recorded must still be there.
+        for (name, seq) in self.opened_chains()? {
+            if report.intact && !present.contains(&name) {
+                report = report.fail(
+                    0,
+                    &format!(
+                        "{CHAINS}/{name}, recorded as opened by entry {seq}, is missing (a chain deleted)"
+                    ),
+                );
+            }
+        }
+        for chain in chains {
+            let r = check(&chain)?;
+            let process = chain.process.clone().unwrap_or_default();
+            if !r.intact && report.intact {
+                report.intact = false;
+                report.first_bad = r.first_bad.as_ref().map(|b| BadEntry {
+                    line: b.line,
+                    reason: format!("{CHAINS}/{process}: {}", b.reason),
+                });
+            }
+            report.chains.push(ChainReport { process, report: r });
+        }
+        Ok(report)
     }
 
     /// [`AuditLog::verify`], and every checkpoint signed by one of `keys`
@@ -594,6 +820,19 @@ impl AuditLog {
     /// or forging entries is detected. Checkpoints by other keys are
     /// ignored (and noted); with none by these keys the check fails.
     pub fn verify_signed(
+        &self,
+        keys: &[ed25519_dalek::VerifyingKey],
+        copies: &[PathBuf],
+    ) -> Result<VerifyReport> {
+        // Copies are of the main chain's checkpoints; each process chain
+        // is checked against its own.
+        self.verify_each(|chain| {
+            let copies: &[PathBuf] = if chain.process.is_none() { copies } else { &[] };
+            chain.verify_chain_signed(keys, copies)
+        })
+    }
+
+    fn verify_chain_signed(
         &self,
         keys: &[ed25519_dalek::VerifyingKey],
         copies: &[PathBuf],
@@ -677,6 +916,7 @@ impl AuditLog {
             first_bad: None,
             notes: Vec::new(),
             signed_through: None,
+            chains: Vec::new(),
         };
         if !path.exists() {
             report.notes.push("no audit log yet".into());
@@ -696,7 +936,12 @@ impl AuditLog {
             let len = file.metadata().map_err(|e| RegistryError::io(&path, e))?.len();
             (file, head, len)
         };
-        let mut chain = Chain::new(BufReader::new(file.take(len)), 0, GENESIS.to_string());
+        let mut chain = Chain::new(
+            BufReader::new(file.take(len)),
+            0,
+            GENESIS.to_string(),
+            self.process.clone(),
+        );
         let mut head_seen = head.seq == 0 && head.hash == GENESIS;
         loop {
             let entry = match chain.next().map_err(|e| RegistryError::io(&path, e))? {
@@ -784,16 +1029,19 @@ struct Chain<R> {
     /// Lines read so far (1-based number of the last one).
     line: u64,
     raw: Vec<u8>,
+    /// The process every entry must name (`None`: the main chain).
+    process: Option<String>,
 }
 
 impl<R: BufRead> Chain<R> {
-    fn new(reader: R, seq: u64, prev: String) -> Self {
+    fn new(reader: R, seq: u64, prev: String, process: Option<String>) -> Self {
         Chain {
             reader,
             seq,
             prev,
             line: 0,
             raw: Vec::new(),
+            process,
         }
     }
 
@@ -821,6 +1069,8 @@ impl<R: BufRead> Chain<R> {
             Some("does not link to the previous entry (entries removed or reordered)".into())
         } else if entry.compute_hash() != entry.hash {
             Some("content does not match its hash (entry altered)".into())
+        } else if entry.process != self.process {
+            Some("names another chain's process (entry moved between chains)".into())
         } else {
             None
         };
@@ -983,6 +1233,22 @@ impl Group {
             message,
         })
     }
+}
+
+/// Entries of several chains in time order (ties: by chain, then
+/// sequence), the last `keep` of them if given.
+fn merged(mut all: Vec<Entry>, keep: Option<usize>) -> Vec<Entry> {
+    all.sort_by(|a, b| {
+        a.ts.cmp(&b.ts)
+            .then_with(|| a.process.cmp(&b.process))
+            .then_with(|| a.seq.cmp(&b.seq))
+    });
+    if let Some(n) = keep
+        && all.len() > n
+    {
+        all.drain(..all.len() - n);
+    }
+    all
 }
 
 /// Path of the audit directory inside a data directory.

@@ -31,6 +31,8 @@ pub struct RegistryStore {
     data_dir: PathBuf,
     clock: Arc<dyn Clock>,
     signer: Option<Arc<crate::checkpoint::AuditSigner>>,
+    /// This process's own audit chain, if it keeps one.
+    audit_process: Option<String>,
 }
 
 /// The result of an applied edit.
@@ -51,7 +53,23 @@ impl RegistryStore {
             data_dir: data_dir.into(),
             clock,
             signer: None,
+            audit_process: None,
         }
+    }
+
+    /// Appends go to a chain of this process's own (`audit/chains/<id>/`,
+    /// each entry naming it), so processes sharing the data directory
+    /// (serve replicas) never wait on one log's lock. Reads and
+    /// verification cover every chain. An invalid name is refused.
+    pub fn with_audit_process(mut self, id: &str) -> Result<Self> {
+        if !crate::audit::valid_process_id(id) {
+            return Err(crate::error::RegistryError::Audit {
+                path: audit_dir(&self.data_dir),
+                message: format!("{id:?} cannot name an audit chain (letters, digits, - _ . only)"),
+            });
+        }
+        self.audit_process = Some(id.to_string());
+        Ok(self)
     }
 
     pub fn audit_signer(&self) -> Option<&Arc<crate::checkpoint::AuditSigner>> {
@@ -82,7 +100,12 @@ impl RegistryStore {
     }
 
     pub fn audit(&self) -> AuditLog {
-        AuditLog::open(audit_dir(&self.data_dir)).with_signer(self.signer.clone())
+        let dir = audit_dir(&self.data_dir);
+        self.audit_process
+            .as_deref()
+            .and_then(|id| AuditLog::for_process(&dir, id))
+            .unwrap_or_else(|| AuditLog::open(dir))
+            .with_signer(self.signer.clone())
     }
 
     fn state_path(&self) -> PathBuf {
