@@ -8,12 +8,16 @@ use packages::lockfile::{DependencyMap, is_lockfile, parse};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::lexical::Lexical;
+use crate::lexical::ChunkIndex;
 use crate::manifest::SourceManifest;
 
 /// A file's indexed text, each chunk at its original lines.
-pub fn indexed_text(lexical: &Lexical, source: &str, path: &str) -> Result<String> {
-    let docs = lexical.docs_for_file(source, path)?;
+pub fn indexed_text(lexical: &dyn ChunkIndex, source: &str, path: &str) -> Result<String> {
+    Ok(text_of(&lexical.docs_for_file(source, path)?))
+}
+
+/// The text a file's chunks make, each at its original lines.
+pub fn text_of(docs: &[crate::lexical::ChunkDoc]) -> String {
     let total = docs.iter().map(|d| d.end_line as usize).max().unwrap_or(0);
     let mut lines = vec![String::new(); total];
     for d in docs {
@@ -23,11 +27,11 @@ pub fn indexed_text(lexical: &Lexical, source: &str, path: &str) -> Result<Strin
             }
         }
     }
-    Ok(lines.join("\n"))
+    lines.join("\n")
 }
 
 /// What the source's ingested lockfiles pin.
-pub fn dependency_map(lexical: &Lexical, manifest: &SourceManifest) -> Result<DependencyMap> {
+pub fn dependency_map(lexical: &dyn ChunkIndex, manifest: &SourceManifest) -> Result<DependencyMap> {
     let mut map = DependencyMap::default();
     for path in manifest.files.keys().filter(|p| is_lockfile(p)) {
         let text = indexed_text(lexical, &manifest.source, path)?;
@@ -75,7 +79,7 @@ impl From<&Drift> for DriftNote {
 }
 
 /// Drift in every ingested doc of a source.
-pub fn source_drift(lexical: &Lexical, manifest: &SourceManifest) -> Result<Vec<DriftNote>> {
+pub fn source_drift(lexical: &dyn ChunkIndex, manifest: &SourceManifest) -> Result<Vec<DriftNote>> {
     let deps = dependency_map(lexical, manifest)?;
     if deps.is_empty() {
         return Ok(Vec::new());

@@ -84,7 +84,7 @@ impl SourceFreshness {
 }
 
 pub(crate) fn report(
-    lexical: &crate::lexical::Lexical,
+    lexical: &dyn crate::lexical::ChunkIndex,
     manifests: &Manifests,
     passes: &BTreeMap<String, Timestamp>,
     registry: &Registry,

@@ -33,7 +33,9 @@ struct Fields {
     content: Field,
     /// The content again, analysed as English prose (stemmed, no stop words).
     prose: Field,
-    /// Definition headers (`Chunk::signature`), code tokens; not stored.
+    /// Definition headers (`Chunk::signature`), code tokens; not stored
+    /// (a shared index gets them by chunking the file again:
+    /// [`Lexical::docs_for_file_with_evidence`]).
     signature: Field,
     /// Doc comments and docstrings (`Chunk::doc`), as prose; not stored.
     doc: Field,
@@ -93,6 +95,22 @@ pub struct Evidence<'a> {
     pub doc: Option<&'a str>,
 }
 
+/// [`Evidence`] as read back from the index.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OwnedEvidence {
+    pub signature: Option<String>,
+    pub doc: Option<String>,
+}
+
+impl OwnedEvidence {
+    pub fn as_evidence(&self) -> Evidence<'_> {
+        Evidence {
+            signature: self.signature.as_deref(),
+            doc: self.doc.as_deref(),
+        }
+    }
+}
+
 /// Which chunks a reader may see. An empty source list sees nothing.
 #[derive(Clone, Debug)]
 pub struct Filter {
@@ -107,6 +125,140 @@ const FILE_NAME_BOOST: f32 = 1.0;
 /// Weights of the signature and doc fields, tuned the same way.
 const SIGNATURE_BOOST: f32 = 2.0;
 const DOC_BOOST: f32 = 1.0;
+
+/// A field a query's words are looked for in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QueryField {
+    pub name: &'static str,
+    pub boost: f32,
+    /// Analysed with the code tokenizer (positions kept, so words that
+    /// split into several tokens are also matched as phrases); otherwise
+    /// as stemmed prose.
+    pub code: bool,
+    /// A definition's header or docs (skipped by parts that say so).
+    pub definition: bool,
+}
+
+/// Every field a query searches, with its weight. Stemmed prose carries
+/// most of the weight; exact code tokens, symbols and paths add to it
+/// (weights measured on SciFact and CoSQA, see
+/// benches/src/bin/retrieval_eval.rs; the file-name, signature and doc
+/// boosts on the dev split of `file_localisation`). The one table both
+/// the tantivy query and Qdrant's term vectors ([`crate::terms`]) are
+/// built from.
+pub const QUERY_FIELDS: [QueryField; 7] = [
+    QueryField {
+        name: "content",
+        boost: 0.5,
+        code: true,
+        definition: false,
+    },
+    QueryField {
+        name: "prose",
+        boost: 1.0,
+        code: false,
+        definition: false,
+    },
+    QueryField {
+        name: "symbol",
+        boost: 0.5,
+        code: true,
+        definition: false,
+    },
+    QueryField {
+        name: "path",
+        boost: 0.5,
+        code: true,
+        definition: false,
+    },
+    QueryField {
+        name: "file_name",
+        boost: FILE_NAME_BOOST,
+        code: true,
+        definition: false,
+    },
+    QueryField {
+        name: "signature",
+        boost: SIGNATURE_BOOST,
+        code: true,
+        definition: true,
+    },
+    QueryField {
+        name: "doc",
+        boost: DOC_BOOST,
+        code: false,
+        definition: true,
+    },
+];
+
+/// The analyser of a query field.
+pub fn analyzer(code: bool) -> TextAnalyzer {
+    if code {
+        TextAnalyzer::builder(CodeTokenizer).build()
+    } else {
+        prose_analyzer()
+    }
+}
+
+/// A query's terms per field and their weights (a token repeated counts
+/// again), and the phrases of words that split into several positions
+/// (`a/b.py`, `pkg.module`), each as the field's index in
+/// [`QUERY_FIELDS`], its terms and weight.
+#[derive(Debug, Default)]
+pub struct QueryTerms {
+    pub weights: std::collections::BTreeMap<(usize, String), f32>,
+    pub phrases: Vec<(usize, Vec<String>, f32)>,
+}
+
+/// [`QueryTerms`] of `parts`, made by the fields' own analysers: whole
+/// words and identifiers, never query syntax.
+pub fn query_terms(parts: &[QueryPart]) -> QueryTerms {
+    let mut analyzers = [analyzer(true), analyzer(false)];
+    let mut out = QueryTerms::default();
+    for part in parts.iter().filter(|p| p.weight > 0.0) {
+        for (i, field) in QUERY_FIELDS.iter().enumerate() {
+            if !part.definitions && field.definition {
+                continue;
+            }
+            let analyzer = &mut analyzers[usize::from(!field.code)];
+            // Words: runs of letters, digits and `_` `.` `/` (so that
+            // identifiers, dotted names and paths stay whole).
+            let words = part
+                .text
+                .split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '/')))
+                .filter(|w| !w.is_empty());
+            for word in words {
+                let mut stream = analyzer.token_stream(word);
+                let mut tokens: Vec<(usize, String)> = Vec::new();
+                stream.process(&mut |t| tokens.push((t.position, t.text.clone())));
+                let several = tokens.windows(2).any(|w| w[0].0 != w[1].0);
+                if several && !field.code {
+                    // `pkg.module` or `a_b` in stemmed prose is several
+                    // words: without positions their order is lost, and
+                    // the code fields match the whole.
+                    continue;
+                }
+                // The first token at each position: an identifier whole
+                // (`validate_refund`), not its parts, which the index also
+                // holds at that position; a query for the parts
+                // (`validate refund`) names them itself.
+                let mut firsts = Vec::new();
+                let mut last = None;
+                for (p, text) in &tokens {
+                    if last != Some(*p) {
+                        *out.weights.entry((i, text.clone())).or_default() += field.boost * part.weight;
+                        firsts.push(text.clone());
+                        last = Some(*p);
+                    }
+                }
+                if several {
+                    out.phrases.push((i, firsts, field.boost * part.weight));
+                }
+            }
+        }
+    }
+    out
+}
 
 /// Part of a query: plain text and how much its words count.
 #[derive(Clone, Debug, PartialEq)]
@@ -179,7 +331,8 @@ fn file_key(source: &str, path: &str) -> String {
 /// answer does not depend on how the index happens to be segmented.
 const TIEBREAK: &str = "tiebreak";
 
-fn tiebreak_of(chunk_id: &str) -> u64 {
+/// (Also how a shared index orders equal scores, so both rank alike.)
+pub fn tiebreak_of(chunk_id: &str) -> u64 {
     let h = blake3::hash(chunk_id.as_bytes());
     let mut b = [0u8; 8];
     b.copy_from_slice(&h.as_bytes()[..8]);
@@ -546,7 +699,11 @@ impl Lexical {
             return Ok(Vec::new());
         };
         let scope = self.scope_query(&filter.sources, filter.max_tier);
-        let q = BooleanQuery::new(vec![(Occur::Must, user), (Occur::Must, scope.box_clone())]);
+        // The scope filters and never scores: its source and tier terms
+        // would otherwise add an IDF that differs by source and tier, and
+        // rank a rarer source's chunks above an equal match elsewhere.
+        let only: Box<dyn Query> = Box::new(tantivy::query::ConstScoreQuery::new(scope.box_clone(), 0.0));
+        let q = BooleanQuery::new(vec![(Occur::Must, user), (Occur::Must, only)]);
         // BM25 statistics over the caller's scope only: what it cannot see
         // never changes how what it can see is ranked.
         let searcher = self.reader.searcher();
@@ -579,83 +736,19 @@ impl Lexical {
     /// (2D)" or "... does NOT work" is only words. `None` when no field
     /// has a token.
     fn text_query(&self, parts: &[QueryPart]) -> Option<Box<dyn Query>> {
-        let f = &self.f;
-        // Stemmed prose carries most of the weight; exact code tokens,
-        // symbols and paths add to it (weights measured on SciFact and CoSQA,
-        // see benches/src/bin/retrieval_eval.rs).
-        let fields = [
-            (f.content, 0.5_f32, true),
-            (f.prose, 1.0, false),
-            (f.symbol, 0.5, true),
-            (f.path, 0.5, true),
-            (f.file_name, FILE_NAME_BOOST, true),
-            (f.signature, SIGNATURE_BOOST, true),
-            (f.doc, DOC_BOOST, false),
-        ];
-        let mut weights: std::collections::BTreeMap<(u32, String), f32> = Default::default();
-        let mut phrases: Vec<(Field, Vec<Term>, f32)> = Vec::new();
-        for part in parts.iter().filter(|p| p.weight > 0.0) {
-            for (field, boost, positions) in fields {
-                if !part.definitions && (field == f.signature || field == f.doc) {
-                    continue;
-                }
-                let Ok(mut analyzer) = self.index.tokenizer_for_field(field) else {
-                    continue;
-                };
-                // Words: runs of letters, digits and `_` `.` `/` (so that
-                // identifiers, dotted names and paths stay whole).
-                let words = part
-                    .text
-                    .split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '.' | '/')))
-                    .filter(|w| !w.is_empty());
-                for word in words {
-                    let mut stream = analyzer.token_stream(word);
-                    let mut tokens: Vec<(usize, String)> = Vec::new();
-                    stream.process(&mut |t| tokens.push((t.position, t.text.clone())));
-                    let several = tokens.windows(2).any(|w| w[0].0 != w[1].0);
-                    if several && !positions {
-                        // `pkg.module` or `a_b` in stemmed prose is several
-                        // words: without positions their order is lost, and
-                        // the code fields match the whole.
-                        continue;
-                    }
-                    // The first token at each position: an identifier
-                    // whole (`validate_refund`), not its parts, which the
-                    // index also holds at that position; a query for the
-                    // parts (`validate refund`) names them itself.
-                    let mut last = None;
-                    for (p, text) in &tokens {
-                        if last != Some(*p) {
-                            *weights.entry((field.field_id(), text.clone())).or_default() +=
-                                boost * part.weight;
-                            last = Some(*p);
-                        }
-                    }
-                    if positions && several {
-                        // One term per position: the first token there
-                        // (the whole word, for the code tokenizer).
-                        let mut terms = Vec::new();
-                        let mut last = None;
-                        for (p, text) in &tokens {
-                            if last != Some(*p) {
-                                terms.push(Term::from_field_text(field, text));
-                                last = Some(*p);
-                            }
-                        }
-                        phrases.push((field, terms, boost * part.weight));
-                    }
-                }
-            }
+        let terms = query_terms(parts);
+        let schema = self.index.schema();
+        let field = |i: usize| schema.get_field(QUERY_FIELDS[i].name).ok();
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        for ((i, text), w) in terms.weights {
+            let Some(f) = field(i) else { continue };
+            let term = Term::from_field_text(f, &text);
+            let q: Box<dyn Query> = Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+            clauses.push((Occur::Should, Box::new(BoostQuery::new(q, w))));
         }
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = weights
-            .into_iter()
-            .map(|((field, text), w)| {
-                let term = Term::from_field_text(Field::from_field_id(field), &text);
-                let q: Box<dyn Query> = Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
-                (Occur::Should, Box::new(BoostQuery::new(q, w)) as Box<dyn Query>)
-            })
-            .collect();
-        for (_, terms, w) in phrases {
+        for (i, words, w) in terms.phrases {
+            let Some(f) = field(i) else { continue };
+            let terms = words.iter().map(|t| Term::from_field_text(f, t)).collect();
             let q: Box<dyn Query> = Box::new(PhraseQuery::new(terms));
             clauses.push((Occur::Should, Box::new(BoostQuery::new(q, w))));
         }
@@ -691,6 +784,75 @@ impl Lexical {
         let mut docs = self.fetch(&q, 100_000)?;
         docs.sort_by_key(|d| d.start_line);
         Ok(docs)
+    }
+
+    /// [`Lexical::docs_for_file`] with each chunk's definition evidence.
+    pub fn docs_for_file_with_evidence(
+        &self,
+        source: &str,
+        path: &str,
+    ) -> Result<Vec<(ChunkDoc, OwnedEvidence)>> {
+        let docs = self.docs_for_file(source, path)?;
+        // Headers and docs are indexed, not stored (they would grow the
+        // data dir for every deployment): chunking the file's indexed text
+        // again (the redacted text, each line in place) gives them back,
+        // matched by line span; a chunk that does not come out the same
+        // has none.
+        let Some(language) = docs.first().map(|d| d.language.clone()) else {
+            return Ok(Vec::new());
+        };
+        let text = crate::alignment::text_of(&docs);
+        let mut found: std::collections::HashMap<(u32, u32), OwnedEvidence> =
+            crate::chunk::chunk(&text, &language)
+                .into_iter()
+                .map(|c| {
+                    (
+                        (c.start_line, c.end_line),
+                        OwnedEvidence {
+                            signature: c.signature,
+                            doc: c.doc,
+                        },
+                    )
+                })
+                .collect();
+        Ok(docs
+            .into_iter()
+            .map(|d| {
+                let e = found.remove(&(d.start_line, d.end_line)).unwrap_or_default();
+                (d, e)
+            })
+            .collect())
+    }
+
+    /// The average length in tokens of each of [`QUERY_FIELDS`] over the
+    /// index (deleted documents not yet merged away included), for
+    /// BM25's length normalisation elsewhere.
+    pub fn average_lengths(&self) -> [f32; QUERY_FIELDS.len()] {
+        let searcher = self.reader.searcher();
+        let schema = self.index.schema();
+        let docs: u64 = searcher
+            .segment_readers()
+            .iter()
+            .map(|r| u64::from(r.max_doc()))
+            .sum();
+        let mut out = [0.0; QUERY_FIELDS.len()];
+        for (i, q) in QUERY_FIELDS.iter().enumerate() {
+            let Ok(field) = schema.get_field(q.name) else {
+                continue;
+            };
+            let tokens: u64 = searcher
+                .segment_readers()
+                .iter()
+                .filter_map(|r| r.inverted_index(field).ok())
+                .map(|ii| ii.total_num_tokens())
+                .sum();
+            out[i] = if docs == 0 {
+                0.0
+            } else {
+                tokens as f32 / docs as f32
+            };
+        }
+        out
     }
 
     /// Chunks by id (those not in the index are left out), in `ids` order.
@@ -812,5 +974,73 @@ impl Lexical {
             commit: s(f.commit),
             ingested_at: d.get_first(f.ingested_at).and_then(|v| v.as_i64()).unwrap_or(0),
         }
+    }
+}
+
+/// Where tier 2 reads chunks from: the local lexical index (tantivy), or
+/// a shared one every replica reads (the chunks and their term vectors in
+/// Qdrant, [`crate::vector::qdrant::QdrantStore`]).
+pub trait ChunkIndex: Send + Sync + std::fmt::Debug {
+    /// The best `limit` chunks for `parts` among those `filter` admits,
+    /// by BM25 over the fields of [`QUERY_FIELDS`].
+    fn search_parts(
+        &self,
+        parts: &[QueryPart],
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<(f32, ChunkDoc)>>;
+    /// Chunks by id (those not held are left out), in `ids` order.
+    fn docs_by_id(&self, ids: &[&str]) -> Result<Vec<ChunkDoc>>;
+    /// Every chunk of one file, in line order.
+    fn docs_for_file(&self, source: &str, path: &str) -> Result<Vec<ChunkDoc>>;
+    /// Chunks a caller scoped to `sources` up to `max_tier` may see.
+    fn count_within(&self, sources: &[String], max_tier: u8) -> Result<u64>;
+    /// Every chunk held (of this deployment).
+    fn total_chunks(&self) -> Result<u64>;
+    /// Makes what a writer committed since visible.
+    fn reload(&self) -> Result<()>;
+    /// Whether the indexer publishes its manifests here (a shared index):
+    /// readers take them from [`ChunkIndex::manifest`], not the data dir.
+    fn shares_manifests(&self) -> bool {
+        false
+    }
+    /// The version of a source's published manifest (`None`: none).
+    fn manifest_version(&self, _source: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// A source's published manifest and its version.
+    fn manifest(&self, _source: &str) -> Result<Option<(String, crate::manifest::SourceManifest)>> {
+        Ok(None)
+    }
+}
+
+impl ChunkIndex for Lexical {
+    fn search_parts(
+        &self,
+        parts: &[QueryPart],
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<Vec<(f32, ChunkDoc)>> {
+        Lexical::search_parts(self, parts, filter, limit)
+    }
+
+    fn docs_by_id(&self, ids: &[&str]) -> Result<Vec<ChunkDoc>> {
+        Lexical::docs_by_id(self, ids)
+    }
+
+    fn docs_for_file(&self, source: &str, path: &str) -> Result<Vec<ChunkDoc>> {
+        Lexical::docs_for_file(self, source, path)
+    }
+
+    fn count_within(&self, sources: &[String], max_tier: u8) -> Result<u64> {
+        Ok(Lexical::count_within(self, sources, max_tier))
+    }
+
+    fn total_chunks(&self) -> Result<u64> {
+        Ok(Lexical::total_chunks(self))
+    }
+
+    fn reload(&self) -> Result<()> {
+        Lexical::reload(self)
     }
 }

@@ -17,6 +17,7 @@ pub mod lexical;
 pub mod manifest;
 mod pass;
 pub mod redact;
+pub mod terms;
 pub mod tokenizer;
 pub mod vector;
 pub mod walk;
@@ -326,7 +327,7 @@ fn read_passes(path: PathBuf) -> Result<BTreeMap<String, Timestamp>> {
 /// indexer, so that asking never waits for a pass.
 pub fn freshness_of(
     data_dir: &Path,
-    lexical: &Lexical,
+    lexical: &dyn lexical::ChunkIndex,
     registry: &Registry,
     policy: &Policy<'_>,
     now: Timestamp,
