@@ -77,12 +77,26 @@ pub fn find_model_dir(explicit: Option<&Path>) -> Result<PathBuf, EmbedError> {
 }
 
 pub struct Embedder {
-    model: Mutex<TextEmbedding>,
+    /// The bulk session, made on first use: a process that only answers
+    /// queries (a replica) never holds its copy of the model.
+    model: Mutex<Option<TextEmbedding>>,
+    make_bulk: Box<dyn Fn() -> Result<TextEmbedding, EmbedError> + Send + Sync>,
     interactive: SessionPool<TextEmbedding>,
-    /// The model's tokenizer without truncation, to cut windows.
-    tokenizer: tokenizers::Tokenizer,
+    /// The model's tokenizer without truncation, to cut windows; made on
+    /// first use (only indexing cuts windows).
+    tokenizer: std::sync::OnceLock<Result<tokenizers::Tokenizer, String>>,
+    tokenizer_json: Vec<u8>,
     id: String,
     dir: PathBuf,
+}
+
+/// The model's tokenizer without truncation or padding.
+fn window_tokenizer(json: &[u8]) -> Result<tokenizers::Tokenizer, String> {
+    let mut t = tokenizers::Tokenizer::from_bytes(json).map_err(|e| format!("tokenizer.json: {e}"))?;
+    t.with_truncation(None)
+        .map_err(|e| format!("tokenizer.json: {e}"))?;
+    t.with_padding(None);
+    Ok(t)
 }
 
 /// Tokens of text per window: the two special tokens and a margin for a
@@ -135,18 +149,38 @@ impl Embedder {
             special_tokens_map_file: read("special_tokens_map.json")?,
             tokenizer_config_file: read("tokenizer_config.json")?,
         };
-        let mut tokenizer = tokenizers::Tokenizer::from_bytes(&files.tokenizer_file)
-            .map_err(|e| err(format!("tokenizer.json: {e}")))?;
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| err(format!("tokenizer.json: {e}")))?;
-        tokenizer.with_padding(None);
+        // Checked now, so a broken tokenizer fails the load, not the first
+        // pass.
+        window_tokenizer(&files.tokenizer_file).map_err(err)?;
+        let tokenizer_json = files.tokenizer_file.clone();
         // Sessions on one environment: bulk embedding for the indexer, and
         // a pool for queries, so a query never waits behind a batch.
         let owned_dir = dir.to_path_buf();
+        // The weights are read again for each session made later, not kept
+        // (23 MB a process would hold for nothing), and must be the ones
+        // the id names.
+        let weights = blake3::hash(&onnx);
+        let loaded = Mutex::new(Some(onnx));
         let session = move |threads: usize| {
-            let model =
-                UserDefinedEmbeddingModel::new(onnx.clone(), files.clone()).with_pooling(Pooling::Mean);
+            let onnx = match loaded.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                Some(bytes) => bytes,
+                None => {
+                    let bytes =
+                        std::fs::read(owned_dir.join("model.onnx")).map_err(|e| EmbedError::Load {
+                            dir: owned_dir.clone(),
+                            message: format!("model.onnx: {e}"),
+                        })?;
+                    if blake3::hash(&bytes) != weights {
+                        return Err(EmbedError::Load {
+                            dir: owned_dir.clone(),
+                            message: "model.onnx changed since the model was loaded; restart to use the new weights"
+                                .into(),
+                        });
+                    }
+                    bytes
+                }
+            };
+            let model = UserDefinedEmbeddingModel::new(onnx, files.clone()).with_pooling(Pooling::Mean);
             let options = InitOptionsUserDefined::new()
                 .with_environment(environment.clone())
                 .with_max_length(MAX_TOKENS)
@@ -166,12 +200,15 @@ impl Embedder {
                 message: e.to_string(),
             })
         };
-        let model = session(bulk_threads)?;
+        let session = std::sync::Arc::new(session);
         let first = session(1)?;
+        let bulk = session.clone();
         Ok(Embedder {
-            model: Mutex::new(model),
+            model: Mutex::new(None),
+            make_bulk: Box::new(move || bulk(bulk_threads)),
             interactive: SessionPool::new(first, query_threads, Box::new(move || session(1))),
-            tokenizer,
+            tokenizer: std::sync::OnceLock::new(),
+            tokenizer_json,
             id,
             dir: dir.to_path_buf(),
         })
@@ -190,8 +227,25 @@ impl Embedder {
     /// indexing). Each text is cut at the window: see
     /// [`Embedder::embed_documents`] for texts that may be longer.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut model = self.bulk()?;
+        let model = model.as_mut().ok_or_else(|| self.no_bulk())?;
+        Self::run_ordered(model, texts, true)
+    }
+
+    /// The bulk session, made now if it was not yet.
+    fn bulk(&self) -> Result<std::sync::MutexGuard<'_, Option<TextEmbedding>>, EmbedError> {
         let mut model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
-        Self::run_ordered(&mut model, texts, true)
+        if model.is_none() {
+            *model = Some((self.make_bulk)()?);
+        }
+        Ok(model)
+    }
+
+    fn no_bulk(&self) -> EmbedError {
+        EmbedError::Load {
+            dir: self.dir.clone(),
+            message: "the bulk session could not be made".into(),
+        }
     }
 
     /// The byte ranges of `text`'s windows and their token counts: one
@@ -199,8 +253,12 @@ impl Embedder {
     /// tokens, each ending at the last line end in its second half when
     /// there is one.
     pub fn windows(&self, text: &str) -> Result<Vec<(std::ops::Range<usize>, usize)>, EmbedError> {
-        let enc = self
+        let tokenizer = self
             .tokenizer
+            .get_or_init(|| window_tokenizer(&self.tokenizer_json))
+            .as_ref()
+            .map_err(|e| EmbedError::Run(e.clone()))?;
+        let enc = tokenizer
             .encode(text, false)
             .map_err(|e| EmbedError::Run(format!("tokenizing: {e}")))?;
         let offsets = enc.get_offsets();
@@ -282,8 +340,9 @@ impl Embedder {
     /// [`Embedder::embed`] without sorting by length: the baseline the
     /// embedding benchmark compares against.
     pub fn embed_unsorted(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut model = self.model.lock().unwrap_or_else(PoisonError::into_inner);
-        Self::run_ordered(&mut model, texts, false)
+        let mut model = self.bulk()?;
+        let model = model.as_mut().ok_or_else(|| self.no_bulk())?;
+        Self::run_ordered(model, texts, false)
     }
 
     /// Each batch is padded to its longest text, so texts go to the model
