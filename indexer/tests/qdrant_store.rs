@@ -30,6 +30,7 @@ fn points(n: u32) -> Vec<Point> {
             path: format!("d{}/f{}.rs", i % 3, i % 6),
             tier: (i % 4 + 1) as u8,
             vector: vector(i),
+            text: None,
         })
         .collect()
 }
@@ -175,4 +176,126 @@ fn deployments_and_models_never_mix_and_readers_never_create() {
     assert_eq!(rt.block_on(async { reader.len().unwrap() }), 10);
     other.drop_collection().unwrap();
     one.drop_collection().unwrap();
+}
+
+#[test]
+#[cfg_attr(
+    not(qdrant_configured),
+    ignore = "needs a Qdrant server: set QDRANT_URL when building the tests"
+)]
+fn the_shared_lexical_tier_ranks_like_the_local_index() {
+    use indexer::lexical::{ChunkDoc, ChunkIndex, Evidence, Filter, Lexical, QueryPart};
+    use indexer::vector::PointText;
+    let (url, key) = (url(), std::env::var("QDRANT_API_KEY").ok());
+    let prefix = format!("l{}", std::process::id());
+    let tmp = tempfile::tempdir().unwrap();
+    let lx = Lexical::open(tmp.path()).unwrap();
+    let mut w = lx.writer().unwrap();
+    let mut sigs: Vec<Option<String>> = Vec::new();
+    let words = [
+        "refund", "limit", "capture", "payment", "retry", "ledger", "entry", "gateway", "merchant", "daily",
+    ];
+    for n in 0..40usize {
+        let content: Vec<&str> = (0..(5 + n % 9))
+            .map(|i| words[(n * 7 + i * i) % words.len()])
+            .collect();
+        let doc = ChunkDoc {
+            chunk_id: format!("c-{n}"),
+            source: if n % 2 == 0 { "a" } else { "b" }.into(),
+            tier: (n % 3 + 1) as u8,
+            path: format!("src/{}/{}.rs", words[n % 4], words[(n + 3) % words.len()]),
+            language: "rust".into(),
+            symbol: (n % 3 == 0).then(|| format!("{}_{}", words[n % 10], words[(n + 1) % 10])),
+            kind: "function".into(),
+            start_line: 1,
+            end_line: 2,
+            content: content.join(" "),
+            file_hash: "h".into(),
+            chunk_hash: format!("h{n}"),
+            commit: Some("abc".into()),
+            ingested_at: 1_700_000_000,
+        };
+        let sig = (n % 4 == 0).then(|| format!("fn {}()", words[(n + 5) % 10]));
+        let e = Evidence {
+            signature: sig.as_deref(),
+            doc: None,
+        };
+        lx.add_with(&w, &doc, &e).unwrap();
+        sigs.push(sig);
+    }
+    lx.commit(&mut w).unwrap();
+    let avg = lx.average_lengths();
+    let mut s = QdrantStore::connect(&target(&url, key.as_deref(), &prefix, "m1", "dep"), true).unwrap();
+    let mut points = Vec::new();
+    for (n, sig) in sigs.iter().enumerate() {
+        let d = lx.docs_by_id(&[&format!("c-{n}")]).unwrap().pop().unwrap();
+        // The evidence the local index was given (a real sync gets it by
+        // chunking the file again).
+        let e = Evidence {
+            signature: sig.as_deref(),
+            doc: None,
+        };
+        points.push(Point {
+            chunk_id: d.chunk_id.clone(),
+            source: d.source.clone(),
+            path: d.path.clone(),
+            tier: d.tier,
+            vector: vector(n as u32),
+            text: Some(Box::new(PointText {
+                terms: indexer::terms::document(&d, &e, &avg),
+                doc: d,
+            })),
+        });
+    }
+    s.upsert(points).unwrap();
+    s.commit().unwrap();
+    // Every chunk comes back whole from the payload.
+    let ids: Vec<String> = (0..40).map(|n| format!("c-{n}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(
+        ChunkIndex::docs_by_id(&s, &refs).unwrap(),
+        lx.docs_by_id(&refs).unwrap()
+    );
+    // The whole collection in scope: the same ranking as the local index.
+    let everything = Filter {
+        sources: vec!["a".into(), "b".into()],
+        max_tier: 3,
+    };
+    for q in [
+        "refund limit",
+        "capture payment gateway retry",
+        "ledger_entry daily merchant",
+        "merchant",
+    ] {
+        let parts = [QueryPart::new(q, 1.0)];
+        let ranked = |r: Vec<(f32, ChunkDoc)>| r.into_iter().map(|(_, d)| d.chunk_id).collect::<Vec<_>>();
+        let l = lx.search_parts(&parts, &everything, 10).unwrap();
+        let sh = ChunkIndex::search_parts(&s, &parts, &everything, 10).unwrap();
+        let scores = |r: &[(f32, ChunkDoc)]| {
+            r.iter()
+                .map(|(s, d)| format!("{}={s:.4}", d.chunk_id))
+                .collect::<Vec<_>>()
+        };
+        let (ls, ss) = (scores(&l), scores(&sh));
+        let local = ranked(l);
+        let shared = ranked(sh);
+        assert_eq!(shared, local, "{q}: shared {ss:?} local {ls:?}");
+    }
+    // A narrower scope is filtered inside Qdrant: nothing outside it.
+    let narrow = Filter {
+        sources: vec!["b".into()],
+        max_tier: 1,
+    };
+    let hits =
+        ChunkIndex::search_parts(&s, &[QueryPart::new("refund capture ledger", 1.0)], &narrow, 40).unwrap();
+    assert!(!hits.is_empty());
+    assert!(
+        hits.iter().all(|(_, d)| d.source == "b" && d.tier == 1),
+        "{hits:?}"
+    );
+    assert_eq!(
+        ChunkIndex::count_within(&s, &narrow.sources, 1).unwrap(),
+        lx.count_within(&narrow.sources, 1)
+    );
+    s.drop_collection().unwrap();
 }

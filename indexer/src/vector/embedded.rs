@@ -275,6 +275,7 @@ impl EmbeddedStore {
                     path,
                     tier,
                     vector,
+                    text: None,
                 });
             }
             Some(&DEL_FILE) => {
@@ -303,6 +304,7 @@ impl EmbeddedStore {
                 path: row.path.clone(),
                 tier: row.tier,
                 vector: self.f32s[i * DIM..(i + 1) * DIM].to_vec(),
+                text: None,
             };
             encode_add(&mut out, &p);
             fresh.add_row(&p);
@@ -588,6 +590,7 @@ mod tests {
             path: path.into(),
             tier,
             vector: vec_for(id),
+            text: None,
         }
     }
 

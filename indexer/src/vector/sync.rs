@@ -11,10 +11,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::cache::{EmbeddingCache, key};
-use super::{FileChunks, Point, VectorStore};
+use super::{FileChunks, Point, PointText, VectorStore};
 use crate::embed::Embedder;
 use crate::error::{IndexError, Result};
-use crate::lexical::Lexical;
+use crate::lexical::{ChunkDoc, Lexical, OwnedEvidence};
 use crate::manifest::Manifests;
 
 /// Texts sent to the model at once (it batches them by eight inside).
@@ -90,8 +90,19 @@ pub fn sync(
         ..Default::default()
     };
     let mut desired = FileChunks::new();
+    // A store replicas read also gets each source's manifest (without the
+    // skipped files, which only the indexer needs), after the chunks.
+    let mut published: Vec<(String, Vec<u8>)> = Vec::new();
     for source in manifests.sources()? {
-        let m = manifests.load(&source)?;
+        let mut m = manifests.load(&source)?;
+        if store.keeps_text() {
+            m.skipped.clear();
+            let json = serde_json::to_vec(&m).map_err(|e| IndexError::Layout {
+                path: manifests.path_of(&source),
+                message: e.to_string(),
+            })?;
+            published.push((source.clone(), json));
+        }
         for (path, e) in m.files {
             if !e.chunk_ids.is_empty() {
                 desired.insert((source.clone(), path), e.chunk_ids.into_iter().collect());
@@ -125,21 +136,41 @@ pub fn sync(
     // With a limit, stop once that many chunks were embedded (cache hits
     // are cheap and do not count); what is left waits for the next call.
     let within = |report: &SyncReport| limit.is_none_or(|l| report.embedded < l);
+    // A store that is also replicas' lexical index gets each chunk and
+    // its term vector, normalised by the index's field lengths now.
+    let keeps_text = store.keeps_text();
+    let avg_lengths = lexical.average_lengths();
     'files: for ((source, path), ids) in todo {
         if !within(&report) {
             break 'files;
         }
-        for doc in lexical.docs_for_file(source, path)? {
+        let docs: Vec<(ChunkDoc, OwnedEvidence)> = if keeps_text {
+            lexical.docs_for_file_with_evidence(source, path)?
+        } else {
+            lexical
+                .docs_for_file(source, path)?
+                .into_iter()
+                .map(|d| (d, OwnedEvidence::default()))
+                .collect()
+        };
+        for (doc, evidence) in docs {
             if !ids.contains(&doc.chunk_id) {
                 continue;
             }
             let k = key(embedder.model_id(), &doc.content);
+            let text = keeps_text.then(|| {
+                Box::new(PointText {
+                    terms: crate::terms::document(&doc, &evidence.as_evidence(), &avg_lengths),
+                    doc: doc.clone(),
+                })
+            });
             let point = Point {
                 chunk_id: doc.chunk_id,
                 source: doc.source,
                 path: doc.path,
                 tier: doc.tier,
                 vector: Vec::new(),
+                text,
             };
             match cache.get(&k)? {
                 Some(v) => {
@@ -170,6 +201,23 @@ pub fn sync(
     progress(done, total);
     cache.flush()?;
     store.commit()?;
+    if store.keeps_text() {
+        // The tier lives in each point: a source whose tier changed keeps
+        // its chunk ids, so its points are re-tiered from the index.
+        for source in &desired_sources {
+            let first = desired.keys().find(|(s, _)| s == *source);
+            if let Some((s, p)) = first
+                && let Some(doc) = lexical.docs_for_file(s, p)?.first()
+            {
+                store.retier(s, doc.tier)?;
+            }
+        }
+        // Manifests only once their chunks are all there (a limited sync
+        // that stopped early publishes them on a later call); those of
+        // sources that are gone, at once.
+        let caught_up = done >= total;
+        publish_manifests(store, &published, caught_up)?;
+    }
     // The cache keeps every text ever embedded; a watcher re-embedding
     // edits would grow it (on disk and its in-memory key index) forever,
     // and a purged source's vectors would stay in it. Past twice the live
@@ -183,6 +231,26 @@ pub fn sync(
     report.vectors = store.len()? as u64;
     report.remaining = total.saturating_sub(done);
     Ok(report)
+}
+
+/// Publishes the manifests that changed since last published and
+/// withdraws those of sources that are gone.
+fn publish_manifests(
+    store: &mut dyn VectorStore,
+    manifests: &[(String, Vec<u8>)],
+    changed: bool,
+) -> Result<()> {
+    let mut before = store.published_manifests()?;
+    for (source, json) in manifests {
+        let version = blake3::hash(json).to_hex().to_string();
+        if before.remove(source).as_deref() != Some(version.as_str()) && changed {
+            store.publish_manifest(source, json, &version)?;
+        }
+    }
+    for gone in before.keys() {
+        store.unpublish_manifest(gone)?;
+    }
+    Ok(())
 }
 
 /// The cache keys of every text the index holds now.
