@@ -530,6 +530,12 @@ pub struct ServeArgs {
     /// Skip embedding (lexical search only).
     #[arg(long)]
     pub no_embed: bool,
+    /// Serve as a read-only replica: no local index, no passes, no
+    /// watcher; both search tiers are read from the shared Qdrant
+    /// collection that one `ctxplane index --watch` writes. Needs
+    /// vector_store = "qdrant" and the indexer's deployment_id.
+    #[arg(long, conflicts_with = "no_embed")]
+    pub read_only: bool,
     /// Most connections open at once; further clients wait until one closes.
     #[arg(long, default_value_t = 512, env = "CTXPLANE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub max_connections: u32,

@@ -104,6 +104,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let store = RegistryStore::new(&settings.registry, &settings.data_dir, Arc::new(SystemClock))
         .with_audit_signer(settings.audit_signer.clone());
+    // A read-only replica appends to a chain of its own, and its exit
+    // checkpoint covers that chain.
+    let store = match &cli.command {
+        Command::Serve(a) if a.read_only => store.with_audit_process(&plane::replica_process_id())?,
+        _ => store,
+    };
     // What this process appended to the audit log is covered by a signed
     // checkpoint when it exits (servers at shutdown), whatever the outcome;
     // a process that appended nothing signs nothing.

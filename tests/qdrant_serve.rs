@@ -3,8 +3,10 @@
 //! README): readiness and metrics answer (no blocking on async workers),
 //! answers are hybrid and identical to the embedded store's, and when the
 //! server dies queries are answered lexically with the reason while
-//! `/readyz` says 503. Compiled as ignored unless CTXPLANE_QDRANT_BIN was
-//! set when the tests were built.
+//! `/readyz` says 503; a read-only replica with no local index answers
+//! from the Qdrant collection alone (both tiers) as the embedded default
+//! does. Compiled as ignored unless CTXPLANE_QDRANT_BIN was set when the
+//! tests were built.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -134,4 +136,128 @@ fn serve_on_qdrant_answers_like_embedded_and_survives_the_server_dying() {
     assert!(!out.status.success());
     let _ = serve.kill();
     let _ = serve.wait();
+}
+
+#[test]
+#[cfg_attr(
+    not(qdrant_bin),
+    ignore = "needs a Qdrant server binary: set CTXPLANE_QDRANT_BIN when building the tests"
+)]
+fn a_read_only_replica_answers_from_qdrant_alone_like_the_embedded_default() {
+    let q = tempfile::tempdir().unwrap();
+    let (mut server, url) = qdrant(q.path());
+    let questions = [
+        r#"{"query": "How are refunds limited?", "packages": false}"#,
+        r#"{"query": "How are refunds limited?", "packages": false, "mode": "lexical"}"#,
+        r#"{"query": "validate_refund partial refund window", "packages": false}"#,
+        r#"{"query": "ledger reconciliation nightly job", "packages": false, "mode": "lexical"}"#,
+        r#"{"query": "capture idempotency key retry", "packages": false, "group_by": "file"}"#,
+        // Tier 1: the topic package, its citations verified against the
+        // published manifests and the shared chunks.
+        r#"{"query": "How are refunds limited?"}"#,
+    ];
+    let ask = |addr: &str| -> Vec<serde_json::Value> {
+        questions
+            .iter()
+            .map(|body| {
+                let (code, got) = http(addr, "POST", "/v1/context", Some(AGENT), Some(body));
+                assert_eq!(code, 200, "{body}: {got}");
+                serde_json::from_str(&got).unwrap()
+            })
+            .collect()
+    };
+
+    // The embedded default.
+    let embedded = example_org_today();
+    run(embedded.path(), &["index"]);
+    let (mut e_serve, e_addr) = start_server(embedded.path(), &["--no-watch"]);
+    let want = ask(&e_addr);
+    let _ = e_serve.kill();
+
+    // The one indexer, writing the shared collection.
+    let writer = example_org_today();
+    let collection = format!("r{}", std::process::id());
+    std::fs::write(
+        writer.path().join("ctxplane.toml"),
+        format!("vector_store = \"qdrant\"\nqdrant_url = \"{url}\"\nqdrant_collection = \"{collection}\"\n"),
+    )
+    .unwrap();
+    run(writer.path(), &["index"]);
+    let deployment = std::fs::read_to_string(writer.path().join(".ctxplane/deployment-id")).unwrap();
+
+    // A replica: the registry and topics, no data of the writer's.
+    let replica = example_org_today();
+    std::fs::write(
+        replica.path().join("ctxplane.toml"),
+        format!(
+            "vector_store = \"qdrant\"\nqdrant_url = \"{url}\"\nqdrant_collection = \"{collection}\"\ndeployment_id = \"{}\"\n",
+            deployment.trim()
+        ),
+    )
+    .unwrap();
+    let (mut r_serve, r_addr) = start_server(replica.path(), &["--read-only"]);
+    let (code, ready) = http(&r_addr, "GET", "/readyz", None, None);
+    assert_eq!(code, 200, "{ready}");
+    let got = ask(&r_addr);
+    for ((body, w), g) in questions.iter().zip(&want).zip(&got) {
+        assert_eq!(g["served_by"], w["served_by"], "{body}: {g}");
+        assert_eq!(
+            paths(g),
+            paths(w),
+            "{body}: the replica answers as the embedded default"
+        );
+        assert_eq!(
+            g["files"].as_array().map(Vec::len),
+            w["files"].as_array().map(Vec::len),
+            "{body}"
+        );
+        assert_eq!(g["package"]["id"], w["package"]["id"], "{body}: {g}");
+        let statuses = |a: &serde_json::Value| -> Vec<serde_json::Value> {
+            a["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["provenance"]["status"].clone())
+                .collect()
+        };
+        assert_eq!(
+            statuses(g),
+            statuses(w),
+            "{body}: provenance from the published manifests"
+        );
+        for r in g["results"].as_array().unwrap() {
+            assert!(
+                r["provenance"]["citation"]
+                    .as_str()
+                    .is_some_and(|c| !c.is_empty()),
+                "{r}"
+            );
+            assert!(!r["content"].as_str().unwrap().is_empty(), "{r}");
+        }
+    }
+    // "How are refunds limited?" starts with validate_refund in both.
+    assert!(
+        got[0]["results"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("validate_refund"),
+        "{}",
+        got[0]
+    );
+    // The replica has no index of its own and writes none.
+    assert!(!replica.path().join(".ctxplane/index/lexical").exists());
+    // What would write is refused, with where to do it.
+    let (code, body) = http(
+        &r_addr,
+        "POST",
+        "/v1/sources/payments-api/revoke",
+        Some("demo-steward-token"),
+        Some(r#"{"reason": "test"}"#),
+    );
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("read-only replica"), "{body}");
+    let _ = r_serve.kill();
+    let _ = r_serve.wait();
+    let _ = server.kill();
+    let _ = server.wait();
 }

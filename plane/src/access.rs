@@ -87,6 +87,24 @@ impl Operation {
         )
     }
 
+    /// Operations that change the registry or the index: a read-only
+    /// replica refuses them (the indexer's deployment makes them, and each
+    /// replica picks the registry up when its file changes).
+    pub fn writes_shared_state(self) -> bool {
+        use Operation::*;
+        matches!(
+            self,
+            ProposeSource | Approve | Deny | Revoke | GrantException | AddPrincipal
+        )
+    }
+
+    /// Operations that read what only the indexer's deployment has (its
+    /// passes, the sources' checkouts): a replica sends callers there.
+    pub fn reads_indexer_state(self) -> bool {
+        use Operation::*;
+        matches!(self, Freshness | Check | ConsoleRead | ConsoleOversee)
+    }
+
     pub fn name(self) -> &'static str {
         use Operation::*;
         match self {
@@ -223,6 +241,12 @@ impl Plane {
         if !op.roles().contains(&who.principal.role) {
             self.metrics.forbidden();
             return Err(Error::Forbidden);
+        }
+        if self.profile().read_only && (op.writes_shared_state() || op.reads_indexer_state()) {
+            return Err(Error::Conflict(format!(
+                "this is a read-only replica; {} runs in the indexer's deployment (`ctxplane serve` or the CLI next to `ctxplane index --watch`)",
+                op.name()
+            )));
         }
         if !op.even_when_stopped()
             && let Some(reason) = self.stop.reason()

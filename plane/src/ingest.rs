@@ -69,36 +69,56 @@ pub fn open_vectors(
                     )
                 })?,
         ),
-        VectorBackend::Qdrant {
-            url,
-            api_key,
-            prefix,
-            deployment,
-            shards,
-            replication,
-        } => {
-            let deployment = match deployment {
-                Some(d) => d.clone(),
-                None => deployment_id(data_dir, writable)?,
-            };
-            Box::new(
-                indexer::vector::qdrant::QdrantStore::connect(
-                    &indexer::vector::qdrant::QdrantTarget {
-                        url,
-                        api_key: api_key.as_deref(),
-                        prefix,
-                        model_id: embedder.model_id(),
-                        deployment: &deployment,
-                        shards: *shards,
-                        replication: *replication,
-                    },
-                    writable,
-                )
-                .map_err(|e| e.to_string())?,
-            )
-        }
+        VectorBackend::Qdrant { .. } => Box::new(connect_qdrant(s, data_dir, writable, embedder.model_id())?),
     };
     Ok(Dense { embedder, store })
+}
+
+/// The Qdrant collection the settings name, for `model_id`'s vectors.
+fn connect_qdrant(
+    s: &Settings,
+    data_dir: &Path,
+    writable: bool,
+    model_id: &str,
+) -> Result<indexer::vector::qdrant::QdrantStore, String> {
+    let VectorBackend::Qdrant {
+        url,
+        api_key,
+        prefix,
+        deployment,
+        shards,
+        replication,
+    } = &s.vectors
+    else {
+        return Err("vector_store is not \"qdrant\"".into());
+    };
+    let deployment = match deployment {
+        Some(d) => d.clone(),
+        None => deployment_id(data_dir, writable)?,
+    };
+    indexer::vector::qdrant::QdrantStore::connect(
+        &indexer::vector::qdrant::QdrantTarget {
+            url,
+            api_key: api_key.as_deref(),
+            prefix,
+            model_id,
+            deployment: &deployment,
+            shards: *shards,
+            replication: *replication,
+        },
+        writable,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The shared index a read-only replica answers from: the chunks and
+/// their BM25 term vectors in the Qdrant collection, read only.
+pub fn open_shared_index(
+    s: &Settings,
+    data_dir: &Path,
+    embedder: &Embedder,
+) -> Result<Arc<dyn indexer::lexical::ChunkIndex>, String> {
+    Ok(Arc::new(connect_qdrant(s, data_dir, false, embedder.model_id())?))
 }
 
 /// This data dir's deployment id (`deployment-id`: 16 random hex digits
@@ -148,6 +168,9 @@ pub fn load_rules(path: Option<&Path>, builtin: bool) -> Result<RuleSet> {
 pub struct Ingest {
     pub indexer: Indexer,
     pub dense: Result<Dense, String>,
+    /// The vectors (and, for replicas, the chunks) live on a server: a
+    /// purge is proven only with the store open.
+    pub shared_vectors: bool,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -424,7 +447,7 @@ impl Ingest {
         let dead_vectors = self.dense.as_ref().map_or(0, |d| d.store.dead_records());
         // Without the store open, the purge is proven only if there is no
         // store on disk to hold anything.
-        let vectors_checked = self.dense.is_ok() || !vector_store_on_disk(data_dir);
+        let vectors_checked = self.dense.is_ok() || (!self.shared_vectors && !vector_store_on_disk(data_dir));
         let model_id = self
             .dense
             .as_ref()

@@ -64,6 +64,10 @@ pub struct Profile {
     /// fills the vectors in the background ([`Plane::fill_vectors`]); the
     /// CLI embeds everything.
     pub embed_per_pass: Option<u64>,
+    /// A read-only replica (`serve --read-only`): no local index, no
+    /// passes; both search tiers are read from the shared Qdrant
+    /// collection the one indexer (`ctxplane index --watch`) writes.
+    pub read_only: bool,
 }
 
 /// Chunks embedded per background step: a few seconds of one core, so a
@@ -77,6 +81,17 @@ impl Profile {
             embedding,
             ingest_on_approve: false,
             embed_per_pass: None,
+            read_only: false,
+        }
+    }
+
+    /// A serve replica with no local index ([`Profile::read_only`]).
+    pub fn replica() -> Profile {
+        Profile {
+            embedding: Embedding::On { bulk_threads: 1 },
+            ingest_on_approve: false,
+            embed_per_pass: None,
+            read_only: true,
         }
     }
 
@@ -92,6 +107,7 @@ impl Profile {
             // Passes only commit the lexical index (and remove what is
             // gone); the background filler embeds.
             embed_per_pass: Some(0),
+            read_only: false,
         }
     }
 }
@@ -136,6 +152,13 @@ impl Plane {
     /// made outside ctxplane) and the emergency-stop flag. The retriever,
     /// the model and the indexer are opened when first needed.
     pub fn open(settings: Settings, store: RegistryStore, profile: Profile) -> Result<Plane> {
+        // Replicas may share the data directory: each appends to an audit
+        // chain of its own.
+        let store = if profile.read_only && store.audit().process().is_none() {
+            store.with_audit_process(&replica_process_id())?
+        } else {
+            store
+        };
         let reg = store.load(&settings.actor)?;
         let hash = registry_hash(store.registry_path());
         let stop = access::StopGate::load(&settings.data_dir);
@@ -148,7 +171,7 @@ impl Plane {
             path_redactor: std::sync::OnceLock::new(),
             metrics: Metrics::default(),
             meter: limits::Meter::new(&settings.data_dir),
-            snapshots: snapshots::Store::new(&settings.data_dir),
+            snapshots: snapshots::Store::new(&settings.data_dir, store.audit().process()),
             passes: std::sync::atomic::AtomicU64::new(0),
             settings,
             store,
@@ -228,8 +251,13 @@ impl Plane {
                     }
                 })
         });
-        let opened = Arc::new(
+        let opened = if self.profile.read_only {
+            self.shared_retriever(dense)?
+        } else {
             Retriever::open(self.store.data_dir(), dense)?
+        };
+        let opened = Arc::new(
+            opened
                 .with_topics(&self.settings.topics_dir, self.settings.topic_grace_days)
                 .with_clock(self.store.clock_handle()),
         );
@@ -237,9 +265,39 @@ impl Plane {
         Ok(opened)
     }
 
+    /// A replica's retriever: chunks, BM25 and vectors all from the shared
+    /// collection (as a reader: nothing is created), manifests and topic
+    /// vectors from the data dir where there are any.
+    fn shared_retriever(
+        &self,
+        dense: std::result::Result<(Arc<Embedder>, Box<dyn indexer::vector::VectorStore>), String>,
+    ) -> Result<Retriever> {
+        if self.settings.vectors == VectorBackend::Embedded {
+            return Err(Error::Config(
+                "a read-only replica reads the shared index: set vector_store = \"qdrant\"".into(),
+            ));
+        }
+        let model = self
+            .model()
+            .map_err(|e| Error::Config(format!("a read-only replica needs the model: {e}")))?;
+        let index =
+            ingest::open_shared_index(&self.settings, self.store.data_dir(), &model).map_err(|e| {
+                tracing::warn!(error = %e, "shared index unavailable");
+                Error::Config(format!("the shared index cannot be read: {e}"))
+            })?;
+        Ok(Retriever::with_index(self.store.data_dir(), index, dense))
+    }
+
     /// The ingest state (indexer and writable vectors), opened on first use.
-    /// Holding the guard serialises passes.
+    /// Holding the guard serialises passes. A read-only replica has none:
+    /// what would write (a pass, a purge, filling vectors) is refused.
     pub(crate) fn ingest(&self) -> Result<MutexGuard<'_, Option<ingest::Ingest>>> {
+        if self.profile.read_only {
+            return Err(Error::Conflict(
+                "this is a read-only replica; indexing and purges run in the indexer (`ctxplane index --watch`)"
+                    .into(),
+            ));
+        }
         let mut g = lock(&self.ingest);
         if g.is_none() {
             let indexer = ingest::open_indexer(&self.settings, self.store.data_dir())?;
@@ -256,7 +314,11 @@ impl Plane {
                 },
                 Err(e) => Err(e),
             };
-            *g = Some(ingest::Ingest { indexer, dense });
+            *g = Some(ingest::Ingest {
+                indexer,
+                dense,
+                shared_vectors: self.settings.vectors != VectorBackend::Embedded,
+            });
         }
         Ok(g)
     }
@@ -473,6 +535,40 @@ impl Plane {
     pub fn profile(&self) -> &Profile {
         &self.profile
     }
+}
+
+/// The name of a replica's audit chain: `CTXPLANE_AUDIT_PROCESS` (a pod's
+/// name, say), else host, process id and start time, so a restarted
+/// replica starts a new chain rather than continuing a dead one's.
+pub fn replica_process_id() -> String {
+    let clean = |s: &str| -> String {
+        s.trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(64)
+            .collect()
+    };
+    if let Ok(id) = std::env::var("CTXPLANE_AUDIT_PROCESS")
+        && !id.trim().is_empty()
+    {
+        return clean(&id);
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| clean(&h))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{host}-{}-{started}", std::process::id())
 }
 
 /// The hash of the registry file's content as it is now, if readable.

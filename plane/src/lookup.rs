@@ -321,7 +321,7 @@ impl Plane {
                     .map(|f| json!({"source": f.source, "status": f.status.as_str()}))
                     .collect();
                 json!({
-                    "chunks": r.lexical().total_chunks(),
+                    "chunks": r.lexical().total_chunks()?,
                     "served_by": if dense.available { "hybrid" } else { "lexical" },
                     "dense": dense,
                     "sources_needing_attention": attention,

@@ -154,9 +154,14 @@ fn split_hashes(s: &str) -> Vec<&str> {
         .collect()
 }
 
-/// The day files: where records go, lookups, pruning.
+/// The day files: where records go, lookups, pruning. A process with an
+/// audit chain of its own (a replica sharing the data dir) writes its own
+/// day files under `snapshots/<process>/`; lookups and pruning cover
+/// every process's.
 pub(crate) struct Store {
     dir: PathBuf,
+    /// Where this process's day files go (`dir`, or a subdirectory).
+    own: PathBuf,
     /// The last day old files were pruned on.
     pruned_on: Mutex<Option<Date>>,
     /// Line hashes of cited spans, by citation (file hash and lines): a
@@ -165,9 +170,11 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub(crate) fn new(data_dir: &Path) -> Store {
+    pub(crate) fn new(data_dir: &Path, process: Option<&str>) -> Store {
+        let dir = data_dir.join("snapshots");
         Store {
-            dir: data_dir.join("snapshots"),
+            own: process.map_or_else(|| dir.clone(), |p| dir.join(p)),
+            dir,
             pruned_on: Mutex::new(None),
             cited: Mutex::new(HashMap::new()),
         }
@@ -201,7 +208,23 @@ impl Store {
     }
 
     pub(crate) fn file_of(&self, day: Date) -> PathBuf {
-        self.dir.join(format!("{}.jsonl", day.strftime("%Y-%m-%d")))
+        self.own.join(day_name(day))
+    }
+
+    /// Every directory holding day files: the main one, then each
+    /// process's.
+    fn dirs(&self) -> Vec<PathBuf> {
+        let mut out = vec![self.dir.clone()];
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            let mut subs: Vec<PathBuf> = entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect();
+            subs.sort();
+            out.extend(subs);
+        }
+        out
     }
 
     /// The record with `id` and the blake3 of its line, if kept.
@@ -209,20 +232,32 @@ impl Store {
         let Some(day) = day_of(id) else {
             return Ok(None);
         };
-        let f = match std::fs::File::open(self.file_of(day)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
         let needle = format!("{{\"id\":\"{id}\"");
-        for line in std::io::BufReader::new(f).lines() {
-            let Ok(line) = line else { continue };
-            if !line.starts_with(&needle) {
-                continue;
-            }
-            if let Ok(rec) = serde_json::from_str::<SnapshotRecord>(&line) {
-                let hash = blake3::hash(format!("{line}\n").as_bytes()).to_hex().to_string();
-                return Ok(Some((rec, hash)));
+        // This process's own file first (the usual case), then every
+        // other process's, each once.
+        let own = self.file_of(day);
+        let mut files = vec![own.clone()];
+        files.extend(
+            self.dirs()
+                .into_iter()
+                .map(|d| d.join(day_name(day)))
+                .filter(|f| *f != own),
+        );
+        for path in files {
+            let f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for line in std::io::BufReader::new(f).lines() {
+                let Ok(line) = line else { continue };
+                if !line.starts_with(&needle) {
+                    continue;
+                }
+                if let Ok(rec) = serde_json::from_str::<SnapshotRecord>(&line) {
+                    let hash = blake3::hash(format!("{line}\n").as_bytes()).to_hex().to_string();
+                    return Ok(Some((rec, hash)));
+                }
             }
         }
         Ok(None)
@@ -241,36 +276,46 @@ impl Store {
         let cutoff = today
             .checked_sub(jiff::Span::new().days(i64::from(keep_days)))
             .map_err(Error::internal)?;
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
+        if !self.dir.exists() {
+            return Ok(None);
+        }
         let mut pruned = Pruned {
             before: cutoff,
             days: Vec::new(),
             snapshots: 0,
             bytes: 0,
         };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let Some(day) = name.strip_suffix(".jsonl").and_then(|d| d.parse::<Date>().ok()) else {
-                continue;
+        for dir in self.dirs() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
             };
-            if day >= cutoff {
-                continue;
+            let mut removed = false;
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let Some(day) = name.strip_suffix(".jsonl").and_then(|d| d.parse::<Date>().ok()) else {
+                    continue;
+                };
+                if day >= cutoff {
+                    continue;
+                }
+                let text = std::fs::read(e.path())?;
+                pruned.snapshots += text.iter().filter(|b| **b == b'\n').count() as u64;
+                pruned.bytes += text.len() as u64;
+                std::fs::remove_file(e.path())?;
+                removed = true;
+                pruned.days.push(day.to_string());
             }
-            let text = std::fs::read(e.path())?;
-            pruned.snapshots += text.iter().filter(|b| **b == b'\n').count() as u64;
-            pruned.bytes += text.len() as u64;
-            std::fs::remove_file(e.path())?;
-            pruned.days.push(day.to_string());
+            if removed {
+                registry::fsutil::fsync_dir(&dir)?;
+            }
         }
         if pruned.days.is_empty() {
             return Ok(None);
         }
-        registry::fsutil::fsync_dir(&self.dir)?;
         pruned.days.sort();
+        pruned.days.dedup();
         Ok(Some(pruned))
     }
 
@@ -278,10 +323,16 @@ impl Store {
     pub(crate) fn usage(&self) -> (u64, u64) {
         let mut files = 0;
         let mut bytes = 0;
-        if let Ok(entries) = std::fs::read_dir(&self.dir) {
-            for m in entries.flatten().filter_map(|e| e.metadata().ok()) {
-                files += 1;
-                bytes += m.len();
+        for dir in self.dirs() {
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for m in entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(|m| m.is_file())
+                {
+                    files += 1;
+                    bytes += m.len();
+                }
             }
         }
         (files, bytes)
@@ -293,6 +344,11 @@ struct Pruned {
     days: Vec<String>,
     snapshots: u64,
     bytes: u64,
+}
+
+/// A day file's name.
+fn day_name(day: Date) -> String {
+    format!("{}.jsonl", day.strftime("%Y-%m-%d"))
 }
 
 /// The day a snapshot id names.

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use indexer::embed::Embedder;
-use indexer::lexical::{ChunkDoc, Filter, Lexical};
+use indexer::lexical::{ChunkDoc, ChunkIndex, Filter, Lexical};
 use indexer::manifest::{Manifests, SourceManifest};
 use indexer::vector::{VectorFilter, VectorStore};
 use registry::{Registry, Scope, Status, Treatment};
@@ -230,13 +230,16 @@ struct Dense {
 }
 
 pub struct Retriever {
-    lexical: Lexical,
+    /// Chunks and their BM25 index: the local tantivy index, or a shared
+    /// one (Qdrant) on a replica that has none.
+    lexical: Arc<dyn ChunkIndex>,
     dense: Option<Dense>,
     dense_reason: Option<String>,
     manifests: Manifests,
     /// Where topic packages' text vectors are kept between processes.
     topic_vectors: PathBuf,
     manifest_cache: Mutex<HashMap<String, CachedManifest>>,
+    shared_manifests: Mutex<HashMap<String, SharedManifest>>,
     deps_cache: Mutex<HashMap<String, CachedDeps>>,
     imports_cache: Mutex<HashMap<(String, String, String), CachedImports>>,
     topics: Option<Topics>,
@@ -270,9 +273,24 @@ impl Retriever {
         if !dir.join("meta.json").exists() {
             return Err(RetrieveError::NoIndex(dir));
         }
-        let lexical = Lexical::open(&dir)?;
+        let lexical: Arc<dyn ChunkIndex> = Arc::new(Lexical::open(&dir)?);
+        Ok(Retriever::with_index(data_dir, lexical, dense))
+    }
+
+    /// A retriever over `index` (a shared index read by replicas that
+    /// have no local one), with manifests and topic vectors under
+    /// `data_dir` where there are any.
+    pub fn with_index(
+        data_dir: &Path,
+        lexical: Arc<dyn ChunkIndex>,
+        dense: std::result::Result<(Arc<Embedder>, Box<dyn VectorStore>), String>,
+    ) -> Retriever {
+        // A replica's shared store fills in while it serves: an empty one
+        // now is not a reason to answer lexically for good.
+        let shared = lexical.shares_manifests();
         let (dense, dense_reason) = match dense.map(|(e, s)| (s.len(), e, s)) {
-            Ok((Ok(n), embedder, store)) if n > 0 => (
+            // (Nor is a failed count: each query asks the store again.)
+            Ok((counted, embedder, store)) if shared || counted.as_ref().is_ok_and(|n| *n > 0) => (
                 Some(Dense {
                     embedder,
                     store: std::sync::RwLock::new(store),
@@ -286,13 +304,14 @@ impl Retriever {
             Ok((Err(_), _, _)) => (None, Some(STORE_UNAVAILABLE.to_string())),
             Err(reason) => (None, Some(reason)),
         };
-        Ok(Retriever {
+        Retriever {
             lexical,
             dense,
             dense_reason,
             manifests: Manifests::new(data_dir.join("index/manifests")),
             topic_vectors: data_dir.join("vectors/topics"),
             manifest_cache: Mutex::new(HashMap::new()),
+            shared_manifests: Mutex::new(HashMap::new()),
             deps_cache: Mutex::new(HashMap::new()),
             imports_cache: Mutex::new(HashMap::new()),
             topics: None,
@@ -301,7 +320,7 @@ impl Retriever {
             evidence: EvidenceWeights::default(),
             topic_match: TopicMatch::default(),
             clock: Arc::new(registry::SystemClock),
-        })
+        }
     }
 
     /// Serves topic packages from `dir` as tier 1; stale ones are served
@@ -325,12 +344,13 @@ impl Retriever {
         self.topics.as_ref()
     }
 
-    pub fn lexical(&self) -> &Lexical {
-        &self.lexical
+    /// The chunks and their BM25 index (local or shared).
+    pub fn lexical(&self) -> &dyn ChunkIndex {
+        &*self.lexical
     }
 
     pub fn dense_status(&self) -> DenseStatus {
-        let chunks = self.lexical.total_chunks();
+        let chunks = self.lexical.total_chunks().unwrap_or(0);
         let counted = self.dense.as_ref().map(|d| {
             d.store
                 .read()
@@ -369,7 +389,7 @@ impl Retriever {
     /// never tells a scoped caller the size of what it cannot see.
     pub fn dense_status_within(&self, sources: &BTreeSet<String>, max_tier: u8) -> DenseStatus {
         let listed: Vec<String> = sources.iter().cloned().collect();
-        let chunks = self.lexical.count_within(&listed, max_tier);
+        let chunks = self.lexical.count_within(&listed, max_tier).unwrap_or(0);
         let mut status = self.dense_status();
         status.chunks = chunks;
         if let Some(d) = &self.dense {
@@ -483,13 +503,28 @@ impl Retriever {
                 max_tier,
                 path_prefix: None,
             };
-            let found = d
-                .store
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .search(v, &filter, candidates);
+            let store = d.store.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // On a replica the store is the index: the chunks come with the
+            // hits. (Beside a local index they come from it, never from a
+            // store that may lag behind it.)
+            let shared = self.lexical.shares_manifests();
+            let chunks = if shared {
+                store.search_chunks(v, &filter, candidates)
+            } else {
+                Ok(None)
+            };
+            let found = match chunks {
+                Ok(Some(docs)) => {
+                    dense_ranked = docs;
+                    Ok(None)
+                }
+                Ok(None) => store.search(v, &filter, candidates).map(Some),
+                Err(e) => Err(e),
+            };
+            drop(store);
             match found {
-                Ok(hits) => {
+                Ok(None) => {}
+                Ok(Some(hits)) => {
                     let ids: Vec<String> = hits.into_iter().map(|(id, _)| id).collect();
                     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
                     dense_ranked = self.lexical.docs_by_id(&refs)?;
@@ -561,8 +596,19 @@ impl Retriever {
         let epoch = policy.epoch();
         // Defence in depth (the engines filtered already), one copy of each
         // text, and the registry as it is now.
+        // A source's tier as the registry says now: a store may still carry
+        // the tier a chunk was written with (a shared one is re-tiered by
+        // the next sync), and a tier raised since must hold at once.
+        let tier_now = |source: &str| {
+            registry::SourceId::new(source.to_string())
+                .ok()
+                .and_then(|id| caller.registry.source(&id).map(|s| s.tier.get()))
+        };
         let mut admit = |doc: &ChunkDoc, withheld: &mut usize| -> bool {
-            let in_scope = sources.contains(&doc.source) && doc.tier <= max_tier && doc.tier >= 1;
+            let in_scope = sources.contains(&doc.source)
+                && doc.tier <= max_tier
+                && doc.tier >= 1
+                && tier_now(&doc.source).is_some_and(|t| (1..=max_tier).contains(&t));
             if !in_scope || !seen_content.insert(doc.chunk_hash.clone()) {
                 return false;
             }
@@ -647,7 +693,8 @@ impl Retriever {
                 Some(reason) => DenseStatus {
                     chunks: self
                         .lexical
-                        .count_within(&sources.iter().cloned().collect::<Vec<_>>(), max_tier),
+                        .count_within(&sources.iter().cloned().collect::<Vec<_>>(), max_tier)
+                        .unwrap_or(0),
                     model_id: self.dense.as_ref().map(|d| d.embedder.model_id().to_string()),
                     ..DenseStatus::unavailable(reason)
                 },
@@ -676,8 +723,13 @@ impl Retriever {
         Ok(self.lexical.docs_by_id(&[id])?.pop())
     }
 
-    /// A source's manifest, cached until its file changes.
+    /// A source's manifest, cached until its file changes (or, from a
+    /// shared index, until the indexer publishes another version; the
+    /// version is asked for at most every [`MANIFEST_RECHECK`]).
     pub fn manifest(&self, source: &str) -> Option<Arc<SourceManifest>> {
+        if self.lexical.shares_manifests() {
+            return self.shared_manifest(source);
+        }
         let path = self.manifests.path_of(source);
         let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
         let mut cache = self
@@ -693,7 +745,59 @@ impl Retriever {
         cache.insert(source.to_string(), (mtime, m.clone()));
         Some(m)
     }
+
+    fn shared_manifest(&self, source: &str) -> Option<Arc<SourceManifest>> {
+        let cached = self
+            .shared_manifests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(source)
+            .cloned();
+        if let Some((checked, _, m)) = &cached
+            && checked.elapsed() < MANIFEST_RECHECK
+        {
+            return m.clone();
+        }
+        let remember = |version: Option<String>, m: Option<Arc<SourceManifest>>| {
+            self.shared_manifests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(source.to_string(), (Instant::now(), version, m.clone()));
+            m
+        };
+        let version = match self.lexical.manifest_version(source) {
+            Ok(v) => v,
+            // The server is away: what was read last, if anything.
+            Err(_) => return cached.and_then(|(_, _, m)| m),
+        };
+        if let Some((_, v, m)) = &cached
+            && *v == version
+        {
+            return remember(version, m.clone());
+        }
+        match self.lexical.manifest(source) {
+            Ok(Some((v, m))) => remember(Some(v), Some(Arc::new(m))),
+            Ok(None) => remember(None, None),
+            // Being republished: keep the last one and ask again soon.
+            Err(_) => cached.and_then(|(_, _, m)| m),
+        }
+    }
+
+    /// Whether provenance may look at the sources' checkouts: not on a
+    /// replica of a shared index, which has none (status then comes from
+    /// the published manifest alone).
+    pub(crate) fn checks_disk(&self) -> bool {
+        !self.lexical.shares_manifests()
+    }
 }
+
+/// How long a replica trusts a published manifest before asking for its
+/// version again.
+pub const MANIFEST_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A published manifest as last read: when its version was last asked
+/// for, the version, and the manifest (`None`: none published).
+type SharedManifest = (Instant, Option<String>, Option<Arc<SourceManifest>>);
 
 impl Retriever {
     /// What the source's ingested lockfiles pin (cached per manifest).
@@ -715,7 +819,7 @@ impl Retriever {
         {
             return Some(d.clone());
         }
-        let deps = Arc::new(indexer::alignment::dependency_map(&self.lexical, &manifest).ok()?);
+        let deps = Arc::new(indexer::alignment::dependency_map(&*self.lexical, &manifest).ok()?);
         cache.insert(manifest.source.clone(), (manifest, deps.clone()));
         Some(deps)
     }
@@ -735,7 +839,7 @@ impl Retriever {
             return hit.clone();
         }
         let found = Arc::new(
-            indexer::alignment::indexed_text(&self.lexical, &doc.source, &doc.path)
+            indexer::alignment::indexed_text(&*self.lexical, &doc.source, &doc.path)
                 .map(|text| indexer::chunk::imports::imports(&text, &doc.language))
                 .unwrap_or_default(),
         );

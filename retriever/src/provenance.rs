@@ -112,6 +112,14 @@ impl Retriever {
                 let on_disk = std::fs::symlink_metadata(s.root(&registry.base_dir).join(&doc.path));
                 if !e.chunk_ids.iter().any(|c| c == &doc.chunk_id) {
                     "superseded"
+                } else if !self.checks_disk() {
+                    // A replica has no checkout: the indexer's watcher
+                    // keeps the index in step with the files.
+                    if now.duration_since(e.content_since()) > registry.freshness.max_age(s) {
+                        "stale"
+                    } else {
+                        "fresh"
+                    }
                 } else {
                     match on_disk {
                         Err(_) => "deleted_on_disk",

@@ -651,7 +651,7 @@ impl Retriever {
             else {
                 return Cited::Missing("not in the index".into());
             };
-            match indexer::alignment::indexed_text(&self.lexical, &c.source, &c.path) {
+            match indexer::alignment::indexed_text(&*self.lexical, &c.source, &c.path) {
                 Ok(text) => Cited::Text {
                     text,
                     since: Some(entry.content_since()),

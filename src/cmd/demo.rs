@@ -209,6 +209,7 @@ pub fn demo(args: DemoArgs, s: &Settings, store: RegistryStore) -> anyhow::Resul
             listen: args.listen,
             no_watch: false,
             no_embed: false,
+            read_only: false,
             max_connections: 512,
             idle_timeout_secs: 60,
             header_timeout_secs: 10,

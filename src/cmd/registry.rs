@@ -424,6 +424,26 @@ pub fn audit(cmd: AuditCmd, store: &RegistryStore) -> anyhow::Result<ExitCode> {
             for n in &report.notes {
                 eprintln!("note: {n}");
             }
+            if !out.json {
+                for c in &report.chains {
+                    let r = &c.report;
+                    let state = match &r.first_bad {
+                        None => "intact".to_string(),
+                        Some(b) => format!("TAMPERED at line {}: {}", b.line, b.reason),
+                    };
+                    println!(
+                        "  chain {}: {} entries, {state}{}",
+                        c.process,
+                        r.entries,
+                        r.signed_through
+                            .map(|s| format!(", signed through entry {s}"))
+                            .unwrap_or_default()
+                    );
+                    for n in &r.notes {
+                        eprintln!("note: chain {}: {n}", c.process);
+                    }
+                }
+            }
             Ok(if report.intact {
                 ExitCode::SUCCESS
             } else {

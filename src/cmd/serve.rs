@@ -12,6 +12,10 @@ use registry::RegistryStore;
 use crate::cli::ServeArgs;
 
 pub fn serve(args: ServeArgs, s: &Settings, store: RegistryStore) -> anyhow::Result<std::process::ExitCode> {
+    if args.read_only {
+        let plane = Arc::new(Plane::open(s.clone(), store, Profile::replica())?);
+        return serve_plane(plane, args, None);
+    }
     let plane = Arc::new(Plane::open(s.clone(), store, Profile::server(!args.no_embed))?);
     if let Some(o) = plane.update(None, PassKind::Full, &mut plane::Quiet)? {
         tracing::info!(
@@ -91,8 +95,20 @@ pub(crate) fn serve_plane(
     // Open the retriever (and the model) now, not on the first request.
     plane.retriever()?;
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = crate::watch::spawn(&plane, args.no_watch, &stop)?;
-    let filler = spawn_filler(&plane, &stop);
+    // A replica writes no index: nothing to watch or fill, only the query
+    // sessions to make.
+    let read_only = plane.profile().read_only;
+    let watcher = crate::watch::spawn(&plane, args.no_watch || read_only, &stop)?;
+    let filler = if read_only {
+        if let Ok(model) = plane.model()
+            && let Err(e) = model.warm_interactive()
+        {
+            tracing::warn!(error = %e, "could not make every query session; queries share the ones there are");
+        }
+        None
+    } else {
+        Some(spawn_filler(&plane, &stop))
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -123,7 +139,9 @@ pub(crate) fn serve_plane(
             .context("serving")
     });
     crate::watch::stop(&stop, watcher);
-    let _ = filler.join();
+    if let Some(f) = filler {
+        let _ = f.join();
+    }
     result?;
     tracing::info!("ctxplane stopped");
     Ok(std::process::ExitCode::SUCCESS)
