@@ -12,10 +12,14 @@
 //! ~59,000 chunks; copies get their vectors from the cache); embedding
 //! throughput of the pipeline vs the model called directly on the same
 //! texts; and a re-index of an unchanged corpus embedding nothing.
+//! With `--qdrant URL`, the same sets again through the shared tier of a
+//! scale-out replica (both engines on a Qdrant collection synced from the
+//! same index), with each mode's nDCG@10 difference from the embedded
+//! default.
 //!
 //! ```text
 //! bash scripts/setup-model.sh
-//! cargo run --release -p benches --bin retrieval_eval [-- --tune] [--latency-copies N]
+//! cargo run --release -p benches --bin retrieval_eval [-- --tune] [--latency-copies N] [--qdrant URL]
 //! ```
 //! Indexes are kept under target/eval-data/ so reruns do not re-embed.
 
@@ -392,6 +396,91 @@ fn run() -> Res<()> {
                 percentile(&s.lat, 50.0),
                 percentile(&s.lat, 99.0)
             );
+        }
+    }
+
+    // --qdrant URL: the same sets through the shared tier a scale-out
+    // replica reads (chunks, BM25 term vectors and dense vectors in a
+    // Qdrant collection, synced from the same index and cache), beside
+    // the embedded default's figures above.
+    if let Some(url) = args
+        .iter()
+        .position(|a| a == "--qdrant")
+        .and_then(|i| args.get(i + 1))
+    {
+        let prefix = format!("eval{}", std::process::id());
+        let mut shared: BTreeMap<&str, Retriever> = BTreeMap::new();
+        let mut stores = Vec::new();
+        for name in ["scifact", "cosqa"] {
+            let data = work.join(name).join("data");
+            let deployment = format!("{name}-eval");
+            let target = |create| {
+                indexer::vector::qdrant::QdrantStore::connect(
+                    &indexer::vector::qdrant::QdrantTarget {
+                        url,
+                        api_key: None,
+                        prefix: &prefix,
+                        model_id: embedder.model_id(),
+                        deployment: &deployment,
+                        shards: 1,
+                        replication: 1,
+                    },
+                    create,
+                )
+                .map_err(e)
+            };
+            let mut writer = target(true)?;
+            let indexer = Indexer::open(&data, indexer::redact::RuleSet::builtin(), PassOptions::default())
+                .map_err(e)?;
+            let t = Instant::now();
+            let sync = indexer
+                .sync_vectors(&mut writer, &embedder, &mut |_, _| {})
+                .map_err(e)?;
+            println!(
+                "{name}: {} points synced to Qdrant in {:.1} s ({} embedded, {} from the cache)",
+                sync.vectors,
+                t.elapsed().as_secs_f64(),
+                sync.embedded,
+                sync.from_cache
+            );
+            let index: Arc<dyn indexer::lexical::ChunkIndex> = Arc::new(target(false)?);
+            let dense = Box::new(target(false)?) as Box<dyn VectorStore>;
+            shared.insert(
+                name,
+                Retriever::with_index(&data, index, Ok((embedder.clone(), dense))),
+            );
+            stores.push(writer);
+        }
+        println!("\nshared tier (Qdrant at {url}):");
+        println!(
+            "{:<10} {:<8} {:>8} {:>8} {:>9} {:>9} {:>12}",
+            "dataset", "mode", "nDCG@10", "MRR", "p50 ms", "p99 ms", "vs embedded"
+        );
+        for ds in sets.iter().filter(|d| d.name != "cosqa-dev") {
+            let key = if ds.name == "scifact" { "scifact" } else { "cosqa" };
+            let (reg, local) = &built[key];
+            let r = &shared[key];
+            for (mode, name) in [
+                (Mode::Lexical, "bm25"),
+                (Mode::Dense, "dense"),
+                (Mode::Hybrid, "hybrid"),
+            ] {
+                let s = score(r, reg, ds, mode)?;
+                let base = score(local, reg, ds, mode)?;
+                println!(
+                    "{:<10} {:<8} {:>8.4} {:>8.4} {:>9.2} {:>9.2} {:>+12.4}",
+                    ds.name,
+                    name,
+                    s.ndcg,
+                    s.mrr,
+                    percentile(&s.lat, 50.0),
+                    percentile(&s.lat, 99.0),
+                    s.ndcg - base.ndcg
+                );
+            }
+        }
+        for s in stores {
+            s.drop_collection().map_err(e)?;
         }
     }
 
