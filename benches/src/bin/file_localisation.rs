@@ -11,11 +11,13 @@
 //! the real indexer, one data dir per repository, commits oldest first).
 //! Queries are split dev/test by a hash of the commit id.
 //!
-//! Files are ranked for ctxplane by their best chunk among the 100 chunks
-//! an answer returns (`--mode lexical`, and `dense`/`hybrid` with
-//! `--dense`), and for comparison by a plain file-level BM25 implemented
-//! here (whole files, path tokens counted three times). Reported per
-//! repository and split: file Acc@1/5/10, MRR and nDCG@10.
+//! Files are ranked for ctxplane two ways: by their best chunk among the
+//! 100 chunks an answer returns (rows `lexical`, `dense`, `hybrid`), and
+//! as its file-level answer ranks them (`group_by = "file"`, 20 files;
+//! rows ending `/f`); dense and hybrid with `--dense`. For comparison, a
+//! plain file-level BM25 implemented here (whole files, path tokens counted
+//! three times). Reported per repository and split: file Acc@1/5/10, MRR
+//! and nDCG@10.
 //!
 //! ```text
 //! bash scripts/fetch-bench-repos.sh
@@ -34,7 +36,7 @@ use indexer::vector::VectorStore;
 use indexer::vector::embedded::EmbeddedStore;
 use indexer::{Indexer, PassOptions};
 use registry::{Clock, FixedClock, Registry};
-use retriever::{Caller, Mode, Options, Retriever};
+use retriever::{Caller, GroupBy, Mode, Options, Retriever};
 
 type Res<T> = Result<T, String>;
 
@@ -55,6 +57,8 @@ const MIN_MESSAGE_CHARS: usize = 80;
 const MAX_GOLD: usize = 5;
 /// Chunks asked of ctxplane per query.
 const CHUNKS: usize = 100;
+/// Files asked of ctxplane per query in its file-level answer.
+const FILES: usize = 20;
 
 struct Repo {
     name: String,
@@ -313,16 +317,21 @@ impl FileBm25 {
     }
 }
 
-/// Files in the order of their best chunk.
-fn ctxplane_files(r: &Retriever, reg: &Registry, q: &str, mode: Mode) -> Res<Vec<String>> {
+/// Files in the order of their best chunk among [`CHUNKS`] chunks, or
+/// (`by_file`) as the file-level answer ranks them (`group_by = "file"`,
+/// [`FILES`] files).
+fn ctxplane_files(r: &Retriever, reg: &Registry, q: &str, mode: Mode, by_file: bool) -> Res<Vec<String>> {
     let opts = Options {
         mode,
-        limit: CHUNKS,
+        limit: if by_file { FILES } else { CHUNKS },
         max_tokens: 10_000_000,
         packages: false,
-        ..Options::default()
+        group_by: if by_file { GroupBy::File } else { GroupBy::Chunk },
     };
     let a = r.query(&Caller::operator(reg), q, &opts).map_err(e)?;
+    if by_file {
+        return Ok(a.files.iter().map(|f| f.path.clone()).collect());
+    }
     let mut files: Vec<String> = Vec::new();
     for h in &a.results {
         if !files.contains(&h.provenance.path) {
@@ -427,6 +436,13 @@ fn run() -> Res<()> {
         .map_err(|_| "--per-repo needs a number")?;
     let dense_for = arg(&args, "--dense").unwrap_or("");
     let verbose = args.iter().any(|a| a == "--verbose");
+    // --long-weights W,W: hybrid file-level rows with these weights of BM25
+    // for long or code-naming queries (`Fusion::lexical_weight_long`).
+    let long_weights: Vec<f32> = arg(&args, "--long-weights")
+        .map(|l| l.split(',').map(str::parse).collect::<Result<_, _>>())
+        .transpose()
+        .map_err(|_| "--long-weights takes numbers separated by commas")?
+        .unwrap_or_default();
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
     let mirrors = std::env::var_os("BENCH_REPOS").map_or_else(|| target.join("bench-repos"), PathBuf::from);
     let work = target.join("eval-data/file-localisation");
@@ -437,7 +453,7 @@ fn run() -> Res<()> {
         let model = find_model_dir(None).map_err(e)?;
         Some(Arc::new(Embedder::load(&model, 2).map_err(e)?))
     };
-    let mut table: BTreeMap<(String, &'static str), Tally> = BTreeMap::new();
+    let mut table: BTreeMap<(String, String), Tally> = BTreeMap::new();
     let mut total_queries = 0;
     for repo in &repos {
         let all = queries(repo, per_repo)?;
@@ -487,7 +503,7 @@ fn run() -> Res<()> {
                     .sync_vectors(&mut store, embedder, &mut |_, _| {})
                     .map_err(e)?;
             }
-            let r = match retriever.take() {
+            let mut r = match retriever.take() {
                 Some(r) => {
                     r.refresh().map_err(e)?;
                     r
@@ -512,27 +528,44 @@ fn run() -> Res<()> {
                 .map(|(p, f)| (p.clone(), f.hash.clone()))
                 .collect();
             table
-                .entry((repo.name.clone(), "file-bm25"))
+                .entry((repo.name.clone(), "file-bm25".to_string()))
                 .or_default()
                 .add(&bm25.rank(&files, &checkout, &q.text), &q.gold);
-            let modes: &[(Mode, &'static str)] = if dense.is_some() {
+            let modes: &[(Mode, bool, &'static str)] = if dense.is_some() {
                 &[
-                    (Mode::Lexical, "lexical"),
-                    (Mode::Dense, "dense"),
-                    (Mode::Hybrid, "hybrid"),
+                    (Mode::Lexical, false, "lexical"),
+                    (Mode::Dense, false, "dense"),
+                    (Mode::Hybrid, false, "hybrid"),
+                    (Mode::Lexical, true, "lexical/f"),
+                    (Mode::Dense, true, "dense/f"),
+                    (Mode::Hybrid, true, "hybrid/f"),
                 ]
             } else {
-                &[(Mode::Lexical, "lexical")]
+                &[
+                    (Mode::Lexical, false, "lexical"),
+                    (Mode::Lexical, true, "lexical/f"),
+                ]
             };
-            for (mode, name) in modes {
-                let ranked = ctxplane_files(&r, &reg, &q.text, *mode)?;
+            for (mode, by_file, name) in modes {
+                let ranked = ctxplane_files(&r, &reg, &q.text, *mode, *by_file)?;
                 table
-                    .entry((repo.name.clone(), name))
+                    .entry((repo.name.clone(), (*name).to_string()))
                     .or_default()
                     .add(&ranked, &q.gold);
             }
+            if dense.is_some() {
+                for w in &long_weights {
+                    r.fusion.lexical_weight_long = *w;
+                    let ranked = ctxplane_files(&r, &reg, &q.text, Mode::Hybrid, true)?;
+                    table
+                        .entry((repo.name.clone(), format!("hybrid/f@{w}")))
+                        .or_default()
+                        .add(&ranked, &q.gold);
+                }
+                r.fusion = retriever::Fusion::default();
+            }
             if verbose {
-                let lexical = ctxplane_files(&r, &reg, &q.text, Mode::Lexical)?;
+                let lexical = ctxplane_files(&r, &reg, &q.text, Mode::Lexical, false)?;
                 eprintln!(
                     "  {} gold {:?} lexical top 5 {:?}",
                     &q.commit[..12],
@@ -554,7 +587,7 @@ fn run() -> Res<()> {
     let mut overall: BTreeMap<&str, Tally> = BTreeMap::new();
     for ((repo, ranker), t) in &table {
         println!("{:<12} {:<10} {}", repo, ranker, t.row());
-        overall.entry(ranker).or_default().merge(t);
+        overall.entry(ranker.as_str()).or_default().merge(t);
     }
     for (ranker, t) in &overall {
         println!("{:<12} {:<10} {}", "(all)", ranker, t.row());
