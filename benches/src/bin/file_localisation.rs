@@ -437,7 +437,7 @@ fn run() -> Res<()> {
     let dense_for = arg(&args, "--dense").unwrap_or("");
     let verbose = args.iter().any(|a| a == "--verbose");
     // --long-weights W,W: hybrid file-level rows with these weights of BM25
-    // for long or code-naming queries (`Fusion::lexical_weight_long`).
+    // for long or code-naming queries (`Fusion::lexical_weight_named`).
     let long_weights: Vec<f32> = arg(&args, "--long-weights")
         .map(|l| l.split(',').map(str::parse).collect::<Result<_, _>>())
         .transpose()
@@ -555,7 +555,7 @@ fn run() -> Res<()> {
             }
             if dense.is_some() {
                 for w in &long_weights {
-                    r.fusion.lexical_weight_long = *w;
+                    r.fusion.lexical_weight_named = *w;
                     let ranked = ctxplane_files(&r, &reg, &q.text, Mode::Hybrid, true)?;
                     table
                         .entry((repo.name.clone(), format!("hybrid/f@{w}")))
