@@ -596,19 +596,25 @@ impl Retriever {
         let epoch = policy.epoch();
         // Defence in depth (the engines filtered already), one copy of each
         // text, and the registry as it is now.
-        // A source's tier as the registry says now: a store may still carry
-        // the tier a chunk was written with (a shared one is re-tiered by
-        // the next sync), and a tier raised since must hold at once.
-        let tier_now = |source: &str| {
-            registry::SourceId::new(source.to_string())
-                .ok()
-                .and_then(|id| caller.registry.source(&id).map(|s| s.tier.get()))
-        };
+        // The scope's sources whose tier, as the registry says now, is
+        // within reach (decided once per query, not per candidate): a
+        // store may still carry the tier a chunk was written with (a shared
+        // one is re-tiered by the next sync), and a tier raised since must
+        // hold at once.
+        let reachable: BTreeSet<&str> = caller
+            .scope
+            .sources
+            .iter()
+            .filter(|id| {
+                caller
+                    .registry
+                    .source(id)
+                    .is_some_and(|s| (1..=max_tier).contains(&s.tier.get()))
+            })
+            .map(|id| id.as_str())
+            .collect();
         let mut admit = |doc: &ChunkDoc, withheld: &mut usize| -> bool {
-            let in_scope = sources.contains(&doc.source)
-                && doc.tier <= max_tier
-                && doc.tier >= 1
-                && tier_now(&doc.source).is_some_and(|t| (1..=max_tier).contains(&t));
+            let in_scope = reachable.contains(doc.source.as_str()) && doc.tier <= max_tier && doc.tier >= 1;
             if !in_scope || !seen_content.insert(doc.chunk_hash.clone()) {
                 return false;
             }
