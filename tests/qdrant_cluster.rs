@@ -109,6 +109,17 @@ impl Cluster {
     }
 }
 
+/// The writer's `ctxplane.toml`: the cluster at `url`, 3 shards, 2 copies.
+fn write_writer_config(org: &Path, url: &str) {
+    std::fs::write(
+        org.join("ctxplane.toml"),
+        format!(
+            "vector_store = \"qdrant\"\nqdrant_url = \"{url}\"\nqdrant_shards = 3\nqdrant_replication = 2\n"
+        ),
+    )
+    .unwrap();
+}
+
 #[test]
 #[cfg_attr(
     not(qdrant_bin),
@@ -119,14 +130,7 @@ fn a_three_node_cluster_keeps_answering_and_purges_every_copy() {
     assert_eq!(urls.len(), 3);
     let tmp = example_org_today();
     let org = tmp.path();
-    std::fs::write(
-        org.join("ctxplane.toml"),
-        format!(
-            "vector_store = \"qdrant\"\nqdrant_url = \"{}\"\nqdrant_shards = 3\nqdrant_replication = 2\n",
-            urls[0]
-        ),
-    )
-    .unwrap();
+    write_writer_config(org, &urls[0]);
     run(org, &["index"]);
     let (mut serve, addr) = start_server(org, &["--no-watch"]);
     let (code, ready) = http(&addr, "GET", "/readyz", None, None);
@@ -264,14 +268,7 @@ fn replicas_without_an_index_keep_answering_through_node_and_replica_failures() 
     let (cluster, urls) = Cluster::start();
     let tmp = example_org_today();
     let org = tmp.path();
-    std::fs::write(
-        org.join("ctxplane.toml"),
-        format!(
-            "vector_store = \"qdrant\"\nqdrant_url = \"{}\"\nqdrant_shards = 3\nqdrant_replication = 2\n",
-            urls[0]
-        ),
-    )
-    .unwrap();
+    write_writer_config(org, &urls[0]);
     // The one writer.
     run(org, &["index"]);
     let (mut indexer, iaddr) = start_server(org, &["--no-watch"]);
