@@ -176,3 +176,10 @@ pub fn cpu_ms(children: bool) -> f64 {
     let at = if children { 13 } else { 11 };
     (ticks(at) + ticks(at + 1)) * 10.0
 }
+
+/// The embedding model a benchmark loads: `CTXPLANE_MODEL_DIR` if set (to
+/// measure another model), else where the product looks by default.
+pub fn model_dir() -> Result<std::path::PathBuf, String> {
+    let explicit = std::env::var_os("CTXPLANE_MODEL_DIR").map(std::path::PathBuf::from);
+    indexer::embed::find_model_dir(explicit.as_deref()).map_err(|e| e.to_string())
+}

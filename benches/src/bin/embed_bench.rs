@@ -50,7 +50,7 @@ fn run() -> Res<()> {
     let tree = PathBuf::from(arg("--tree").ok_or("--tree PATH is required")?);
     let want: usize =
         arg("--chunks").map_or(Ok(1024), |s| s.parse().map_err(|_| "--chunks needs a number"))?;
-    let dir = indexer::embed::find_model_dir(None).map_err(|e| e.to_string())?;
+    let dir = benches::model_dir()?;
     let embedder = indexer::embed::Embedder::load_with(&dir, 1, 1).map_err(|e| e.to_string())?;
 
     let mut paths = Vec::new();

@@ -142,7 +142,7 @@ fn run() -> Res<()> {
     let secs = benches::arg_count(&args, "--seconds", 10)? as u64;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let bin = arg("--bin").map_or_else(|| root.join("target/release/ctxplane"), PathBuf::from);
-    let model_dir = indexer::embed::find_model_dir(None).map_err(|e| e.to_string())?;
+    let model_dir = benches::model_dir()?;
     let model_id = indexer::embed::Embedder::load(&model_dir, 1)
         .map_err(|e| e.to_string())?
         .model_id()

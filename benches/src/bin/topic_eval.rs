@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use indexer::embed::{Embedder, find_model_dir};
+use indexer::embed::Embedder;
 use indexer::vector::VectorStore;
 use indexer::vector::embedded::EmbeddedStore;
 use indexer::{Indexer, PassOptions};
@@ -200,7 +200,7 @@ fn run() -> Res<()> {
     .map_err(e)?;
     let reg = Registry::load(&work.join("registry.toml")).map_err(e)?;
     let data = work.join("data");
-    let model = find_model_dir(None).map_err(e)?;
+    let model = benches::model_dir()?;
     let embedder = Arc::new(Embedder::load(&model, 2).map_err(e)?);
     {
         let indexer =
