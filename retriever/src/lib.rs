@@ -26,7 +26,7 @@ use registry::{Registry, Scope, Status, Treatment};
 use serde::Serialize;
 
 use fusion::Fused;
-pub use fusion::{Fusion, Weights};
+pub use fusion::{Fusion, Method, Weights};
 pub use provenance::{Freshness, Provenance, citation};
 pub use shape::{EvidenceWeights, Shape};
 pub use topics::{
@@ -491,7 +491,8 @@ impl Retriever {
             }
             topic = Some(t1.decision);
         }
-        let mut dense_ranked: Vec<ChunkDoc> = Vec::new();
+        // Each engine's list: (score, chunk), best first.
+        let mut dense_ranked: Vec<(f32, ChunkDoc)> = Vec::new();
         // A vector store that fails (a server gone, a timeout) does not
         // fail the query: it is answered lexically and says why.
         let mut dense_failure: Option<String> = None;
@@ -525,44 +526,42 @@ impl Retriever {
             match found {
                 Ok(None) => {}
                 Ok(Some(hits)) => {
-                    let ids: Vec<String> = hits.into_iter().map(|(id, _)| id).collect();
-                    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-                    dense_ranked = self.lexical.docs_by_id(&refs)?;
+                    let refs: Vec<&str> = hits.iter().map(|(id, _)| id.as_str()).collect();
+                    let mut docs: HashMap<String, ChunkDoc> = self
+                        .lexical
+                        .docs_by_id(&refs)?
+                        .into_iter()
+                        .map(|d| (d.chunk_id.clone(), d))
+                        .collect();
+                    // In the store's order; a vector whose chunk has left
+                    // the index since is skipped.
+                    dense_ranked = hits
+                        .iter()
+                        .filter_map(|(id, score)| docs.remove(id).map(|d| (*score, d)))
+                        .collect();
                 }
                 // The detail (addresses, server messages) is for the
                 // operator's log and /readyz, not for every caller.
                 Err(_) => dense_failure = Some(format!("{STORE_UNAVAILABLE}; answered lexically")),
             }
         }
-        let mut lexical_ranked: Vec<ChunkDoc> = Vec::new();
+        let mut lexical_ranked: Vec<(f32, ChunkDoc)> = Vec::new();
         let filter = Filter {
             sources: sources.iter().cloned().collect(),
             max_tier,
         };
         if mode != Mode::Dense || dense_failure.is_some() {
-            lexical_ranked = self
-                .lexical
-                .search_parts(&shape.lexical_parts(text, &self.evidence), &filter, candidates)?
-                .into_iter()
-                .map(|(_, d)| d)
-                .collect();
+            lexical_ranked =
+                self.lexical
+                    .search_parts(&shape.lexical_parts(text, &self.evidence), &filter, candidates)?;
         }
         // One engine alone keeps its own ranking; hybrid weighs by the query.
         let weights = match mode {
             // The vector store failed: the lexical ranking alone.
-            _ if dense_failure.is_some() => Weights {
-                lexical: 1.0,
-                dense: 0.0,
-            },
+            _ if dense_failure.is_some() => Weights::only(true),
             Mode::Hybrid => self.fusion.weights(&shape, &dense_ranked),
-            Mode::Lexical => Weights {
-                lexical: 1.0,
-                dense: 0.0,
-            },
-            Mode::Dense => Weights {
-                lexical: 0.0,
-                dense: 1.0,
-            },
+            Mode::Lexical => Weights::only(true),
+            Mode::Dense => Weights::only(false),
         };
         let mut fused = self.fusion.fuse(&lexical_ranked, &dense_ranked, weights);
         // Each source's answer rules: tests ranked lower, lockfiles,

@@ -14,7 +14,9 @@
 //! Files are ranked for ctxplane two ways: by their best chunk among the
 //! 100 chunks an answer returns (rows `lexical`, `dense`, `hybrid`), and
 //! as its file-level answer ranks them (`group_by = "file"`, 20 files;
-//! rows ending `/f`); dense and hybrid with `--dense`. For comparison, a
+//! rows ending `/f`); dense and hybrid with `--dense`, hybrid also with
+//! the weighted reciprocal-rank fusion it used before calibrated scores
+//! (rows ending `-rrf`). For comparison, a
 //! plain file-level BM25 implemented here (whole files, path tokens counted
 //! three times). Reported per repository and split: file Acc@1/5/10, MRR
 //! and nDCG@10.
@@ -22,8 +24,13 @@
 //! ```text
 //! bash scripts/fetch-bench-repos.sh
 //! cargo run --release -p benches --bin file_localisation -- [--split dev|test|all] [--per-repo N]
-//!     [--dense REPO,REPO|all] [--repos REPO,REPO] [--json FILE]
+//!     [--dense REPO,REPO|all] [--repos REPO,REPO] [--json FILE] [--dump FILE]
 //! ```
+//!
+//! `--dump FILE` writes one JSON line per query with vectors: its gold,
+//! its shape, the fusion weights the retriever chose, and both engines'
+//! raw candidate lists (score, path, language, chunk id), for studying
+//! fusion away from the indexing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -31,7 +38,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use benches::ranking::{hit_at, ndcg_at, reciprocal_rank};
-use indexer::embed::{Embedder, find_model_dir};
+use indexer::embed::Embedder;
 use indexer::vector::VectorStore;
 use indexer::vector::embedded::EmbeddedStore;
 use indexer::{Indexer, PassOptions};
@@ -320,6 +327,76 @@ impl FileBm25 {
 /// Files in the order of their best chunk among [`CHUNKS`] chunks, or
 /// (`by_file`) as the file-level answer ranks them (`group_by = "file"`,
 /// [`FILES`] files).
+/// Candidates each engine gives a file-level answer of [`FILES`] files.
+const DUMP_CANDIDATES: usize = 180;
+
+/// One query's raw evidence for `--dump`: what the retriever fuses.
+fn dump_query(
+    out: &mut impl std::io::Write,
+    r: &Retriever,
+    reg: &Registry,
+    embedder: &Arc<Embedder>,
+    data: &Path,
+    repo: &Repo,
+    q: &Query,
+) -> Res<()> {
+    let shape = retriever::Shape::of(&q.text);
+    let filter = indexer::lexical::Filter {
+        sources: vec![repo.name.clone()],
+        max_tier: 1,
+    };
+    let lexical = r
+        .lexical()
+        .search_parts(
+            &shape.lexical_parts(&q.text, &r.evidence),
+            &filter,
+            DUMP_CANDIDATES,
+        )
+        .map_err(e)?;
+    let v = embedder
+        .embed_interactive(&[shape.dense_text(&q.text).as_str()])
+        .map_err(e)?
+        .pop()
+        .unwrap_or_default();
+    let store = EmbeddedStore::open_read(&Indexer::vectors_dir(data), embedder.model_id())
+        .map_err(e)?
+        .ok_or("no vectors")?;
+    let vf = indexer::vector::VectorFilter {
+        sources: [repo.name.clone()].into_iter().collect(),
+        max_tier: 1,
+        path_prefix: None,
+    };
+    let hits = store.search(&v, &vf, DUMP_CANDIDATES).map_err(e)?;
+    let ids: Vec<&str> = hits.iter().map(|(id, _)| id.as_str()).collect();
+    let docs = r.lexical().docs_by_id(&ids).map_err(e)?;
+    let by_id: HashMap<&str, &indexer::lexical::ChunkDoc> =
+        docs.iter().map(|d| (d.chunk_id.as_str(), d)).collect();
+    let row = |score: f32, d: &indexer::lexical::ChunkDoc| {
+        serde_json::json!([
+            score,
+            d.path,
+            d.language,
+            d.chunk_id,
+            indexer::chunk::answer_class(&d.path, &d.language)
+        ])
+    };
+    let dense_docs: Vec<(f32, indexer::lexical::ChunkDoc)> = hits
+        .iter()
+        .filter_map(|(id, s)| by_id.get(id.as_str()).map(|d| (*s, (*d).clone())))
+        .collect();
+    let w = r.fusion.weights(&shape, &dense_docs);
+    let line = serde_json::json!({
+        "repo": repo.name, "commit": q.commit, "test": q.test_split, "gold": q.gold,
+        "words": shape.words, "code_share": shape.code_share, "code_evidence": shape.has_code_evidence(),
+        "w_lexical": w.lexical, "w_dense": w.dense,
+        "lexical": lexical.iter().map(|(s, d)| row(*s, d)).collect::<Vec<_>>(),
+        "dense": hits.iter().filter_map(|(id, s)| by_id.get(id.as_str()).map(|d| row(*s, d))).collect::<Vec<_>>(),
+        "lexical_f": ctxplane_files(r, reg, &q.text, Mode::Lexical, true)?,
+        "hybrid_f": ctxplane_files(r, reg, &q.text, Mode::Hybrid, true)?,
+    });
+    writeln!(out, "{line}").map_err(e)
+}
+
 fn ctxplane_files(r: &Retriever, reg: &Registry, q: &str, mode: Mode, by_file: bool) -> Res<Vec<String>> {
     let opts = Options {
         mode,
@@ -443,6 +520,10 @@ fn run() -> Res<()> {
         .transpose()
         .map_err(|_| "--long-weights takes numbers separated by commas")?
         .unwrap_or_default();
+    let mut dump = match arg(&args, "--dump") {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(e)?)),
+        None => None,
+    };
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
     let mirrors = std::env::var_os("BENCH_REPOS").map_or_else(|| target.join("bench-repos"), PathBuf::from);
     let work = target.join("eval-data/file-localisation");
@@ -450,7 +531,7 @@ fn run() -> Res<()> {
     let embedder = if dense_for.is_empty() {
         None
     } else {
-        let model = find_model_dir(None).map_err(e)?;
+        let model = benches::model_dir()?;
         Some(Arc::new(Embedder::load(&model, 2).map_err(e)?))
     };
     let mut table: BTreeMap<(String, String), Tally> = BTreeMap::new();
@@ -553,7 +634,20 @@ fn run() -> Res<()> {
                     .or_default()
                     .add(&ranked, &q.gold);
             }
+            if let (Some(out), Some(embedder)) = (dump.as_mut(), dense) {
+                dump_query(out, &r, &reg, embedder, &data, repo, q)?;
+            }
             if dense.is_some() {
+                // Before calibrated scores: weighted reciprocal-rank fusion.
+                r.fusion = retriever::Fusion::rrf();
+                for (by_file, name) in [(false, "hybrid-rrf"), (true, "hybrid/f-rrf")] {
+                    let ranked = ctxplane_files(&r, &reg, &q.text, Mode::Hybrid, by_file)?;
+                    table
+                        .entry((repo.name.clone(), name.to_string()))
+                        .or_default()
+                        .add(&ranked, &q.gold);
+                }
+                r.fusion = retriever::Fusion::default();
                 for w in &long_weights {
                     r.fusion.lexical_weight_named = *w;
                     let ranked = ctxplane_files(&r, &reg, &q.text, Mode::Hybrid, true)?;

@@ -87,15 +87,15 @@ pub trait VectorStore: Send + Sync + std::fmt::Debug {
     }
     /// The best `k` chunks by cosine similarity among those `filter` admits.
     fn search(&self, vector: &[f32], filter: &VectorFilter, k: usize) -> Result<Vec<(String, f32)>>;
-    /// [`VectorStore::search`] returning the chunks themselves, where the
-    /// store keeps them (one request instead of a search and a lookup);
-    /// `None` where it does not.
+    /// [`VectorStore::search`] returning the chunks themselves (with their
+    /// cosine similarity), where the store keeps them (one request instead
+    /// of a search and a lookup); `None` where it does not.
     fn search_chunks(
         &self,
         _vector: &[f32],
         _filter: &VectorFilter,
         _k: usize,
-    ) -> Result<Option<Vec<crate::lexical::ChunkDoc>>> {
+    ) -> Result<Option<Vec<(f32, crate::lexical::ChunkDoc)>>> {
         Ok(None)
     }
     /// Vectors held (for a shared backend: this deployment's). An

@@ -650,7 +650,7 @@ impl VectorStore for QdrantStore {
         vector: &[f32],
         filter: &VectorFilter,
         k: usize,
-    ) -> Result<Option<Vec<ChunkDoc>>> {
+    ) -> Result<Option<Vec<(f32, ChunkDoc)>>> {
         // Only a plain scope (no path prefix Qdrant cannot match) in one
         // request; anything else through `search`.
         if filter.path_prefix.is_some() {
@@ -665,15 +665,19 @@ impl VectorStore for QdrantStore {
                     .query(self.nearest_dense(vector, filter, k as u64).with_payload(true)),
             )
             .map_err(|e| qerr(&self.url, "query", e))?;
-        let docs: Vec<ChunkDoc> = response.result.iter().map(|p| chunk_of(&p.payload)).collect();
+        let docs: Vec<(f32, ChunkDoc)> = response
+            .result
+            .iter()
+            .map(|p| (p.score, chunk_of(&p.payload)))
+            .collect();
         // A point written without its chunk (an older writer) has no text:
         // the caller reads the chunks itself then.
-        if docs.iter().any(|d| d.content.is_empty()) {
+        if docs.iter().any(|(_, d)| d.content.is_empty()) {
             return Ok(None);
         }
         Ok(Some(
             docs.into_iter()
-                .filter(|d| filter.admits(&d.source, d.tier, &d.path))
+                .filter(|(_, d)| filter.admits(&d.source, d.tier, &d.path))
                 .collect(),
         ))
     }
