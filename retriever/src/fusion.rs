@@ -384,8 +384,14 @@ mod tests {
 
     #[test]
     fn both_lists_count_and_a_question_about_code_trusts_dense_evidence_more() {
-        for f in [Fusion::default(), Fusion::rrf()] {
-            let w = f.weights(&shape(5), &docs(&["python"; 10]));
+        for (f, method) in [(Fusion::default(), Method::Scores), (Fusion::rrf(), Method::Rrf)] {
+            // Nearest chunks nearly all code (one doc among them, so the
+            // default fuses this question by scores).
+            let mut near = docs(&["python"; 10]);
+            near[9].1.language = "markdown".into();
+            let w = f.weights(&shape(5), &near);
+            assert_eq!(w.method, method);
+            assert!(w.lexical < w.dense);
             // "a" is first in both lists; "b" only lexical; "c" only dense,
             // each close behind the first.
             let out = f.fuse(

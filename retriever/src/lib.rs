@@ -433,6 +433,16 @@ impl Retriever {
         Ok(())
     }
 
+    /// Chunks each engine is asked for to answer with `opts`.
+    pub fn candidates(&self, opts: &Options) -> usize {
+        let want = opts.limit.clamp(1, 100);
+        match opts.group_by {
+            // Files need more chunks to rank: several per file.
+            GroupBy::File => self.fusion.candidates.max(want * 3 * CHUNKS_PER_FILE).min(500),
+            GroupBy::Chunk => self.fusion.candidates.max(want * 3),
+        }
+    }
+
     /// Answers `text` for `caller`. Excluded content is filtered inside both
     /// engines, so it never competes for a rank, and is checked again on
     /// the way out.
@@ -441,11 +451,7 @@ impl Retriever {
         let sources: BTreeSet<String> = caller.scope.sources.iter().map(|s| s.to_string()).collect();
         let max_tier = caller.scope.tier_ceiling.get();
         let want = opts.limit.clamp(1, 100);
-        let candidates = match opts.group_by {
-            // Files need more chunks to rank: several per file.
-            GroupBy::File => self.fusion.candidates.max(want * 3 * CHUNKS_PER_FILE).min(500),
-            GroupBy::Chunk => self.fusion.candidates.max(want * 3),
-        };
+        let candidates = self.candidates(opts);
         let mode = match (opts.mode, &self.dense) {
             (Mode::Lexical, _) | (_, None) => Mode::Lexical,
             (m, Some(_)) => m,

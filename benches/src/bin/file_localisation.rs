@@ -324,12 +324,6 @@ impl FileBm25 {
     }
 }
 
-/// Files in the order of their best chunk among [`CHUNKS`] chunks, or
-/// (`by_file`) as the file-level answer ranks them (`group_by = "file"`,
-/// [`FILES`] files).
-/// Candidates each engine gives a file-level answer of [`FILES`] files.
-const DUMP_CANDIDATES: usize = 180;
-
 /// One query's raw evidence for `--dump`: what the retriever fuses.
 fn dump_query(
     out: &mut impl std::io::Write,
@@ -341,17 +335,15 @@ fn dump_query(
     q: &Query,
 ) -> Res<()> {
     let shape = retriever::Shape::of(&q.text);
+    // As many as each engine gives the file-level answer.
+    let candidates = r.candidates(&options(Mode::Hybrid, true));
     let filter = indexer::lexical::Filter {
         sources: vec![repo.name.clone()],
         max_tier: 1,
     };
     let lexical = r
         .lexical()
-        .search_parts(
-            &shape.lexical_parts(&q.text, &r.evidence),
-            &filter,
-            DUMP_CANDIDATES,
-        )
+        .search_parts(&shape.lexical_parts(&q.text, &r.evidence), &filter, candidates)
         .map_err(e)?;
     let v = embedder
         .embed_interactive(&[shape.dense_text(&q.text).as_str()])
@@ -366,7 +358,7 @@ fn dump_query(
         max_tier: 1,
         path_prefix: None,
     };
-    let hits = store.search(&v, &vf, DUMP_CANDIDATES).map_err(e)?;
+    let hits = store.search(&v, &vf, candidates).map_err(e)?;
     let ids: Vec<&str> = hits.iter().map(|(id, _)| id.as_str()).collect();
     let docs = r.lexical().docs_by_id(&ids).map_err(e)?;
     let by_id: HashMap<&str, &indexer::lexical::ChunkDoc> =
@@ -380,32 +372,42 @@ fn dump_query(
             indexer::chunk::answer_class(&d.path, &d.language)
         ])
     };
-    let dense_docs: Vec<(f32, indexer::lexical::ChunkDoc)> = hits
+    let dense: Vec<(f32, indexer::lexical::ChunkDoc)> = hits
         .iter()
         .filter_map(|(id, s)| by_id.get(id.as_str()).map(|d| (*s, (*d).clone())))
         .collect();
-    let w = r.fusion.weights(&shape, &dense_docs);
+    let w = r.fusion.weights(&shape, &dense);
     let line = serde_json::json!({
         "repo": repo.name, "commit": q.commit, "test": q.test_split, "gold": q.gold,
         "words": shape.words, "code_share": shape.code_share, "code_evidence": shape.has_code_evidence(),
         "w_lexical": w.lexical, "w_dense": w.dense,
         "lexical": lexical.iter().map(|(s, d)| row(*s, d)).collect::<Vec<_>>(),
-        "dense": hits.iter().filter_map(|(id, s)| by_id.get(id.as_str()).map(|d| row(*s, d))).collect::<Vec<_>>(),
+        "dense": dense.iter().map(|(s, d)| row(*s, d)).collect::<Vec<_>>(),
         "lexical_f": ctxplane_files(r, reg, &q.text, Mode::Lexical, true)?,
         "hybrid_f": ctxplane_files(r, reg, &q.text, Mode::Hybrid, true)?,
     });
     writeln!(out, "{line}").map_err(e)
 }
 
-fn ctxplane_files(r: &Retriever, reg: &Registry, q: &str, mode: Mode, by_file: bool) -> Res<Vec<String>> {
-    let opts = Options {
+/// What the benchmark asks ctxplane: [`CHUNKS`] chunks, or (`by_file`)
+/// [`FILES`] files; no budget, no topic packages.
+fn options(mode: Mode, by_file: bool) -> Options {
+    Options {
         mode,
         limit: if by_file { FILES } else { CHUNKS },
         max_tokens: 10_000_000,
         packages: false,
         group_by: if by_file { GroupBy::File } else { GroupBy::Chunk },
-    };
-    let a = r.query(&Caller::operator(reg), q, &opts).map_err(e)?;
+    }
+}
+
+/// Files in the order of their best chunk among [`CHUNKS`] chunks, or
+/// (`by_file`) as the file-level answer ranks them (`group_by = "file"`,
+/// [`FILES`] files).
+fn ctxplane_files(r: &Retriever, reg: &Registry, q: &str, mode: Mode, by_file: bool) -> Res<Vec<String>> {
+    let a = r
+        .query(&Caller::operator(reg), q, &options(mode, by_file))
+        .map_err(e)?;
     if by_file {
         return Ok(a.files.iter().map(|f| f.path.clone()).collect());
     }
