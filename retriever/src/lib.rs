@@ -3,7 +3,8 @@
 //! Tier 2 of the two-tier retriever (topic packages are tier 1): BM25 over
 //! the lexical index and cosine similarity over the vector store, each
 //! filtered by the caller's scope (allowed sources, tier ceiling) inside
-//! the engine, fused by weighted reciprocal rank, de-duplicated, packed
+//! the engine, fused by calibrated scores (each engine's over its best for
+//! the query; see `fusion`), de-duplicated, packed
 //! into a token budget, and tagged with provenance. Without a model or
 //! vectors the same query is served lexically and says so.
 
