@@ -161,6 +161,13 @@ fn tool_error(e: &plane::Error) -> CallToolResult {
             tracing::error!(error = %m, "configuration problem in an MCP tool");
             "internal error; see the server log".to_string()
         }
+        plane::Error::Unavailable { reason, detail } => {
+            tracing::warn!(detail = %detail, "{reason}");
+            format!(
+                "unavailable: {reason}; retry in {} s",
+                plane::UNAVAILABLE_RETRY_SECS
+            )
+        }
         other => other.to_string(),
     };
     CallToolResult::error(vec![ContentBlock::text(text)])

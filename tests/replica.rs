@@ -1,11 +1,12 @@
 //! `serve --read-only` without a shared index to read: refused at start
-//! with what to configure, having written no index of its own. (A replica
-//! on a real Qdrant server is tested in `qdrant_serve.rs`.)
+//! with what to configure, having written no index of its own; started
+//! but answering 503 while its Qdrant cannot be reached. (A replica on a
+//! real Qdrant server is tested in `qdrant_serve.rs`.)
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use common::{command, example_org_today};
+use common::{command, example_org_today, http_with_head, start_server};
 
 #[test]
 fn a_replica_needs_the_shared_index_and_says_so() {
@@ -31,5 +32,63 @@ fn a_replica_needs_the_shared_index_and_says_so() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("deployment"), "{err}");
+    assert!(!org.join(".ctxplane/index/lexical").exists());
+}
+
+/// A replica whose Qdrant cannot be reached (down, or not started yet)
+/// still listens: not ready, and a query answers 503 with Retry-After,
+/// never 500, and never with the server's address.
+#[test]
+fn a_replica_whose_qdrant_is_down_listens_and_answers_503() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    // A loopback port nothing listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    std::fs::write(
+        org.join("ctxplane.toml"),
+        format!(
+            "vector_store = \"qdrant\"\nqdrant_url = \"http://127.0.0.1:{port}\"\ndeployment_id = \"acme\"\n"
+        ),
+    )
+    .unwrap();
+    let (mut child, addr) = start_server(org, &["--read-only"]);
+    let address = format!("127.0.0.1:{port}");
+
+    let (status, _, body) = http_with_head(&addr, "GET", "/readyz", None, None);
+    assert_eq!(status, 503, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["ready"], false);
+    assert!(
+        ready["index"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"),
+        "{ready}"
+    );
+    assert!(!body.contains(&address), "{body}");
+
+    let query = r#"{"query": "How are refunds limited?"}"#;
+    let (status, head, body) = http_with_head(
+        &addr,
+        "POST",
+        "/v1/context",
+        Some("demo-agent-platform-token"),
+        Some(query),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(head.contains("\r\nretry-after: 5"), "{head}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"], "unavailable", "{v}");
+    assert_eq!(v["retry_after_secs"], 5, "{v}");
+    assert!(!body.contains(&address), "{body}");
+    // Authentication still comes first.
+    let (status, _, _) = http_with_head(&addr, "POST", "/v1/context", Some("no-such-token"), Some(query));
+    assert_eq!(status, 401);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
     assert!(!org.join(".ctxplane/index/lexical").exists());
 }

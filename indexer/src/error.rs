@@ -16,6 +16,11 @@ pub enum IndexError {
     SchemaChanged(PathBuf),
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    /// A store on another server (Qdrant) could not be reached, did not
+    /// answer in time, or has nothing to read yet: the same request may
+    /// succeed later, unlike the other variants.
+    #[error("{url}: {message}")]
+    Unavailable { url: String, message: String },
 }
 
 impl IndexError {

@@ -41,10 +41,19 @@ pub enum Error {
     /// remains in each store.
     #[error("purge incomplete: {detail}")]
     PurgeIncomplete { detail: serde_json::Value },
+    /// A store on another server (Qdrant) cannot be reached, did not
+    /// answer in time or has nothing to read yet: the request may succeed
+    /// later. `reason` may be shown to any caller; `detail` (addresses,
+    /// the server's message) goes to the log and the operator's terminal.
+    #[error("{reason} ({detail})")]
+    Unavailable { reason: String, detail: String },
     /// A fault of the service itself (I/O, an index error).
     #[error(transparent)]
     Internal(anyhow::Error),
 }
+
+/// Seconds a caller is told to wait after [`Error::Unavailable`].
+pub const UNAVAILABLE_RETRY_SECS: u64 = 5;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -74,6 +83,7 @@ impl Error {
             Error::Config(_) => "config",
             Error::PurgeIncomplete { .. } => "purge_incomplete",
             Error::Limited { .. } => "rate_limited",
+            Error::Unavailable { .. } => "unavailable",
             Error::Internal(_) => "internal",
         }
     }
@@ -102,7 +112,13 @@ impl From<ConfigError> for Error {
 
 impl From<indexer::IndexError> for Error {
     fn from(e: indexer::IndexError) -> Self {
-        Error::Internal(e.into())
+        match e {
+            indexer::IndexError::Unavailable { .. } => Error::Unavailable {
+                reason: "the index server (Qdrant) cannot be reached or has nothing to read yet".into(),
+                detail: e.to_string(),
+            },
+            other => Error::Internal(other.into()),
+        }
     }
 }
 
@@ -110,6 +126,7 @@ impl From<retriever::RetrieveError> for Error {
     fn from(e: retriever::RetrieveError) -> Self {
         match e {
             retriever::RetrieveError::NoIndex(_) => Error::Config(e.to_string()),
+            retriever::RetrieveError::Index(i) => i.into(),
             other => Error::Internal(other.into()),
         }
     }

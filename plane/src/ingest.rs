@@ -69,7 +69,9 @@ pub fn open_vectors(
                     )
                 })?,
         ),
-        VectorBackend::Qdrant { .. } => Box::new(connect_qdrant(s, data_dir, writable, embedder.model_id())?),
+        VectorBackend::Qdrant { .. } => {
+            Box::new(connect_qdrant(s, data_dir, writable, embedder.model_id()).map_err(|e| e.to_string())?)
+        }
     };
     Ok(Dense { embedder, store })
 }
@@ -80,7 +82,7 @@ fn connect_qdrant(
     data_dir: &Path,
     writable: bool,
     model_id: &str,
-) -> Result<indexer::vector::qdrant::QdrantStore, String> {
+) -> Result<indexer::vector::qdrant::QdrantStore, Error> {
     let VectorBackend::Qdrant {
         url,
         api_key,
@@ -90,11 +92,11 @@ fn connect_qdrant(
         replication,
     } = &s.vectors
     else {
-        return Err("vector_store is not \"qdrant\"".into());
+        return Err(Error::Config("vector_store is not \"qdrant\"".into()));
     };
     let deployment = match deployment {
         Some(d) => d.clone(),
-        None => deployment_id(data_dir, writable)?,
+        None => deployment_id(data_dir, writable).map_err(Error::Config)?,
     };
     indexer::vector::qdrant::QdrantStore::connect(
         &indexer::vector::qdrant::QdrantTarget {
@@ -108,16 +110,24 @@ fn connect_qdrant(
         },
         writable,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| match e {
+        // The server may come back, or the indexer may not have written
+        // the collection yet.
+        indexer::IndexError::Unavailable { .. } => Error::from(e),
+        // A collection of the wrong layout, a bad address: the operator's.
+        other => Error::Config(other.to_string()),
+    })
 }
 
 /// The shared index a read-only replica answers from: the chunks and
 /// their BM25 term vectors in the Qdrant collection, read only.
+/// [`Error::Unavailable`] when the server cannot be reached or the
+/// collection is not there yet; [`Error::Config`] for the rest.
 pub fn open_shared_index(
     s: &Settings,
     data_dir: &Path,
     embedder: &Embedder,
-) -> Result<Arc<dyn indexer::lexical::ChunkIndex>, String> {
+) -> Result<Arc<dyn indexer::lexical::ChunkIndex>, Error> {
     Ok(Arc::new(connect_qdrant(s, data_dir, false, embedder.model_id())?))
 }
 

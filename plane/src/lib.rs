@@ -36,7 +36,7 @@ use registry::{Registry, RegistryStore};
 use retriever::Retriever;
 
 pub use access::{Operation, Who};
-pub use error::{Error, Result};
+pub use error::{Error, Result, UNAVAILABLE_RETRY_SECS};
 pub use ingest::{PassKind, PassOutcome, Progress, Quiet};
 pub use metrics::Metrics;
 pub use settings::{ConfigError, Overrides, Settings, VectorBackend};
@@ -280,10 +280,15 @@ impl Plane {
         let model = self
             .model()
             .map_err(|e| Error::Config(format!("a read-only replica needs the model: {e}")))?;
+        // Not kept when it fails: the next request tries again, so a
+        // replica started before Qdrant or the indexer serves once they are.
         let index =
             ingest::open_shared_index(&self.settings, self.store.data_dir(), &model).map_err(|e| {
                 tracing::warn!(error = %e, "shared index unavailable");
-                Error::Config(format!("the shared index cannot be read: {e}"))
+                match e {
+                    Error::Config(m) => Error::Config(format!("the shared index cannot be read: {m}")),
+                    other => other,
+                }
             })?;
         Ok(Retriever::with_index(self.store.data_dir(), index, dense))
     }

@@ -93,7 +93,15 @@ pub(crate) fn serve_plane(
     ready: Option<Box<dyn FnOnce(SocketAddr) + Send>>,
 ) -> anyhow::Result<std::process::ExitCode> {
     // Open the retriever (and the model) now, not on the first request.
-    plane.retriever()?;
+    // A replica whose Qdrant (or its collection) is not there yet still
+    // listens: not ready, answering 503 until a request finds it.
+    match plane.retriever() {
+        Ok(_) => {}
+        Err(e @ plane::Error::Unavailable { .. }) => {
+            tracing::warn!(error = %e, "serving without the shared index until it can be read");
+        }
+        Err(e) => return Err(e.into()),
+    }
     let stop = Arc::new(AtomicBool::new(false));
     // A replica writes no index: nothing to watch or fill, only the query
     // sessions to make.

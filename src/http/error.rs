@@ -27,7 +27,7 @@ pub fn status_of(e: &plane::Error) -> StatusCode {
     match e {
         Unauthorized => StatusCode::UNAUTHORIZED,
         Forbidden => StatusCode::FORBIDDEN,
-        Stopped { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Stopped { .. } | Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         NotFound(_) => StatusCode::NOT_FOUND,
         Conflict(_) => StatusCode::CONFLICT,
         BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -57,6 +57,10 @@ impl IntoResponse for ApiError {
                 tracing::error!(detail = %detail, "purge incomplete");
                 json!({"error": "purge incomplete", "detail": detail})
             }
+            Unavailable { reason, detail } => {
+                tracing::warn!(detail = %detail, "{reason}");
+                json!({"error": "unavailable", "reason": reason, "retry_after_secs": plane::UNAVAILABLE_RETRY_SECS})
+            }
             Config(m) => {
                 tracing::error!(error = %m, "configuration problem");
                 json!({"error": "internal error; see the server log"})
@@ -68,8 +72,13 @@ impl IntoResponse for ApiError {
             other => json!({"error": other.to_string(), "kind": other.kind()}),
         };
         let mut r = (status, Json(body)).into_response();
-        if let Limited { retry_after_secs, .. } = &self.0
-            && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
+        let retry_after = match &self.0 {
+            Limited { retry_after_secs, .. } => Some(*retry_after_secs),
+            Unavailable { .. } => Some(plane::UNAVAILABLE_RETRY_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }

@@ -443,7 +443,12 @@ async fn readyz(State(plane): State<Shared>) -> Response {
             "vector_store": backend,
         }),
         Err(e) => {
-            json!({"ready": false, "stopped": stopped, "registry": registry, "index": {"error": e.to_string()}, "vector_store": backend})
+            let error = match e {
+                // The server's address and message stay in the log.
+                plane::Error::Unavailable { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
+            json!({"ready": false, "stopped": stopped, "registry": registry, "index": {"error": error}, "vector_store": backend})
         }
     };
     let code = if ready {

@@ -336,7 +336,14 @@ pub fn document() -> Value {
             "500".into(),
             error_response("A fault of the server (see its log)."),
         );
-        responses.insert("503".into(), error_response("An emergency stop is in force."));
+        responses.insert(
+            "503".into(),
+            json!({
+                "description": "An emergency stop is in force (`error`: stopped), or a read-only replica cannot reach its index server yet (`error`: unavailable, with Retry-After).",
+                "headers": {"Retry-After": {"required": false, "description": "Seconds until a retry may succeed (unavailable only).", "schema": {"type": "integer"}}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }),
+        );
         responses.insert(
             "429".into(),
             json!({
@@ -389,7 +396,7 @@ pub fn document() -> Value {
         "/readyz".into(),
         json!({"get": {"operationId": "readyz", "summary": "Readiness: model, index, emergency stop.", "security": [],
             "responses": {"200": {"description": "Serving.", "content": {"application/json": {"schema": {"type": "object"}}}},
-                          "503": {"description": "Stopped or no index.", "content": {"application/json": {"schema": {"type": "object"}}}},
+                          "503": {"description": "Stopped, no index, or the index server cannot be reached.", "content": {"application/json": {"schema": {"type": "object"}}}},
                           "405": error_response("Method not allowed.")}}}),
     );
     paths.insert(
@@ -410,8 +417,8 @@ pub fn document() -> Value {
             "properties": {
                 "error": {"type": "string", "description": "What was wrong (fixed strings for 401 and 403)."},
                 "kind": {"type": "string"},
-                "reason": {"type": "string", "description": "The emergency stop's reason (503), or which limit was reached (429)."},
-                "retry_after_secs": {"type": "integer", "description": "Seconds until a retry can succeed (429)."},
+                "reason": {"type": "string", "description": "The emergency stop's reason or what cannot be reached (503), or which limit was reached (429)."},
+                "retry_after_secs": {"type": "integer", "description": "Seconds until a retry can succeed (429, and 503 unavailable)."},
                 "detail": {"type": "object"},
             },
         }),

@@ -178,6 +178,19 @@ pub fn findings(v: &serde_json::Value) -> Vec<(String, u64, String, String)> {
 
 /// One HTTP/1.1 request over a fresh connection: (status, body).
 pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let (status, _, body) = http_with_head(addr, method, path, token, body);
+    (status, body)
+}
+
+/// [`http`] with the response's status line and headers, lower-cased:
+/// (status, head, body).
+pub fn http_with_head(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
@@ -205,12 +218,13 @@ pub fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Opt
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
         dechunk(rest)
     } else {
         rest.to_string()
     };
-    (status, body)
+    (status, head, body)
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -31,7 +31,7 @@ use qdrant_client::qdrant::{
     SparseVectorsConfigBuilder, UpsertPointsBuilder, Vector, VectorInput, VectorParamsBuilder,
     VectorsConfigBuilder, value::Kind,
 };
-use qdrant_client::{Payload, Qdrant};
+use qdrant_client::{Payload, Qdrant, QdrantError};
 
 use super::{FileChunks, Point, VectorFilter, VectorStore};
 use crate::embed::DIM;
@@ -95,6 +95,39 @@ fn qerr(url: &str, what: &str, e: impl std::fmt::Display) -> IndexError {
     IndexError::Layout {
         path: url.into(),
         message: format!("qdrant {what}: {e}"),
+    }
+}
+
+/// A failed call to the server: [`IndexError::Unavailable`] when the same
+/// call may succeed later (the server cannot be reached, timed out, is
+/// overloaded or failed inside), otherwise what [`qerr`] makes (a request
+/// the server will refuse again).
+fn rpc_err(url: &str, what: &str, e: QdrantError) -> IndexError {
+    use tonic::Code;
+    let transient = match &e {
+        QdrantError::ResponseError { status } => matches!(
+            status.code(),
+            // A refused or dropped connection reaches here as `Internal`
+            // ("Failed to connect ..."), a timeout as `Cancelled` or
+            // `DeadlineExceeded`.
+            Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::Cancelled
+                | Code::Aborted
+                | Code::ResourceExhausted
+                | Code::Internal
+                | Code::Unknown
+        ),
+        QdrantError::ResourceExhaustedError { .. } | QdrantError::Io(_) => true,
+        _ => false,
+    };
+    if transient {
+        IndexError::Unavailable {
+            url: url.into(),
+            message: format!("qdrant {what}: {e}"),
+        }
+    } else {
+        qerr(url, what, e)
     }
 }
 
@@ -186,13 +219,13 @@ impl QdrantStore {
             let exists = client
                 .collection_exists(collection)
                 .await
-                .map_err(|e| qerr(url, "connect", e))?;
+                .map_err(|e| rpc_err(url, "connect", e))?;
             if !exists && !create {
-                return Err(qerr(
-                    url,
-                    "collection",
-                    format!("{collection} does not exist yet; run `ctxplane index` first"),
-                ));
+                // The indexer has not written it yet: a reader may find it later.
+                return Err(IndexError::Unavailable {
+                    url: url.into(),
+                    message: format!("qdrant collection {collection} does not exist yet; run `ctxplane index` first"),
+                });
             }
             if !exists {
                 let mut dense = VectorsConfigBuilder::default();
@@ -208,12 +241,12 @@ impl QdrantStore {
                             .replication_factor(t.replication.max(1)),
                     )
                     .await
-                    .map_err(|e| qerr(url, "create collection", e))?;
+                    .map_err(|e| rpc_err(url, "create collection", e))?;
             } else {
                 let info = client
                     .collection_info(collection.as_str())
                     .await
-                    .map_err(|e| qerr(url, "collection info", e))?;
+                    .map_err(|e| rpc_err(url, "collection info", e))?;
                 if !has_layout(&info) {
                     return Err(qerr(
                         url,
@@ -230,7 +263,7 @@ impl QdrantStore {
                 && !client
                     .collection_exists(&manifests)
                     .await
-                    .map_err(|e| qerr(url, "connect", e))?
+                    .map_err(|e| rpc_err(url, "connect", e))?
             {
                 client
                     .create_collection(
@@ -240,7 +273,7 @@ impl QdrantStore {
                             .replication_factor(t.replication.max(1)),
                     )
                     .await
-                    .map_err(|e| qerr(url, "create collection", e))?;
+                    .map_err(|e| rpc_err(url, "create collection", e))?;
             }
             if create {
                 for (field, kind) in [
@@ -253,7 +286,7 @@ impl QdrantStore {
                             CreateFieldIndexCollectionBuilder::new(manifests.as_str(), field, kind).wait(true),
                         )
                         .await
-                        .map_err(|e| qerr(url, "payload index", e))?;
+                        .map_err(|e| rpc_err(url, "payload index", e))?;
                 }
             }
             if create {
@@ -266,7 +299,7 @@ impl QdrantStore {
                                 .wait(true),
                         )
                         .await
-                        .map_err(|e| qerr(url, "payload index", e))?;
+                        .map_err(|e| rpc_err(url, "payload index", e))?;
                 }
             }
             Ok::<_, IndexError>(())
@@ -297,9 +330,9 @@ impl QdrantStore {
     /// Deletes the whole collection and its manifests' (tests).
     pub fn drop_collection(&self) -> Result<()> {
         self.run(self.client.delete_collection(&self.collection))
-            .map_err(|e| qerr(&self.url, "delete collection", e))?;
+            .map_err(|e| rpc_err(&self.url, "delete collection", e))?;
         self.run(self.client.delete_collection(self.manifests_collection()))
-            .map_err(|e| qerr(&self.url, "delete collection", e))?;
+            .map_err(|e| rpc_err(&self.url, "delete collection", e))?;
         Ok(())
     }
 
@@ -312,7 +345,7 @@ impl QdrantStore {
         loop {
             let info = self
                 .run(self.client.collection_info(&self.collection))
-                .map_err(|e| qerr(&self.url, "collection info", e))?;
+                .map_err(|e| rpc_err(&self.url, "collection info", e))?;
             let green = info
                 .result
                 .is_some_and(|r| r.status == CollectionStatus::Green as i32);
@@ -336,7 +369,7 @@ impl QdrantStore {
         let collection = self.manifests_collection();
         let exists = self
             .run(self.client.collection_exists(&collection))
-            .map_err(|e| qerr(&self.url, "connect", e))?;
+            .map_err(|e| rpc_err(&self.url, "connect", e))?;
         if !exists {
             return Ok(Vec::new());
         }
@@ -418,7 +451,7 @@ impl QdrantStore {
                         .exact(true),
                 ),
             )
-            .map_err(|e| qerr(&self.url, "count", e))?;
+            .map_err(|e| rpc_err(&self.url, "count", e))?;
         Ok(r.result.map_or(0, |c| c.count as usize))
     }
 }
@@ -589,14 +622,14 @@ impl VectorStore for QdrantStore {
                                     UpsertPointsBuilder::new(collection, batch.to_vec()).wait(true),
                                 )
                                 .await
-                                .map_err(|e| qerr(url, "upsert", e))?;
+                                .map_err(|e| rpc_err(url, "upsert", e))?;
                         }
                     }
                     Op::Delete(filter) => {
                         client
                             .delete_points(DeletePointsBuilder::new(collection).points(filter).wait(true))
                             .await
-                            .map_err(|e| qerr(url, "delete", e))?;
+                            .map_err(|e| rpc_err(url, "delete", e))?;
                     }
                 }
             }
@@ -627,7 +660,7 @@ impl VectorStore for QdrantStore {
                             .with_payload(fields(&["chunk_id", "source", "path", "tier"])),
                     ),
                 )
-                .map_err(|e| qerr(&self.url, "query", e))?;
+                .map_err(|e| rpc_err(&self.url, "query", e))?;
             let got = response.result.len() as u64;
             for p in response.result {
                 let tier = u8::try_from(int(&p.payload, "tier")).unwrap_or(u8::MAX);
@@ -664,7 +697,7 @@ impl VectorStore for QdrantStore {
                 self.client
                     .query(self.nearest_dense(vector, filter, k as u64).with_payload(true)),
             )
-            .map_err(|e| qerr(&self.url, "query", e))?;
+            .map_err(|e| rpc_err(&self.url, "query", e))?;
         let docs: Vec<(f32, ChunkDoc)> = response
             .result
             .iter()
@@ -768,7 +801,7 @@ impl VectorStore for QdrantStore {
                 client
                     .upsert_points(UpsertPointsBuilder::new(&collection, batch.to_vec()).wait(true))
                     .await
-                    .map_err(|e| qerr(url, "upsert manifest", e))?;
+                    .map_err(|e| rpc_err(url, "upsert manifest", e))?;
             }
             client
                 .delete_points(
@@ -777,7 +810,7 @@ impl VectorStore for QdrantStore {
                         .wait(true),
                 )
                 .await
-                .map_err(|e| qerr(url, "delete manifest", e))?;
+                .map_err(|e| rpc_err(url, "delete manifest", e))?;
             Ok(())
         })
     }
@@ -797,7 +830,7 @@ impl VectorStore for QdrantStore {
                     .wait(true),
             ),
         )
-        .map_err(|e| qerr(&self.url, "set tier", e))?;
+        .map_err(|e| rpc_err(&self.url, "set tier", e))?;
         Ok(())
     }
 
@@ -808,7 +841,7 @@ impl VectorStore for QdrantStore {
             self.client
                 .delete_points(DeletePointsBuilder::new(&collection).points(filter).wait(true)),
         )
-        .map_err(|e| qerr(&self.url, "delete manifest", e))?;
+        .map_err(|e| rpc_err(&self.url, "delete manifest", e))?;
         Ok(())
     }
 }
@@ -845,7 +878,7 @@ impl QdrantStore {
             }
             let got = self
                 .run(self.client.scroll(req))
-                .map_err(|e| qerr(&self.url, "scroll", e))?;
+                .map_err(|e| rpc_err(&self.url, "scroll", e))?;
             out.extend(got.result.into_iter().map(|p| p.payload));
             match got.next_page_offset {
                 Some(o) if out.len() < limit => offset = Some(o),
@@ -905,7 +938,7 @@ impl ChunkIndex for QdrantStore {
                         .with_payload(true),
                 ),
             )
-            .map_err(|e| qerr(&self.url, "query", e))?;
+            .map_err(|e| rpc_err(&self.url, "query", e))?;
         let mut out: Vec<(f32, ChunkDoc)> = response
             .result
             .into_iter()
@@ -1023,6 +1056,37 @@ impl ChunkIndex for QdrantStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_a_retry_may_cure_are_unavailable() {
+        let status = |code| QdrantError::ResponseError {
+            status: tonic::Status::new(code, "x"),
+        };
+        let unavailable = |e: IndexError| matches!(e, IndexError::Unavailable { .. });
+        for code in [
+            tonic::Code::Unavailable,
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::Cancelled,
+            // How qdrant-client reports a refused connection.
+            tonic::Code::Internal,
+        ] {
+            assert!(unavailable(rpc_err("u", "query", status(code))), "{code:?}");
+        }
+        for code in [
+            tonic::Code::InvalidArgument,
+            tonic::Code::NotFound,
+            tonic::Code::PermissionDenied,
+            tonic::Code::Unauthenticated,
+            tonic::Code::FailedPrecondition,
+        ] {
+            assert!(!unavailable(rpc_err("u", "query", status(code))), "{code:?}");
+        }
+        assert!(!unavailable(rpc_err(
+            "u",
+            "payload",
+            QdrantError::ConversionError("x".into())
+        )));
+    }
 
     #[test]
     fn names_and_directories() {

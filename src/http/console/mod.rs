@@ -315,6 +315,10 @@ fn error_text(e: &plane::Error) -> String {
             "internal error; see the server log".into()
         }
         plane::Error::PurgeIncomplete { detail } => format!("purge incomplete: {detail}"),
+        plane::Error::Unavailable { reason, detail } => {
+            tracing::warn!(detail = %detail, "{reason}");
+            format!("unavailable: {reason}; try again shortly")
+        }
         other => other.to_string(),
     }
 }
