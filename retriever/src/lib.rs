@@ -444,67 +444,56 @@ impl Retriever {
         }
     }
 
-    /// Answers `text` for `caller`. Excluded content is filtered inside both
-    /// engines, so it never competes for a rank, and is checked again on
-    /// the way out.
-    pub fn query(&self, caller: &Caller<'_>, text: &str, opts: &Options) -> Result<Answer> {
-        let started = Instant::now();
+    /// Both engines' candidates for `text` as `caller` sees them, before
+    /// fusion, with the weights hybrid fusion would give them: what
+    /// [`Retriever::query`] fuses, for benchmarks and diagnosis. No topic
+    /// packages, no answer rules, no budget.
+    pub fn engine_lists(&self, caller: &Caller<'_>, text: &str, opts: &Options) -> Result<EngineLists> {
         let sources: BTreeSet<String> = caller.scope.sources.iter().map(|s| s.to_string()).collect();
-        let max_tier = caller.scope.tier_ceiling.get();
-        let want = opts.limit.clamp(1, 100);
-        let candidates = self.candidates(opts);
         let mode = match (opts.mode, &self.dense) {
             (Mode::Lexical, _) | (_, None) => Mode::Lexical,
             (m, Some(_)) => m,
         };
         let shape = Shape::of(text);
-        let mut embed_ms = 0.0;
         let query_vec = match &self.dense {
-            Some(d) if mode != Mode::Lexical && !text.trim().is_empty() => {
-                let t = Instant::now();
-                let v = d
-                    .embedder
-                    .embed_interactive(&[shape.dense_text(text).as_str()])
-                    .map_err(|e| RetrieveError::Embed(e.to_string()))?
-                    .pop()
-                    .unwrap_or_default();
-                embed_ms = t.elapsed().as_secs_f64() * 1000.0;
-                Some(v)
-            }
+            Some(d) if mode != Mode::Lexical && !text.trim().is_empty() => d
+                .embedder
+                .embed_interactive(&[shape.dense_text(text).as_str()])
+                .map_err(|e| RetrieveError::Embed(e.to_string()))?
+                .pop(),
             _ => None,
         };
-        let mut topic = None;
-        if opts.packages
-            && let Some(topics) = &self.topics
-        {
-            let t1 = self.tier1(topics, caller, text, query_vec.as_deref(), opts.max_tokens)?;
-            if let Some(hit) = t1.hit {
-                return Ok(Answer {
-                    query: text.to_string(),
-                    served_by: "topic_package".into(),
-                    tokens: hit.tokens,
-                    package: Some(hit),
-                    topic: Some(t1.decision),
-                    results: Vec::new(),
-                    files: Vec::new(),
-                    max_tokens: opts.max_tokens,
-                    over_budget: 0,
-                    withheld_by_policy: 0,
-                    left_out_by_answer_rules: 0,
-                    dense: self.dense_status_within(&sources, max_tier),
-                    took_ms: started.elapsed().as_secs_f64() * 1000.0,
-                    embed_ms,
-                });
-            }
-            topic = Some(t1.decision);
-        }
+        self.lists(
+            text,
+            &shape,
+            query_vec.as_deref(),
+            mode,
+            &sources,
+            caller.scope.tier_ceiling.get(),
+            self.candidates(opts),
+        )
+    }
+
+    /// Each engine's list for one query, best first, and the weights to
+    /// fuse them with.
+    #[allow(clippy::too_many_arguments)]
+    fn lists(
+        &self,
+        text: &str,
+        shape: &Shape,
+        query_vec: Option<&[f32]>,
+        mode: Mode,
+        sources: &BTreeSet<String>,
+        max_tier: u8,
+        candidates: usize,
+    ) -> Result<EngineLists> {
         // Each engine's list: (score, chunk), best first.
         let mut dense_ranked: Vec<(f32, ChunkDoc)> = Vec::new();
         // A vector store that fails (a server gone, a timeout) does not
         // fail the query: it is answered lexically and says why.
         let mut dense_failure: Option<String> = None;
         if mode != Mode::Lexical
-            && let (Some(d), Some(v)) = (&self.dense, &query_vec)
+            && let (Some(d), Some(v)) = (&self.dense, query_vec)
         {
             let filter = VectorFilter {
                 sources: sources.clone(),
@@ -566,10 +555,88 @@ impl Retriever {
         let weights = match mode {
             // The vector store failed: the lexical ranking alone.
             _ if dense_failure.is_some() => Weights::only(true),
-            Mode::Hybrid => self.fusion.weights(&shape, &dense_ranked),
+            Mode::Hybrid => self.fusion.weights(shape, &dense_ranked),
             Mode::Lexical => Weights::only(true),
             Mode::Dense => Weights::only(false),
         };
+        Ok(EngineLists {
+            lexical: lexical_ranked,
+            dense: dense_ranked,
+            dense_failure,
+            weights,
+        })
+    }
+
+    /// Answers `text` for `caller`. Excluded content is filtered inside both
+    /// engines, so it never competes for a rank, and is checked again on
+    /// the way out.
+    pub fn query(&self, caller: &Caller<'_>, text: &str, opts: &Options) -> Result<Answer> {
+        let started = Instant::now();
+        let sources: BTreeSet<String> = caller.scope.sources.iter().map(|s| s.to_string()).collect();
+        let max_tier = caller.scope.tier_ceiling.get();
+        let want = opts.limit.clamp(1, 100);
+        let candidates = self.candidates(opts);
+        let mode = match (opts.mode, &self.dense) {
+            (Mode::Lexical, _) | (_, None) => Mode::Lexical,
+            (m, Some(_)) => m,
+        };
+        let shape = Shape::of(text);
+        let mut embed_ms = 0.0;
+        let query_vec = match &self.dense {
+            Some(d) if mode != Mode::Lexical && !text.trim().is_empty() => {
+                let t = Instant::now();
+                let v = d
+                    .embedder
+                    .embed_interactive(&[shape.dense_text(text).as_str()])
+                    .map_err(|e| RetrieveError::Embed(e.to_string()))?
+                    .pop()
+                    .unwrap_or_default();
+                embed_ms = t.elapsed().as_secs_f64() * 1000.0;
+                Some(v)
+            }
+            _ => None,
+        };
+        let mut topic = None;
+        if opts.packages
+            && let Some(topics) = &self.topics
+        {
+            let t1 = self.tier1(topics, caller, text, query_vec.as_deref(), opts.max_tokens)?;
+            if let Some(hit) = t1.hit {
+                return Ok(Answer {
+                    query: text.to_string(),
+                    served_by: "topic_package".into(),
+                    tokens: hit.tokens,
+                    package: Some(hit),
+                    topic: Some(t1.decision),
+                    results: Vec::new(),
+                    files: Vec::new(),
+                    max_tokens: opts.max_tokens,
+                    over_budget: 0,
+                    withheld_by_policy: 0,
+                    left_out_by_answer_rules: 0,
+                    dense: self.dense_status_within(&sources, max_tier),
+                    took_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    embed_ms,
+                });
+            }
+            topic = Some(t1.decision);
+        }
+        let lists = self.lists(
+            text,
+            &shape,
+            query_vec.as_deref(),
+            mode,
+            &sources,
+            max_tier,
+            candidates,
+        )?;
+        let EngineLists {
+            lexical: lexical_ranked,
+            dense: dense_ranked,
+            dense_failure,
+            weights,
+            ..
+        } = lists;
         let mut fused = self.fusion.fuse(&lexical_ranked, &dense_ranked, weights);
         // Each source's answer rules: tests ranked lower, lockfiles,
         // generated and vendored files left out (unless the source says
@@ -865,6 +932,19 @@ impl Retriever {
         cache.insert(key, found.clone());
         found
     }
+}
+
+/// Both engines' candidates for one query, before fusion.
+#[derive(Debug)]
+pub struct EngineLists {
+    /// BM25's chunks, (score, chunk), best first.
+    pub lexical: Vec<(f32, ChunkDoc)>,
+    /// The dense engine's chunks, (cosine, chunk), best first.
+    pub dense: Vec<(f32, ChunkDoc)>,
+    /// Why the dense engine did not answer, when its store failed.
+    pub dense_failure: Option<String>,
+    /// The weights and method the fusion uses for this query.
+    pub weights: Weights,
 }
 
 /// Chunks of a file a file-grouped answer returns at most.

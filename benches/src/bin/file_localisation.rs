@@ -329,40 +329,14 @@ fn dump_query(
     out: &mut impl std::io::Write,
     r: &Retriever,
     reg: &Registry,
-    embedder: &Arc<Embedder>,
-    data: &Path,
     repo: &Repo,
     q: &Query,
 ) -> Res<()> {
     let shape = retriever::Shape::of(&q.text);
-    // As many as each engine gives the file-level answer.
-    let candidates = r.candidates(&options(Mode::Hybrid, true));
-    let filter = indexer::lexical::Filter {
-        sources: vec![repo.name.clone()],
-        max_tier: 1,
-    };
-    let lexical = r
-        .lexical()
-        .search_parts(&shape.lexical_parts(&q.text, &r.evidence), &filter, candidates)
+    // The lists the file-level hybrid answer fuses.
+    let lists = r
+        .engine_lists(&Caller::operator(reg), &q.text, &options(Mode::Hybrid, true))
         .map_err(e)?;
-    let v = embedder
-        .embed_interactive(&[shape.dense_text(&q.text).as_str()])
-        .map_err(e)?
-        .pop()
-        .unwrap_or_default();
-    let store = EmbeddedStore::open_read(&Indexer::vectors_dir(data), embedder.model_id())
-        .map_err(e)?
-        .ok_or("no vectors")?;
-    let vf = indexer::vector::VectorFilter {
-        sources: [repo.name.clone()].into_iter().collect(),
-        max_tier: 1,
-        path_prefix: None,
-    };
-    let hits = store.search(&v, &vf, candidates).map_err(e)?;
-    let ids: Vec<&str> = hits.iter().map(|(id, _)| id.as_str()).collect();
-    let docs = r.lexical().docs_by_id(&ids).map_err(e)?;
-    let by_id: HashMap<&str, &indexer::lexical::ChunkDoc> =
-        docs.iter().map(|d| (d.chunk_id.as_str(), d)).collect();
     let row = |score: f32, d: &indexer::lexical::ChunkDoc| {
         serde_json::json!([
             score,
@@ -372,11 +346,7 @@ fn dump_query(
             indexer::chunk::answer_class(&d.path, &d.language)
         ])
     };
-    let dense: Vec<(f32, indexer::lexical::ChunkDoc)> = hits
-        .iter()
-        .filter_map(|(id, s)| by_id.get(id.as_str()).map(|d| (*s, (*d).clone())))
-        .collect();
-    let w = r.fusion.weights(&shape, &dense);
+    let (lexical, dense, w) = (&lists.lexical, &lists.dense, lists.weights);
     let line = serde_json::json!({
         "repo": repo.name, "commit": q.commit, "test": q.test_split, "gold": q.gold,
         "words": shape.words, "code_share": shape.code_share, "code_evidence": shape.has_code_evidence(),
@@ -636,8 +606,10 @@ fn run() -> Res<()> {
                     .or_default()
                     .add(&ranked, &q.gold);
             }
-            if let (Some(out), Some(embedder)) = (dump.as_mut(), dense) {
-                dump_query(out, &r, &reg, embedder, &data, repo, q)?;
+            if let Some(out) = dump.as_mut()
+                && dense.is_some()
+            {
+                dump_query(out, &r, &reg, repo, q)?;
             }
             if dense.is_some() {
                 // Before calibrated scores: weighted reciprocal-rank fusion.
