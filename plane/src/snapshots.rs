@@ -630,9 +630,7 @@ impl Plane {
         let mut texts: HashMap<(String, String), Option<String>> = HashMap::new();
         let mut results = Vec::with_capacity(rec.results.len());
         for r in &rec.results {
-            let src = SourceId::new(r.source.clone())
-                .ok()
-                .and_then(|id| reg.source(&id));
+            let src = reg.source_named(&r.source);
             let now_r = match src {
                 Some(s) if s.status == registry::Status::Approved => {
                     match retriever.denied_now(reg, &r.source, &r.path) {

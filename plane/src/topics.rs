@@ -7,7 +7,7 @@
 use indexer::redact::Redactor;
 use indexer::walk::Found;
 use packages::topic::{Citation, Cited, PackageStatus, Problem, TopicPackage, Verification, parse, verify};
-use registry::{Policy, Registry, SourceId, Status};
+use registry::{Policy, Registry, Status};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -94,10 +94,7 @@ impl<'a> DiskReader<'a> {
     }
 
     pub fn read(&mut self, c: &Citation) -> Cited {
-        let Some(src) = SourceId::new(c.source.clone())
-            .ok()
-            .and_then(|id| self.reg.source(&id))
-        else {
+        let Some(src) = self.reg.source_named(&c.source) else {
             return Cited::Denied(format!("no source {:?} in the registry", c.source));
         };
         if src.status != Status::Approved {

@@ -925,11 +925,15 @@ impl Registry {
         self.sources.get(id)
     }
 
+    /// The source with this id, given as a string (from an index record
+    /// or a citation); `None` for an id no source has, valid or not.
+    pub fn source_named(&self, id: &str) -> Option<&Source> {
+        self.sources.get(id)
+    }
+
     /// Whether the source with this id exists and is approved.
     pub fn is_approved(&self, id: &str) -> bool {
-        SourceId::new(id.to_string())
-            .ok()
-            .and_then(|id| self.sources.get(&id))
+        self.source_named(id)
             .is_some_and(|s| s.status == Status::Approved)
     }
 

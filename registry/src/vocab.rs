@@ -65,6 +65,15 @@ impl From<SourceId> for String {
     }
 }
 
+/// Lets a map keyed by source id be read with a `&str` (an id from an
+/// index record or a citation) without validating or copying it: the
+/// order, equality and hash are the string's own.
+impl std::borrow::Borrow<str> for SourceId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for SourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -87,6 +87,12 @@ fn a_good_registry_parses() {
     );
     assert_eq!(r.principals[0].role, Role::Agent);
     assert_eq!(r.version, ContentHash::of(GOOD.as_bytes()));
+    // By an id as a string, as index records and citations carry it.
+    assert_eq!(r.source_named("payments-api").unwrap().owner, api.owner);
+    assert!(r.source_named("no-such-source").is_none());
+    assert!(r.source_named("Not An Id/..").is_none());
+    assert!(r.is_approved("payments-api"));
+    assert!(!r.is_approved("hr-notes"));
 }
 
 #[test]

@@ -992,9 +992,9 @@ fn answer_treatment(registry: &Registry, doc: &ChunkDoc) -> Treatment {
     let Some(class) = indexer::chunk::answer_class(&doc.path, &doc.language) else {
         return Treatment::Keep;
     };
-    let rules = registry::SourceId::new(doc.source.clone())
-        .ok()
-        .and_then(|id| registry.source(&id).map(|s| s.answers))
+    let rules = registry
+        .source_named(&doc.source)
+        .map(|s| s.answers)
         .unwrap_or_default();
     match class {
         "lockfiles" => rules.lockfiles,

@@ -4,7 +4,7 @@
 //! and which tier of the retriever served it.
 
 use jiff::Timestamp;
-use registry::{Registry, SourceId};
+use registry::Registry;
 use serde::Serialize;
 
 use crate::Retriever;
@@ -100,9 +100,7 @@ impl Retriever {
         lexical_rank: Option<usize>,
         dense_rank: Option<usize>,
     ) -> Provenance {
-        let source = SourceId::new(doc.source.clone())
-            .ok()
-            .and_then(|id| registry.source(&id).cloned());
+        let source = registry.source_named(&doc.source).cloned();
         let manifest = self.manifest(&doc.source);
         let entry = manifest.as_ref().and_then(|m| m.files.get(&doc.path));
         let now = self.now();

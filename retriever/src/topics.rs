@@ -634,10 +634,7 @@ impl Retriever {
             return v.clone();
         }
         let mut read = |c: &packages::topic::Citation| -> Cited {
-            let approved = SourceId::new(c.source.clone())
-                .ok()
-                .and_then(|id| registry.source(&id))
-                .is_some_and(|s| s.status == registry::Status::Approved);
+            let approved = registry.is_approved(&c.source);
             if !approved {
                 return Cited::Denied(format!("source {} is not an approved source", c.source));
             }
@@ -835,9 +832,7 @@ impl Retriever {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                let src = SourceId::new(c.source.clone())
-                    .ok()
-                    .and_then(|id| registry.source(&id).cloned());
+                let src = registry.source_named(&c.source).cloned();
                 let entry = self
                     .manifest(&c.source)
                     .and_then(|m| m.files.get(&c.path).cloned());
