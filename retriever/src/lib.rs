@@ -449,44 +449,56 @@ impl Retriever {
     /// [`Retriever::query`] fuses, for benchmarks and diagnosis. No topic
     /// packages, no answer rules, no budget.
     pub fn engine_lists(&self, caller: &Caller<'_>, text: &str, opts: &Options) -> Result<EngineLists> {
-        let sources: BTreeSet<String> = caller.scope.sources.iter().map(|s| s.to_string()).collect();
+        let q = self.prepare(caller, text, opts)?;
+        self.lists(text, &q, self.candidates(opts))
+    }
+
+    /// What both tiers need of a query before searching: the caller's
+    /// reach, the mode the retriever can serve, the query's shape and its
+    /// vector (with the time embedding took).
+    fn prepare(&self, caller: &Caller<'_>, text: &str, opts: &Options) -> Result<Prepared> {
         let mode = match (opts.mode, &self.dense) {
             (Mode::Lexical, _) | (_, None) => Mode::Lexical,
             (m, Some(_)) => m,
         };
         let shape = Shape::of(text);
-        let query_vec = match &self.dense {
-            Some(d) if mode != Mode::Lexical && !text.trim().is_empty() => d
-                .embedder
-                .embed_interactive(&[shape.dense_text(text).as_str()])
-                .map_err(|e| RetrieveError::Embed(e.to_string()))?
-                .pop(),
+        let mut embed_ms = 0.0;
+        let vector = match &self.dense {
+            Some(d) if mode != Mode::Lexical && !text.trim().is_empty() => {
+                let t = Instant::now();
+                let v = d
+                    .embedder
+                    .embed_interactive(&[shape.dense_text(text).as_str()])
+                    .map_err(|e| RetrieveError::Embed(e.to_string()))?
+                    .pop()
+                    .unwrap_or_default();
+                embed_ms = t.elapsed().as_secs_f64() * 1000.0;
+                Some(v)
+            }
             _ => None,
         };
-        self.lists(
-            text,
-            &shape,
-            query_vec.as_deref(),
+        Ok(Prepared {
+            sources: caller.scope.sources.iter().map(|s| s.to_string()).collect(),
+            max_tier: caller.scope.tier_ceiling.get(),
             mode,
-            &sources,
-            caller.scope.tier_ceiling.get(),
-            self.candidates(opts),
-        )
+            shape,
+            vector,
+            embed_ms,
+        })
     }
 
     /// Each engine's list for one query, best first, and the weights to
     /// fuse them with.
-    #[allow(clippy::too_many_arguments)]
-    fn lists(
-        &self,
-        text: &str,
-        shape: &Shape,
-        query_vec: Option<&[f32]>,
-        mode: Mode,
-        sources: &BTreeSet<String>,
-        max_tier: u8,
-        candidates: usize,
-    ) -> Result<EngineLists> {
+    fn lists(&self, text: &str, q: &Prepared, candidates: usize) -> Result<EngineLists> {
+        let Prepared {
+            sources,
+            max_tier,
+            mode,
+            shape,
+            ..
+        } = q;
+        let (max_tier, mode) = (*max_tier, *mode);
+        let query_vec = q.vector.as_deref();
         // Each engine's list: (score, chunk), best first.
         let mut dense_ranked: Vec<(f32, ChunkDoc)> = Vec::new();
         // A vector store that fails (a server gone, a timeout) does not
@@ -572,35 +584,14 @@ impl Retriever {
     /// the way out.
     pub fn query(&self, caller: &Caller<'_>, text: &str, opts: &Options) -> Result<Answer> {
         let started = Instant::now();
-        let sources: BTreeSet<String> = caller.scope.sources.iter().map(|s| s.to_string()).collect();
-        let max_tier = caller.scope.tier_ceiling.get();
         let want = opts.limit.clamp(1, 100);
-        let candidates = self.candidates(opts);
-        let mode = match (opts.mode, &self.dense) {
-            (Mode::Lexical, _) | (_, None) => Mode::Lexical,
-            (m, Some(_)) => m,
-        };
-        let shape = Shape::of(text);
-        let mut embed_ms = 0.0;
-        let query_vec = match &self.dense {
-            Some(d) if mode != Mode::Lexical && !text.trim().is_empty() => {
-                let t = Instant::now();
-                let v = d
-                    .embedder
-                    .embed_interactive(&[shape.dense_text(text).as_str()])
-                    .map_err(|e| RetrieveError::Embed(e.to_string()))?
-                    .pop()
-                    .unwrap_or_default();
-                embed_ms = t.elapsed().as_secs_f64() * 1000.0;
-                Some(v)
-            }
-            _ => None,
-        };
+        let q = self.prepare(caller, text, opts)?;
+        let (sources, max_tier, mode, embed_ms) = (&q.sources, q.max_tier, q.mode, q.embed_ms);
         let mut topic = None;
         if opts.packages
             && let Some(topics) = &self.topics
         {
-            let t1 = self.tier1(topics, caller, text, query_vec.as_deref(), opts.max_tokens)?;
+            let t1 = self.tier1(topics, caller, text, q.vector.as_deref(), opts.max_tokens)?;
             if let Some(hit) = t1.hit {
                 return Ok(Answer {
                     query: text.to_string(),
@@ -614,22 +605,14 @@ impl Retriever {
                     over_budget: 0,
                     withheld_by_policy: 0,
                     left_out_by_answer_rules: 0,
-                    dense: self.dense_status_within(&sources, max_tier),
+                    dense: self.dense_status_within(sources, max_tier),
                     took_ms: started.elapsed().as_secs_f64() * 1000.0,
                     embed_ms,
                 });
             }
             topic = Some(t1.decision);
         }
-        let lists = self.lists(
-            text,
-            &shape,
-            query_vec.as_deref(),
-            mode,
-            &sources,
-            max_tier,
-            candidates,
-        )?;
+        let lists = self.lists(text, &q, self.candidates(opts))?;
         let EngineLists {
             lexical: lexical_ranked,
             dense: dense_ranked,
@@ -777,7 +760,7 @@ impl Retriever {
                     model_id: self.dense.as_ref().map(|d| d.embedder.model_id().to_string()),
                     ..DenseStatus::unavailable(reason)
                 },
-                None => self.dense_status_within(&sources, max_tier),
+                None => self.dense_status_within(sources, max_tier),
             },
             took_ms: started.elapsed().as_secs_f64() * 1000.0,
             embed_ms,
@@ -945,6 +928,17 @@ pub struct EngineLists {
     pub dense_failure: Option<String>,
     /// The weights and method the fusion uses for this query.
     pub weights: Weights,
+}
+
+/// A query made ready to search (see `Retriever::prepare`).
+struct Prepared {
+    sources: BTreeSet<String>,
+    max_tier: u8,
+    mode: Mode,
+    shape: Shape,
+    /// The query's vector, when the dense engine answers.
+    vector: Option<Vec<f32>>,
+    embed_ms: f64,
 }
 
 /// Chunks of a file a file-grouped answer returns at most.
