@@ -162,7 +162,7 @@ fn tool_error(e: &plane::Error) -> CallToolResult {
             "internal error; see the server log".to_string()
         }
         plane::Error::Unavailable { reason, detail } => {
-            tracing::warn!(detail = %detail, "{reason}");
+            plane::warn_unavailable(reason, detail);
             format!(
                 "unavailable: {reason}; retry in {} s",
                 plane::UNAVAILABLE_RETRY_SECS

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{command, example_org_today, http_with_head, start_server};
+use common::{command, example_org_today, http_with_head, start_server_logged};
 
 #[test]
 fn a_replica_needs_the_shared_index_and_says_so() {
@@ -54,7 +54,7 @@ fn a_replica_whose_qdrant_is_down_listens_and_answers_503() {
         ),
     )
     .unwrap();
-    let (mut child, addr) = start_server(org, &["--read-only"]);
+    let (mut child, addr, log) = start_server_logged(org, &["--read-only"]);
     let address = format!("127.0.0.1:{port}");
 
     let (status, _, body) = http_with_head(&addr, "GET", "/readyz", None, None);
@@ -87,8 +87,39 @@ fn a_replica_whose_qdrant_is_down_listens_and_answers_503() {
     // Authentication still comes first.
     let (status, _, _) = http_with_head(&addr, "POST", "/v1/context", Some("no-such-token"), Some(query));
     assert_eq!(status, 401);
+    // Every request fails the same way while the server is down; the log
+    // says so once (with the address, for the operator), not per request.
+    for _ in 0..4 {
+        let (status, _, _) = http_with_head(
+            &addr,
+            "POST",
+            "/v1/context",
+            Some("demo-agent-platform-token"),
+            Some(query),
+        );
+        assert_eq!(status, 503);
+    }
 
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!org.join(".ctxplane/index/lexical").exists());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = log.lock().unwrap();
+    let warnings: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("unavailable"))
+        .collect();
+    assert!(!warnings.is_empty(), "{log:#?}");
+    assert!(warnings.iter().any(|l| l.contains(&address)), "{warnings:#?}");
+    // A text log line: time, level, target, ": ", the message, fields.
+    let message = |l: &str| -> String {
+        let after = &l[l.find("WARN").unwrap()..];
+        let m = &after[after.find(": ").map_or(0, |i| i + 2)..];
+        m[..m.find(" detail=").unwrap_or(m.len())].to_string()
+    };
+    let mut messages: Vec<String> = warnings.iter().map(|l| message(l)).collect();
+    let n = messages.len();
+    messages.sort();
+    messages.dedup();
+    assert_eq!(messages.len(), n, "one warning per kind of outage: {warnings:#?}");
 }

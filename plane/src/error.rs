@@ -57,6 +57,61 @@ pub const UNAVAILABLE_RETRY_SECS: u64 = 5;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Seconds between two warnings about the same outage: while a server is
+/// down every request fails the same way, and one warning a minute (with
+/// how many were held back) says as much as one per request.
+pub const OUTAGE_WARN_SECS: u64 = 60;
+
+/// Logs that `what` is unavailable (`detail`: addresses, the server's
+/// message): a warning the first time and then at most once every
+/// [`OUTAGE_WARN_SECS`] per `what`, naming how many were held back; the
+/// rest at debug level.
+pub fn warn_unavailable(what: &str, detail: &dyn std::fmt::Display) {
+    static LOG: std::sync::Mutex<OutageLog> = std::sync::Mutex::new(OutageLog::new());
+    let admitted = LOG
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .admit(what, std::time::Instant::now());
+    match admitted {
+        Some(held_back) => tracing::warn!(detail = %detail, held_back, "{what}"),
+        None => tracing::debug!(detail = %detail, "{what}"),
+    }
+}
+
+/// When each kind of outage was last warned about, and how many reports
+/// of it were held back since.
+struct OutageLog {
+    seen: Vec<(String, std::time::Instant, u64)>,
+}
+
+impl OutageLog {
+    const fn new() -> Self {
+        OutageLog { seen: Vec::new() }
+    }
+
+    /// `Some(reports held back since the last warning)` when this report
+    /// of `what` is to be a warning, `None` when it is held back.
+    fn admit(&mut self, what: &str, now: std::time::Instant) -> Option<u64> {
+        let window = std::time::Duration::from_secs(OUTAGE_WARN_SECS);
+        match self.seen.iter_mut().find(|(w, ..)| w == what) {
+            Some((_, last, held)) if now.saturating_duration_since(*last) < window => {
+                *held += 1;
+                None
+            }
+            Some((_, last, held)) => {
+                *last = now;
+                Some(std::mem::take(held))
+            }
+            None => {
+                // A handful of kinds at most (the messages are fixed
+                // strings), so a list is enough.
+                self.seen.push((what.to_string(), now, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
 impl Error {
     pub fn bad(msg: impl std::fmt::Display) -> Self {
         Error::BadRequest(msg.to_string())
@@ -141,5 +196,33 @@ impl From<std::io::Error> for Error {
 impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Error::Internal(e.into())
+    }
+}
+
+#[cfg(test)]
+mod outage_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn an_outage_is_warned_about_once_a_window_with_the_count_held_back() {
+        let mut log = OutageLog::new();
+        let t0 = Instant::now();
+        assert_eq!(log.admit("qdrant down", t0), Some(0));
+        for i in 1..=5 {
+            assert_eq!(log.admit("qdrant down", t0 + Duration::from_secs(i)), None);
+        }
+        // Another kind of outage has its own window.
+        assert_eq!(
+            log.admit("index unreadable", t0 + Duration::from_secs(2)),
+            Some(0)
+        );
+        let later = t0 + Duration::from_secs(OUTAGE_WARN_SECS);
+        assert_eq!(log.admit("qdrant down", later), Some(5));
+        assert_eq!(log.admit("qdrant down", later + Duration::from_secs(1)), None);
+        assert_eq!(
+            log.admit("qdrant down", later + Duration::from_secs(OUTAGE_WARN_SECS)),
+            Some(1)
+        );
     }
 }

@@ -36,7 +36,7 @@ use registry::{Registry, RegistryStore};
 use retriever::Retriever;
 
 pub use access::{Operation, Who};
-pub use error::{Error, Result, UNAVAILABLE_RETRY_SECS};
+pub use error::{Error, Result, UNAVAILABLE_RETRY_SECS, warn_unavailable};
 pub use ingest::{PassKind, PassOutcome, Progress, Quiet};
 pub use metrics::Metrics;
 pub use settings::{ConfigError, Overrides, Settings, VectorBackend};
@@ -246,7 +246,7 @@ impl Plane {
                     // A server's address and messages go to the log; every
                     // answer carries the reason.
                     _ => {
-                        tracing::warn!(error = %e, "vector store unavailable");
+                        warn_unavailable("vector store unavailable", &e);
                         retriever::STORE_UNAVAILABLE.to_string()
                     }
                 })
@@ -284,7 +284,7 @@ impl Plane {
         // replica started before Qdrant or the indexer serves once they are.
         let index =
             ingest::open_shared_index(&self.settings, self.store.data_dir(), &model).map_err(|e| {
-                tracing::warn!(error = %e, "shared index unavailable");
+                warn_unavailable("shared index unavailable", &e);
                 match e {
                     Error::Config(m) => Error::Config(format!("the shared index cannot be read: {m}")),
                     other => other,
@@ -497,7 +497,7 @@ impl Plane {
                     Err(e) => {
                         // Addresses and server messages go to the log, not
                         // to an unauthenticated probe.
-                        tracing::warn!(url = %url, error = %e, "vector store unavailable");
+                        warn_unavailable("vector store unavailable", &format_args!("{url}: {e}"));
                         (
                             false,
                             json!({"backend": "qdrant", "collection": collection, "status": "unavailable", "error": "the Qdrant server cannot be reached or used; see the server log"}),

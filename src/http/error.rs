@@ -58,7 +58,7 @@ impl IntoResponse for ApiError {
                 json!({"error": "purge incomplete", "detail": detail})
             }
             Unavailable { reason, detail } => {
-                tracing::warn!(detail = %detail, "{reason}");
+                plane::warn_unavailable(reason, detail);
                 json!({"error": "unavailable", "reason": reason, "retry_after_secs": plane::UNAVAILABLE_RETRY_SECS})
             }
             Config(m) => {

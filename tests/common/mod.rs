@@ -242,6 +242,15 @@ fn dechunk(mut s: &str) -> String {
 
 /// `ctxplane serve` on a free loopback port; the child and its address.
 pub fn start_server(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    let (child, addr, _) = start_server_logged(dir, extra);
+    (child, addr)
+}
+
+/// What a server started by [`start_server_logged`] wrote to stderr so far.
+pub type ServerLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`start_server`], keeping the server's stderr lines.
+pub fn start_server_logged(dir: &Path, extra: &[&str]) -> (std::process::Child, String, ServerLog) {
     use std::io::BufRead;
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
@@ -252,15 +261,25 @@ pub fn start_server(dir: &Path, extra: &[&str]) -> (std::process::Child, String)
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufReader::new(stderr).lines();
+    let log = ServerLog::default();
     let addr = loop {
         let line = lines.next().expect("serve exited before listening").unwrap();
-        if let Some(rest) = line.strip_prefix("ctxplane serving on http://") {
-            break rest.split_whitespace().next().unwrap().to_string();
+        let found = line
+            .strip_prefix("ctxplane serving on http://")
+            .map(|rest| rest.split_whitespace().next().unwrap().to_string());
+        log.lock().unwrap().push(line);
+        if let Some(addr) = found {
+            break addr;
         }
     };
     // Keep draining stderr so the server never blocks on it.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    let kept = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (child, addr, log)
 }
 
 /// Every source named anywhere in a context answer: results and a

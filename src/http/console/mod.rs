@@ -316,7 +316,7 @@ fn error_text(e: &plane::Error) -> String {
         }
         plane::Error::PurgeIncomplete { detail } => format!("purge incomplete: {detail}"),
         plane::Error::Unavailable { reason, detail } => {
-            tracing::warn!(detail = %detail, "{reason}");
+            plane::warn_unavailable(reason, detail);
             format!("unavailable: {reason}; try again shortly")
         }
         other => other.to_string(),
