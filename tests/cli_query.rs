@@ -208,15 +208,22 @@ fn query_provenance_status_and_the_lexical_fallback() {
 }
 
 /// Lockfiles, generated and vendored files are left out of answers and
-/// tests ranked lower by default; a source's `answers` rules change that.
-/// Both stay indexed.
+/// tests and changelogs ranked lower by default; a source's `answers`
+/// rules change that. All stay indexed.
 #[test]
 fn answer_rules_leave_out_lockfiles_and_demote_tests_per_source() {
     let tmp = example_org_today();
     let org = tmp.path();
+    // A changelog whose every line shares words with the question.
+    std::fs::write(
+        org.join("sources/ledger-worker/CHANGELOG.md"),
+        "# Changelog\n\n## 1.4.0\n\n- Reconcile mismatches between the ledger and the bank \
+         feed nightly; reconcile mismatches report lists each mismatch.\n",
+    )
+    .unwrap();
     run_json(org, &["index", "--no-embed", "--json"]);
-    let paths = |q: &str| -> (Vec<String>, u64) {
-        let a = run_json(
+    let ask = |q: &str| {
+        run_json(
             org,
             &[
                 "query",
@@ -228,7 +235,10 @@ fn answer_rules_leave_out_lockfiles_and_demote_tests_per_source() {
                 "20",
                 "--json",
             ],
-        );
+        )
+    };
+    let paths = |q: &str| -> (Vec<String>, u64) {
+        let a = ask(q);
         let paths = a["results"]
             .as_array()
             .unwrap()
@@ -249,7 +259,23 @@ fn answer_rules_leave_out_lockfiles_and_demote_tests_per_source() {
     assert!(left_out > 0);
     let (reconcile, _) = paths("reconcile mismatches");
     let test_file = "ledger-worker:tests/test_reconcile.py";
+    let changelog = "ledger-worker:CHANGELOG.md";
     let demoted = rank(&reconcile, test_file);
+    // Lexical scores are the engine's, relative to its best: the same in
+    // both runs, so a demotion shows as exactly half.
+    let changelog_score = || -> f64 {
+        let a = ask("reconcile mismatches");
+        a["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["provenance"]["path"] == "CHANGELOG.md")
+            .unwrap_or_else(|| panic!("the changelog is still answered: {a:#}"))["score"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(rank(&reconcile, changelog) < usize::MAX, "{reconcile:?}");
+    let changelog_demoted = changelog_score();
 
     let registry = org.join("registry.toml");
     let text = std::fs::read_to_string(&registry).unwrap();
@@ -260,13 +286,18 @@ fn answer_rules_leave_out_lockfiles_and_demote_tests_per_source() {
         )
         .replace(
             "description = \"Ledger writer and nightly reconciliation (Python)\"\n",
-            "description = \"Ledger writer and nightly reconciliation (Python)\"\nanswers = { tests = \"keep\" }\n",
+            "description = \"Ledger writer and nightly reconciliation (Python)\"\nanswers = { tests = \"keep\", changelogs = \"keep\" }\n",
         );
     std::fs::write(&registry, text).unwrap();
     let (tokio, _) = paths("tokio version");
     assert!(tokio.iter().any(|p| p == "payments-api:Cargo.lock"), "{tokio:?}");
     let (reconcile, _) = paths("reconcile mismatches");
     assert!(rank(&reconcile, test_file) < demoted, "{reconcile:?}");
+    let kept = changelog_score();
+    assert!(
+        (kept - 2.0 * changelog_demoted).abs() < 1e-4,
+        "{kept} {changelog_demoted}"
+    );
 }
 
 /// `--group-by file`: files ranked by their chunks, each naming its best

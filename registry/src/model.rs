@@ -108,8 +108,9 @@ pub struct Source {
     pub last_change: Option<StatusChange>,
     /// Overrides the tier's maximum content age, in days.
     pub max_age_days: Option<u32>,
-    /// What tier-2 answers do with tests, generated and vendored files and
-    /// lockfiles of this source (all still indexed, for drift and checks).
+    /// What tier-2 answers do with tests, generated and vendored files,
+    /// lockfiles and changelogs of this source (all still indexed, for
+    /// drift and checks).
     pub answers: AnswerRules,
 }
 
@@ -136,37 +137,43 @@ impl Treatment {
 }
 
 /// A source's `answers = { tests = "...", generated = "...", vendored =
-/// "...", lockfiles = "..." }`; each key left out keeps its default.
+/// "...", lockfiles = "...", changelogs = "..." }`; each key left out
+/// keeps its default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct AnswerRules {
     pub tests: Treatment,
     pub generated: Treatment,
     pub vendored: Treatment,
     pub lockfiles: Treatment,
+    pub changelogs: Treatment,
 }
 
 impl Default for AnswerRules {
-    /// Tests rank lower; generated and vendored files and lockfiles are
-    /// left out: a question is rarely answered by them, and they are
-    /// large and word-rich enough to crowd out the files that answer it.
+    /// Tests and changelogs rank lower (a question about when something
+    /// changed still finds a changelog); generated and vendored files and
+    /// lockfiles are left out: a question is rarely answered by them, and
+    /// they are large and word-rich enough to crowd out the files that
+    /// answer it.
     fn default() -> Self {
         AnswerRules {
             tests: Treatment::Demote,
             generated: Treatment::Exclude,
             vendored: Treatment::Exclude,
             lockfiles: Treatment::Exclude,
+            changelogs: Treatment::Demote,
         }
     }
 }
 
 impl AnswerRules {
     /// The keys and their treatments, in the file's order.
-    pub fn entries(&self) -> [(&'static str, Treatment); 4] {
+    pub fn entries(&self) -> [(&'static str, Treatment); 5] {
         [
             ("tests", self.tests),
             ("generated", self.generated),
             ("vendored", self.vendored),
             ("lockfiles", self.lockfiles),
+            ("changelogs", self.changelogs),
         ]
     }
 }
@@ -420,6 +427,7 @@ struct RawAnswers {
     generated: Option<Treatment>,
     vendored: Option<Treatment>,
     lockfiles: Option<Treatment>,
+    changelogs: Option<Treatment>,
 }
 
 impl RawAnswers {
@@ -430,6 +438,7 @@ impl RawAnswers {
             generated: self.generated.unwrap_or(d.generated),
             vendored: self.vendored.unwrap_or(d.vendored),
             lockfiles: self.lockfiles.unwrap_or(d.lockfiles),
+            changelogs: self.changelogs.unwrap_or(d.changelogs),
         }
     }
 }

@@ -439,7 +439,7 @@ fn arb_registry() -> impl Strategy<Value = Registry> {
                 // Answer rules: none, one key, or keys set to their defaults and not.
                 match age.map(|a| a % 3) {
                     Some(0) => text.push_str("answers = { tests = \"keep\" }\n"),
-                    Some(1) => text.push_str("answers = { lockfiles = \"demote\", vendored = \"keep\", tests = \"demote\" }\n"),
+                    Some(1) => text.push_str("answers = { lockfiles = \"demote\", vendored = \"keep\", tests = \"demote\", changelogs = \"exclude\" }\n"),
                     _ => {}
                 }
             }
@@ -464,6 +464,7 @@ fn answer_rules_default_per_key_and_bad_values_are_located() {
     assert_eq!(rules, registry::AnswerRules::default());
     assert_eq!(rules.tests, registry::Treatment::Demote);
     assert_eq!(rules.lockfiles, registry::Treatment::Exclude);
+    assert_eq!(rules.changelogs, registry::Treatment::Demote);
     let reg = Registry::parse(
         &format!("{base}answers = {{ tests = \"keep\" }}\n"),
         Path::new("/"),
@@ -472,6 +473,7 @@ fn answer_rules_default_per_key_and_bad_values_are_located() {
     let rules = reg.sources.values().next().unwrap().answers;
     assert_eq!(rules.tests, registry::Treatment::Keep);
     assert_eq!(rules.generated, registry::Treatment::Exclude);
+    assert_eq!(rules.changelogs, registry::Treatment::Demote);
     for bad in ["answers = { tests = \"hide\" }", "answers = { docs = \"keep\" }"] {
         let problems = Registry::parse(&format!("{base}{bad}\n"), Path::new("/registry.toml")).unwrap_err();
         assert_eq!(problems[0].line, 9, "{bad}: {problems:?}");

@@ -992,6 +992,7 @@ fn answer_treatment(registry: &Registry, doc: &ChunkDoc) -> Treatment {
         .unwrap_or_default();
     match class {
         "lockfiles" => rules.lockfiles,
+        "changelogs" => rules.changelogs,
         "vendored" => rules.vendored,
         "generated" => rules.generated,
         _ => rules.tests,

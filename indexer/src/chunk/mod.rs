@@ -185,9 +185,12 @@ pub fn is_prose(language: &str) -> bool {
 
 /// Files that are rarely the answer to a question, by path and kind:
 /// `lockfiles`, `vendored` (third-party copies), `generated` (minified,
-/// protobuf or other generated output, snapshots) and `tests` (tests,
-/// fixtures, specs). The names are the keys of a source's `answers` rules
-/// in the registry. `None` for everything else.
+/// protobuf or other generated output, snapshots), `tests` (tests,
+/// fixtures, specs) and `changelogs` (release notes and change logs: a
+/// line for every change ever made, so they share words with almost any
+/// question about the code while saying little about how it works now).
+/// The names are the keys of a source's `answers` rules in the registry.
+/// `None` for everything else.
 pub fn answer_class(path: &str, language: &str) -> Option<&'static str> {
     if language == "lockfile" {
         return Some("lockfiles");
@@ -244,6 +247,30 @@ pub fn answer_class(path: &str, language: &str) -> Option<&'static str> {
         ])
     {
         return Some("tests");
+    }
+    // By name, and only as prose or plain text: `history.py` is code.
+    let (stem, ext) = name.split_once('.').unwrap_or((name, ""));
+    let changelog_name = matches!(
+        stem,
+        "changelog"
+            | "changes"
+            | "history"
+            | "news"
+            | "releases"
+            | "release-notes"
+            | "release_notes"
+            | "releasenotes"
+    ) && matches!(ext, "" | "md" | "markdown" | "rst" | "txt" | "adoc" | "org");
+    if changelog_name
+        || in_dir(&[
+            "changelog.d",
+            "changes.d",
+            "newsfragments",
+            "changelogs",
+            "release-notes",
+        ])
+    {
+        return Some("changelogs");
     }
     None
 }
@@ -586,6 +613,15 @@ mod tests {
             ("src/attestation.rs", None),
             ("src/contest.py", None),
             ("docs/testing.md", None),
+            ("CHANGELOG.md", Some("changelogs")),
+            ("CHANGES", Some("changelogs")),
+            ("History.md", Some("changelogs")),
+            ("docs/news.rst", Some("changelogs")),
+            ("crates/rmcp/CHANGELOG.md", Some("changelogs")),
+            ("changelog.d/1234.bugfix.md", Some("changelogs")),
+            ("src/history.py", None),
+            ("lib/changes.js", None),
+            ("docs/changing-things.md", None),
         ] {
             assert_eq!(answer_class(path, language_of(path)), want, "{path}");
         }
