@@ -64,8 +64,9 @@ pub const OUTAGE_WARN_SECS: u64 = 60;
 
 /// Logs that `what` is unavailable (`detail`: addresses, the server's
 /// message): a warning the first time and then at most once every
-/// [`OUTAGE_WARN_SECS`] per `what`, naming how many were held back; the
-/// rest at debug level.
+/// [`OUTAGE_WARN_SECS`] per `what`, naming how many reports were held
+/// back since the previous warning and how long ago that was; the rest at
+/// debug level.
 pub fn warn_unavailable(what: &str, detail: &dyn std::fmt::Display) {
     static LOG: std::sync::Mutex<OutageLog> = std::sync::Mutex::new(OutageLog::new());
     let admitted = LOG
@@ -73,9 +74,27 @@ pub fn warn_unavailable(what: &str, detail: &dyn std::fmt::Display) {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .admit(what, std::time::Instant::now());
     match admitted {
-        Some(held_back) => tracing::warn!(detail = %detail, held_back, "{what}"),
+        Some(Warn::First) => tracing::warn!(detail = %detail, "{what}"),
+        Some(Warn::Again {
+            held_back,
+            since_secs,
+        }) => tracing::warn!(
+            detail = %detail,
+            held_back,
+            previous_warning_secs_ago = since_secs,
+            "{what}"
+        ),
         None => tracing::debug!(detail = %detail, "{what}"),
     }
+}
+
+/// A report that is to be a warning.
+#[derive(Debug, PartialEq)]
+enum Warn {
+    /// The first of its kind.
+    First,
+    /// `held_back` reports since the previous warning, `since_secs` ago.
+    Again { held_back: u64, since_secs: u64 },
 }
 
 /// When each kind of outage was last warned about, and how many reports
@@ -89,9 +108,8 @@ impl OutageLog {
         OutageLog { seen: Vec::new() }
     }
 
-    /// `Some(reports held back since the last warning)` when this report
-    /// of `what` is to be a warning, `None` when it is held back.
-    fn admit(&mut self, what: &str, now: std::time::Instant) -> Option<u64> {
+    /// Whether this report of `what` is to be a warning (`None`: held back).
+    fn admit(&mut self, what: &str, now: std::time::Instant) -> Option<Warn> {
         let window = std::time::Duration::from_secs(OUTAGE_WARN_SECS);
         match self.seen.iter_mut().find(|(w, ..)| w == what) {
             Some((_, last, held)) if now.saturating_duration_since(*last) < window => {
@@ -99,14 +117,18 @@ impl OutageLog {
                 None
             }
             Some((_, last, held)) => {
+                let since_secs = now.saturating_duration_since(*last).as_secs();
                 *last = now;
-                Some(std::mem::take(held))
+                Some(Warn::Again {
+                    held_back: std::mem::take(held),
+                    since_secs,
+                })
             }
             None => {
                 // A handful of kinds at most (the messages are fixed
                 // strings), so a list is enough.
                 self.seen.push((what.to_string(), now, 0));
-                Some(0)
+                Some(Warn::First)
             }
         }
     }
@@ -206,23 +228,28 @@ mod outage_tests {
 
     #[test]
     fn an_outage_is_warned_about_once_a_window_with_the_count_held_back() {
+        let again = |held_back, since_secs| {
+            Some(Warn::Again {
+                held_back,
+                since_secs,
+            })
+        };
         let mut log = OutageLog::new();
         let t0 = Instant::now();
-        assert_eq!(log.admit("qdrant down", t0), Some(0));
+        assert_eq!(log.admit("qdrant down", t0), Some(Warn::First));
         for i in 1..=5 {
             assert_eq!(log.admit("qdrant down", t0 + Duration::from_secs(i)), None);
         }
         // Another kind of outage has its own window.
         assert_eq!(
             log.admit("index unreadable", t0 + Duration::from_secs(2)),
-            Some(0)
+            Some(Warn::First)
         );
         let later = t0 + Duration::from_secs(OUTAGE_WARN_SECS);
-        assert_eq!(log.admit("qdrant down", later), Some(5));
+        assert_eq!(log.admit("qdrant down", later), again(5, OUTAGE_WARN_SECS));
         assert_eq!(log.admit("qdrant down", later + Duration::from_secs(1)), None);
-        assert_eq!(
-            log.admit("qdrant down", later + Duration::from_secs(OUTAGE_WARN_SECS)),
-            Some(1)
-        );
+        // An outage hours later says how long ago the previous warning was.
+        let hours = later + Duration::from_secs(3 * 3600);
+        assert_eq!(log.admit("qdrant down", hours), again(1, 3 * 3600));
     }
 }

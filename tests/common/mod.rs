@@ -246,8 +246,21 @@ pub fn start_server(dir: &Path, extra: &[&str]) -> (std::process::Child, String)
     (child, addr)
 }
 
-/// What a server started by [`start_server_logged`] wrote to stderr so far.
-pub type ServerLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+/// What a server started by [`start_server_logged`] wrote to stderr: the
+/// lines so far, and the thread reading them, which ends (and can be
+/// joined) once the server has exited.
+pub struct ServerLog {
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub reader: std::thread::JoinHandle<()>,
+}
+
+impl ServerLog {
+    /// Every line, once the server has exited.
+    pub fn all(self) -> Vec<String> {
+        self.reader.join().unwrap();
+        std::mem::take(&mut *self.lines.lock().unwrap())
+    }
+}
 
 /// [`start_server`], keeping the server's stderr lines.
 pub fn start_server_logged(dir: &Path, extra: &[&str]) -> (std::process::Child, String, ServerLog) {
@@ -261,7 +274,7 @@ pub fn start_server_logged(dir: &Path, extra: &[&str]) -> (std::process::Child, 
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut lines = std::io::BufReader::new(stderr).lines();
-    let log = ServerLog::default();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let addr = loop {
         let line = lines.next().expect("serve exited before listening").unwrap();
         let found = line
@@ -274,12 +287,12 @@ pub fn start_server_logged(dir: &Path, extra: &[&str]) -> (std::process::Child, 
     };
     // Keep draining stderr so the server never blocks on it.
     let kept = log.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             kept.lock().unwrap().push(line);
         }
     });
-    (child, addr, log)
+    (child, addr, ServerLog { lines: log, reader })
 }
 
 /// Every source named anywhere in a context answer: results and a
