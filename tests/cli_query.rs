@@ -259,45 +259,56 @@ fn answer_rules_leave_out_lockfiles_and_demote_tests_per_source() {
     assert!(left_out > 0);
     let (reconcile, _) = paths("reconcile mismatches");
     let test_file = "ledger-worker:tests/test_reconcile.py";
-    let changelog = "ledger-worker:CHANGELOG.md";
     let demoted = rank(&reconcile, test_file);
-    // Lexical scores are the engine's, relative to its best: the same in
-    // both runs, so a demotion shows as exactly half.
-    let changelog_score = || -> f64 {
+    assert!(
+        rank(&reconcile, "ledger-worker:CHANGELOG.md") < usize::MAX,
+        "{reconcile:?}"
+    );
+    // A file's best score for the question. Lexical scores are the
+    // engine's, relative to its best: the same whatever the rules, so a
+    // demotion shows as exactly half.
+    let score = |path: &str| -> f64 {
         let a = ask("reconcile mismatches");
         a["results"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|r| r["provenance"]["path"] == "CHANGELOG.md")
-            .unwrap_or_else(|| panic!("the changelog is still answered: {a:#}"))["score"]
+            .find(|r| r["provenance"]["path"] == path)
+            .unwrap_or_else(|| panic!("{path} is still answered: {a:#}"))["score"]
             .as_f64()
             .unwrap()
     };
-    assert!(rank(&reconcile, changelog) < usize::MAX, "{reconcile:?}");
-    let changelog_demoted = changelog_score();
+    let (test_demoted, changelog_demoted) = (score("tests/test_reconcile.py"), score("CHANGELOG.md"));
+    let halved = |demoted: f64, kept: f64| (kept - 2.0 * demoted).abs() < 1e-4;
 
     let registry = org.join("registry.toml");
-    let text = std::fs::read_to_string(&registry).unwrap();
-    let text = text
-        .replace(
-            "exclude = [\"target/**\"]\n",
-            "exclude = [\"target/**\"]\nanswers = { lockfiles = \"keep\" }\n",
-        )
-        .replace(
-            "description = \"Ledger writer and nightly reconciliation (Python)\"\n",
-            "description = \"Ledger writer and nightly reconciliation (Python)\"\nanswers = { tests = \"keep\", changelogs = \"keep\" }\n",
-        );
-    std::fs::write(&registry, text).unwrap();
+    let original = std::fs::read_to_string(&registry).unwrap();
+    let ledger = "description = \"Ledger writer and nightly reconciliation (Python)\"\n";
+    let with_rules = |ledger_rules: &str| {
+        let text = original
+            .replace(
+                "exclude = [\"target/**\"]\n",
+                "exclude = [\"target/**\"]\nanswers = { lockfiles = \"keep\" }\n",
+            )
+            .replace(ledger, &format!("{ledger}answers = {{ {ledger_rules} }}\n"));
+        std::fs::write(&registry, text).unwrap();
+    };
+    // Each key acts on its own class only.
+    with_rules("changelogs = \"keep\"");
     let (tokio, _) = paths("tokio version");
     assert!(tokio.iter().any(|p| p == "payments-api:Cargo.lock"), "{tokio:?}");
+    let changelog_kept = score("CHANGELOG.md");
+    assert!(
+        halved(changelog_demoted, changelog_kept),
+        "{changelog_demoted} {changelog_kept}"
+    );
+    assert!((score("tests/test_reconcile.py") - test_demoted).abs() < 1e-4);
+    with_rules("tests = \"keep\"");
     let (reconcile, _) = paths("reconcile mismatches");
     assert!(rank(&reconcile, test_file) < demoted, "{reconcile:?}");
-    let kept = changelog_score();
-    assert!(
-        (kept - 2.0 * changelog_demoted).abs() < 1e-4,
-        "{kept} {changelog_demoted}"
-    );
+    let test_kept = score("tests/test_reconcile.py");
+    assert!(halved(test_demoted, test_kept), "{test_demoted} {test_kept}");
+    assert!((score("CHANGELOG.md") - changelog_demoted).abs() < 1e-4);
 }
 
 /// `--group-by file`: files ranked by their chunks, each naming its best

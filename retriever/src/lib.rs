@@ -209,7 +209,8 @@ pub struct Answer {
     pub withheld_by_policy: usize,
     /// Results left out by their source's answer rules (lockfiles,
     /// generated and vendored files by default; see `answers` in the
-    /// registry). Tests are ranked lower, not left out, by default.
+    /// registry). Tests and changelogs are ranked lower, not left out, by
+    /// default.
     pub left_out_by_answer_rules: usize,
     pub dense: DenseStatus,
     pub took_ms: f64,
@@ -621,8 +622,8 @@ impl Retriever {
             ..
         } = lists;
         let mut fused = self.fusion.fuse(&lexical_ranked, &dense_ranked, weights);
-        // Each source's answer rules: tests ranked lower, lockfiles,
-        // generated and vendored files left out (unless the source says
+        // Each source's answer rules: tests and changelogs ranked lower,
+        // lockfiles, generated and vendored files left out (unless the source says
         // otherwise). They stay indexed: drift and checks read them.
         let mut left_out_by_answer_rules = 0;
         fused.retain_mut(|f| match answer_treatment(caller.registry, &f.doc) {
@@ -990,13 +991,11 @@ fn answer_treatment(registry: &Registry, doc: &ChunkDoc) -> Treatment {
         .source_named(&doc.source)
         .map(|s| s.answers)
         .unwrap_or_default();
-    match class {
-        "lockfiles" => rules.lockfiles,
-        "changelogs" => rules.changelogs,
-        "vendored" => rules.vendored,
-        "generated" => rules.generated,
-        _ => rules.tests,
-    }
+    rules
+        .entries()
+        .into_iter()
+        .find(|(key, _)| *key == class)
+        .map_or(Treatment::Keep, |(_, treatment)| treatment)
 }
 
 /// The most of a query an answer echoes back.
@@ -1016,4 +1015,27 @@ fn echo_query<S: serde::Serializer>(query: &str, s: S) -> std::result::Result<S:
 /// About four characters per token for English and code.
 pub fn estimate_tokens(text: &str) -> usize {
     text.chars().count().div_ceil(4).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every class of file the indexer tells apart has a key in a source's
+    /// answer rules: a class without one would be ranked like any file.
+    #[test]
+    fn every_answer_class_has_a_rule() {
+        let rules = registry::AnswerRules::default();
+        let keys: Vec<&str> = rules.entries().iter().map(|(key, _)| *key).collect();
+        for path in [
+            "Cargo.lock",
+            "vendor/lib.go",
+            "static/app.min.js",
+            "tests/test_app.py",
+            "CHANGELOG.md",
+        ] {
+            let class = indexer::chunk::answer_class(path, indexer::chunk::language_of(path))
+                .unwrap_or_else(|| panic!("{path} has no class"));
+            assert!(keys.contains(&class), "{class} has no rule");
+        }
+        assert_eq!(keys.len(), 5, "a new rule key needs a class here: {keys:?}");
+    }
 }

@@ -248,32 +248,47 @@ pub fn answer_class(path: &str, language: &str) -> Option<&'static str> {
     {
         return Some("tests");
     }
-    // By name, and only as prose or plain text: `history.py` is code.
-    let (stem, ext) = name.split_once('.').unwrap_or((name, ""));
-    let changelog_name = matches!(
-        stem,
-        "changelog"
-            | "changes"
-            | "history"
-            | "news"
-            | "releases"
-            | "release-notes"
-            | "release_notes"
-            | "releasenotes"
-    ) && matches!(ext, "" | "md" | "markdown" | "rst" | "txt" | "adoc" | "org");
-    if changelog_name
-        || in_dir(&[
-            "changelog.d",
-            "changes.d",
-            "newsfragments",
-            "changelogs",
-            "release-notes",
-        ])
-    {
+    // Only prose, or text of no known kind (`CHANGES`, `.adoc`): a
+    // `history.py` or the code of a `releases/` package is code.
+    let textual = is_prose(language) || language == "other";
+    let stem = name.split('.').next().unwrap_or(name);
+    // The name alone, or with a version after it (`CHANGELOG-1.x.md`).
+    let changelog_name = CHANGELOG_NAMES.iter().any(|word| {
+        stem.strip_prefix(word).is_some_and(|rest| {
+            rest.is_empty()
+                || rest
+                    .strip_prefix(['-', '_'])
+                    .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+        })
+    });
+    if textual && (changelog_name || in_dir(CHANGELOG_DIRS)) {
         return Some("changelogs");
     }
     None
 }
+
+/// Names (lower case, without extension) of change logs and release notes.
+const CHANGELOG_NAMES: &[&str] = &[
+    "changelog",
+    "changes",
+    "history",
+    "news",
+    "releases",
+    "release-notes",
+    "release_notes",
+    "releasenotes",
+];
+
+/// Directories whose text files are change logs or release notes.
+const CHANGELOG_DIRS: &[&str] = &[
+    "changelog",
+    "changelog.d",
+    "changelogs",
+    "changes.d",
+    "newsfragments",
+    "releases",
+    "release-notes",
+];
 
 /// Whether `language` is chunked by a tree-sitter grammar.
 pub fn has_grammar(language: &str) -> bool {
@@ -619,9 +634,15 @@ mod tests {
             ("docs/news.rst", Some("changelogs")),
             ("crates/rmcp/CHANGELOG.md", Some("changelogs")),
             ("changelog.d/1234.bugfix.md", Some("changelogs")),
+            ("CHANGELOG-1.28.md", Some("changelogs")),
+            ("docs/releases/5.1.4.txt", Some("changelogs")),
+            ("newsfragments/1234.feature", Some("changelogs")),
             ("src/history.py", None),
             ("lib/changes.js", None),
             ("docs/changing-things.md", None),
+            ("docs/changes-we-want.md", None),
+            ("release-notes/generate.py", None),
+            ("src/changelogs/mod.rs", None),
         ] {
             assert_eq!(answer_class(path, language_of(path)), want, "{path}");
         }
