@@ -264,11 +264,17 @@ fn watch_follows_edits_deletions_and_registry_changes() {
     assert!(audit.contains("index.update"), "{audit}");
 }
 
-/// Every indexed file's chunk ids, from the manifests.
+/// Every indexed file's chunk ids, from the manifests (`<source>.json`,
+/// as the indexer reads them: a pass killed mid-write leaves its
+/// `.<source>.json.<pid>.tmp` behind, which is not a manifest).
 fn manifest_state(data: &Path) -> std::collections::BTreeMap<String, serde_json::Value> {
     let mut out = std::collections::BTreeMap::new();
     for e in std::fs::read_dir(data.join("index/manifests")).unwrap() {
         let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || !name.ends_with(".json") {
+            continue;
+        }
         let m: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
         for (path, entry) in m["files"].as_object().unwrap() {
             out.insert(
