@@ -1,12 +1,15 @@
 //! `serve --read-only` without a shared index to read: refused at start
 //! with what to configure, having written no index of its own; started
-//! but answering 503 while its Qdrant cannot be reached. (A replica on a
-//! real Qdrant server is tested in `qdrant_serve.rs`.)
+//! but answering 503 while its Qdrant cannot be reached or hangs. (A
+//! replica on a real Qdrant server is tested in `qdrant_serve.rs`.)
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use common::{command, example_org_today, http_with_head, start_server_logged};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{command, example_org_today, http_with_head, start_server, start_server_logged};
 
 #[test]
 fn a_replica_needs_the_shared_index_and_says_so() {
@@ -133,4 +136,67 @@ fn a_replica_whose_qdrant_is_down_listens_and_answers_503() {
     messages.sort();
     messages.dedup();
     assert_eq!(messages.len(), n, "one warning per kind of outage: {warnings:#?}");
+}
+
+/// A Qdrant address that accepts connections and never answers (a hung
+/// server, not a refused port): requests are answered 503 at once within
+/// the retry interval after a failed attempt, not each made to wait on
+/// the server again (they would queue behind one another); after the
+/// interval the replica tries again.
+#[test]
+fn a_replica_whose_qdrant_hangs_tries_it_once_per_retry_interval() {
+    let tmp = example_org_today();
+    let org = tmp.path();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    std::thread::spawn(move || {
+        // Held open, never answered.
+        let mut held = Vec::new();
+        for stream in listener.incoming().map_while(Result::ok) {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    std::fs::write(
+        org.join("ctxplane.toml"),
+        format!(
+            "vector_store = \"qdrant\"\nqdrant_url = \"http://127.0.0.1:{port}\"\ndeployment_id = \"acme\"\n"
+        ),
+    )
+    .unwrap();
+    let (mut child, addr) = start_server(org, &["--read-only"]);
+    let query = r#"{"query": "How are refunds limited?"}"#;
+    let ask = || {
+        let (status, head, body) = http_with_head(
+            &addr,
+            "POST",
+            "/v1/context",
+            Some("demo-agent-platform-token"),
+            Some(query),
+        );
+        assert_eq!(status, 503, "{body}");
+        assert!(head.contains("\r\nretry-after: 5"), "{head}");
+    };
+    let tried_at_start = accepted.load(Ordering::SeqCst);
+    assert!(tried_at_start > 0, "the replica tried the server when it started");
+    for _ in 0..4 {
+        ask();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        tried_at_start,
+        "tried again within the retry interval"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(plane::UNAVAILABLE_RETRY_SECS + 1));
+    ask();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        accepted.load(Ordering::SeqCst) > tried_at_start,
+        "tried again once the interval had passed"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -121,6 +121,11 @@ pub struct Plane {
     registry: RwLock<(Option<registry::ContentHash>, Arc<Registry>)>,
     model: Mutex<Option<Result<Arc<Embedder>, String>>>,
     retriever: Mutex<Option<Arc<Retriever>>>,
+    /// When opening the retriever last failed with [`Error::Unavailable`],
+    /// and how: requests within [`UNAVAILABLE_RETRY_SECS`] of it get the
+    /// same answer at once instead of each waiting on a server that did not
+    /// answer (they would queue behind one another on `retriever`).
+    retriever_failed: Mutex<Option<(std::time::Instant, String, String)>>,
     ingest: Mutex<Option<ingest::Ingest>>,
     stop: access::StopGate,
     /// The rules in force, for checking paths (no findings log, so no key).
@@ -166,6 +171,7 @@ impl Plane {
             registry: RwLock::new((hash, Arc::new(reg))),
             model: Mutex::new(None),
             retriever: Mutex::new(None),
+            retriever_failed: Mutex::new(None),
             ingest: Mutex::new(None),
             stop,
             path_redactor: std::sync::OnceLock::new(),
@@ -233,11 +239,36 @@ impl Plane {
     }
 
     /// The retriever, opened on first use with a read handle on the vectors.
+    /// A replica whose shared index is unavailable tries again at most
+    /// once every [`UNAVAILABLE_RETRY_SECS`]; requests in between are
+    /// answered with that failure at once.
     pub fn retriever(&self) -> Result<Arc<Retriever>> {
         let mut r = lock(&self.retriever);
         if let Some(r) = r.as_ref() {
             return Ok(r.clone());
         }
+        let mut failed = lock(&self.retriever_failed);
+        if let Some((at, reason, detail)) = failed.as_ref()
+            && at.elapsed() < std::time::Duration::from_secs(UNAVAILABLE_RETRY_SECS)
+        {
+            return Err(Error::Unavailable {
+                reason: reason.clone(),
+                detail: detail.clone(),
+            });
+        }
+        let opened = self.open_retriever();
+        *failed = match &opened {
+            Err(Error::Unavailable { reason, detail }) => {
+                Some((std::time::Instant::now(), reason.clone(), detail.clone()))
+            }
+            _ => None,
+        };
+        let opened = opened?;
+        *r = Some(opened.clone());
+        Ok(opened)
+    }
+
+    fn open_retriever(&self) -> Result<Arc<Retriever>> {
         let dense = self.model().and_then(|m| {
             ingest::open_vectors(&self.settings, self.store.data_dir(), false, m)
                 .map(|d| (d.embedder, d.store))
@@ -256,13 +287,11 @@ impl Plane {
         } else {
             Retriever::open(self.store.data_dir(), dense)?
         };
-        let opened = Arc::new(
+        Ok(Arc::new(
             opened
                 .with_topics(&self.settings.topics_dir, self.settings.topic_grace_days)
                 .with_clock(self.store.clock_handle()),
-        );
-        *r = Some(opened.clone());
-        Ok(opened)
+        ))
     }
 
     /// A replica's retriever: chunks, BM25 and vectors all from the shared
