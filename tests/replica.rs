@@ -73,34 +73,18 @@ fn a_replica_whose_qdrant_is_down_listens_and_answers_503() {
     );
     assert!(!body.contains(&address), "{body}");
 
-    let query = r#"{"query": "How are refunds limited?"}"#;
-    let (status, head, body) = http_with_head(
-        &addr,
-        "POST",
-        "/v1/context",
-        Some("demo-agent-platform-token"),
-        Some(query),
-    );
-    assert_eq!(status, 503, "{body}");
-    assert!(head.contains("\r\nretry-after: 5"), "{head}");
+    let body = refused_query(&addr);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"], "unavailable", "{v}");
     assert_eq!(v["retry_after_secs"], 5, "{v}");
     assert!(!body.contains(&address), "{body}");
     // Authentication still comes first.
-    let (status, _, _) = http_with_head(&addr, "POST", "/v1/context", Some("no-such-token"), Some(query));
+    let (status, _, _) = http_with_head(&addr, "POST", "/v1/context", Some("no-such-token"), Some(QUERY));
     assert_eq!(status, 401);
     // Every request fails the same way while the server is down; the log
     // says so once (with the address, for the operator), not per request.
     for _ in 0..4 {
-        let (status, _, _) = http_with_head(
-            &addr,
-            "POST",
-            "/v1/context",
-            Some("demo-agent-platform-token"),
-            Some(query),
-        );
-        assert_eq!(status, 503);
+        refused_query(&addr);
     }
 
     child.kill().unwrap();
@@ -167,18 +151,7 @@ fn a_replica_whose_qdrant_hangs_tries_it_once_per_retry_interval() {
     )
     .unwrap();
     let (mut child, addr) = start_server(org, &["--read-only"]);
-    let query = r#"{"query": "How are refunds limited?"}"#;
-    let ask = || {
-        let (status, head, body) = http_with_head(
-            &addr,
-            "POST",
-            "/v1/context",
-            Some("demo-agent-platform-token"),
-            Some(query),
-        );
-        assert_eq!(status, 503, "{body}");
-        assert!(head.contains("\r\nretry-after: 5"), "{head}");
-    };
+    let ask = || refused_query(&addr);
     let tried_at_start = accepted.load(Ordering::SeqCst);
     assert!(tried_at_start > 0, "the replica tried the server when it started");
     for _ in 0..4 {
@@ -199,4 +172,20 @@ fn a_replica_whose_qdrant_hangs_tries_it_once_per_retry_interval() {
     );
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+const QUERY: &str = r#"{"query": "How are refunds limited?"}"#;
+
+/// An agent's query, refused with 503 and Retry-After; the body.
+fn refused_query(addr: &str) -> String {
+    let (status, head, body) = http_with_head(
+        addr,
+        "POST",
+        "/v1/context",
+        Some("demo-agent-platform-token"),
+        Some(QUERY),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(head.contains("\r\nretry-after: 5"), "{head}");
+    body
 }
