@@ -151,11 +151,10 @@ fn a_replica_whose_qdrant_hangs_tries_it_once_per_retry_interval() {
     )
     .unwrap();
     let (mut child, addr) = start_server(org, &["--read-only"]);
-    let ask = || refused_query(&addr);
     let tried_at_start = accepted.load(Ordering::SeqCst);
     assert!(tried_at_start > 0, "the replica tried the server when it started");
     for _ in 0..4 {
-        ask();
+        refused_query(&addr);
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(
@@ -164,7 +163,7 @@ fn a_replica_whose_qdrant_hangs_tries_it_once_per_retry_interval() {
         "tried again within the retry interval"
     );
     std::thread::sleep(std::time::Duration::from_secs(plane::UNAVAILABLE_RETRY_SECS + 1));
-    ask();
+    refused_query(&addr);
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(
         accepted.load(Ordering::SeqCst) > tried_at_start,

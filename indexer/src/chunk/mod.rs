@@ -251,7 +251,6 @@ pub fn answer_class(path: &str, language: &str) -> Option<&'static str> {
     // Only prose, or text of no known kind (`CHANGES`, `.adoc`): a
     // `history.py` or the code of a `releases/` package is code.
     let textual = is_prose(language) || language == "other";
-    let stem = name.split('.').next().unwrap_or(name);
     // The name alone, or with a version after it (`CHANGELOG-1.x.md`).
     let changelog_name = CHANGELOG_NAMES.iter().any(|word| {
         stem.strip_prefix(word).is_some_and(|rest| {
