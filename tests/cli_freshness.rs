@@ -354,8 +354,25 @@ fn a_pass_killed_at_any_moment_is_completed_by_the_next() {
         attempt += 1;
     }
     assert!(killed_mid_pass >= 3, "passes finished too fast to test a crash");
+    // What a kill between writing a manifest's temp file and renaming it
+    // leaves (the kills above may or may not have landed there).
+    let manifests = org.join(".ctxplane/index/manifests");
+    std::fs::write(
+        manifests.join(".payments-api.json.4194304.tmp"),
+        b"{\"source\": \"payme",
+    )
+    .unwrap();
 
     let done = run_json(org, &["index", "--json"]);
+    let left: Vec<String> = std::fs::read_dir(&manifests)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "temp files of killed writes are still there: {left:?}"
+    );
     assert!(
         done["report"]["sources"]
             .as_array()

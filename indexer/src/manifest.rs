@@ -59,6 +59,21 @@ impl FileEntry {
     }
 }
 
+/// `.<source>.json.<pid>.tmp`, the name `write_atomic` gives a manifest
+/// before renaming it into place.
+fn is_leftover(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let Some((manifest, pid)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && manifest.len() > ".json".len()
+        && manifest.ends_with(".json")
+}
+
 #[derive(Debug, Clone)]
 pub struct Manifests {
     dir: PathBuf,
@@ -113,6 +128,33 @@ impl Manifests {
         }
     }
 
+    /// Removes the temp files of manifest writes that a killed process
+    /// left behind (`.<source>.json.<pid>.tmp`; a large source's manifest is
+    /// megabytes, and each kill mid-write leaves one). Only a pass writes
+    /// manifests, and it holds the lexical index's writer lock until they
+    /// are stored, so a caller that holds that lock knows none of these is
+    /// being written. Returns how many were removed.
+    pub fn remove_leftovers(&self) -> Result<usize> {
+        let rd = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(IndexError::io(&self.dir, e)),
+        };
+        let mut removed = 0;
+        for entry in rd.flatten() {
+            let name = entry.file_name();
+            if !is_leftover(&name.to_string_lossy()) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(IndexError::io(entry.path(), e)),
+            }
+        }
+        Ok(removed)
+    }
+
     /// Sources that have a manifest on disk.
     pub fn sources(&self) -> Result<Vec<String>> {
         let rd = match std::fs::read_dir(&self.dir) {
@@ -133,5 +175,37 @@ impl Manifests {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_of_killed_writes_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Manifests::new(dir.path());
+        assert_eq!(m.remove_leftovers().unwrap(), 0, "no directory yet");
+        let keep = [
+            "payments-api.json",
+            ".payments-api.json",
+            ".payments-api.json.tmp",
+            ".payments-api.json.12a.tmp",
+            ".payments-api.cache.123.tmp",
+            "payments-api.json.123.tmp",
+            ".json.123.tmp",
+        ];
+        let gone = [".payments-api.json.123.tmp", ".docs.v2.json.4194304.tmp"];
+        for name in keep.iter().chain(&gone) {
+            std::fs::write(dir.path().join(name), b"{}").unwrap();
+        }
+        assert_eq!(m.remove_leftovers().unwrap(), gone.len());
+        for name in keep {
+            assert!(dir.path().join(name).exists(), "{name} was removed");
+        }
+        for name in gone {
+            assert!(!dir.path().join(name).exists(), "{name} is still there");
+        }
     }
 }

@@ -171,7 +171,11 @@ impl Pass<'_> {
         policy: &Policy<'_>,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<(PassReport, Vec<RedactionRecord>)> {
+        // The writer's lock is held until the manifests are stored (below),
+        // so no other pass is writing one now: a temp file here is a killed
+        // writer's.
         let mut writer = self.lexical.writer()?;
+        self.manifests.remove_leftovers()?;
         let mut report = PassReport::default();
         let mut redactions = Vec::new();
         let mut dirty: Vec<SourceManifest> = Vec::new();
@@ -472,7 +476,6 @@ impl Pass<'_> {
             report.committed = true;
             registry::fsutil::crash_point("pass.committed");
         }
-        drop(writer);
         for m in &dirty {
             self.manifests.store(m)?;
         }
@@ -481,6 +484,7 @@ impl Pass<'_> {
         }
         // Index and manifests agree again.
         remove_journal(self.journal)?;
+        drop(writer);
         report.purged = purge;
         report.total_chunks = self.lexical.total_chunks();
         Ok((report, redactions))
