@@ -358,7 +358,7 @@ fn a_pass_killed_at_any_moment_is_completed_by_the_next() {
     // leaves (the kills above may or may not have landed there).
     let manifests = org.join(".ctxplane/index/manifests");
     std::fs::write(
-        manifests.join(".payments-api.json.4194304.tmp"),
+        manifests.join(registry::fsutil::temp_name("payments-api.json", 4_194_304)),
         b"{\"source\": \"payme",
     )
     .unwrap();

@@ -59,19 +59,10 @@ impl FileEntry {
     }
 }
 
-/// `.<source>.json.<pid>.tmp`, the name `write_atomic` gives a manifest
-/// before renaming it into place.
+/// A manifest's temp file ([`registry::fsutil::temp_name`] of
+/// `<source>.json`) that a killed write left.
 fn is_leftover(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
-        return false;
-    };
-    let Some((manifest, pid)) = rest.rsplit_once('.') else {
-        return false;
-    };
-    !pid.is_empty()
-        && pid.bytes().all(|b| b.is_ascii_digit())
-        && manifest.len() > ".json".len()
-        && manifest.ends_with(".json")
+    registry::fsutil::temp_target(name).is_some_and(|t| t.len() > ".json".len() && t.ends_with(".json"))
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +134,9 @@ impl Manifests {
         let mut removed = 0;
         for entry in rd.flatten() {
             let name = entry.file_name();
-            if !is_leftover(&name.to_string_lossy()) {
+            // Only files: a directory of such a name is no write's, and
+            // failing on it would stop every pass.
+            if !is_leftover(&name.to_string_lossy()) || !entry.file_type().is_ok_and(|t| t.is_file()) {
                 continue;
             }
             match std::fs::remove_file(entry.path()) {
@@ -196,16 +189,22 @@ mod tests {
             "payments-api.json.123.tmp",
             ".json.123.tmp",
         ];
-        let gone = [".payments-api.json.123.tmp", ".docs.v2.json.4194304.tmp"];
-        for name in keep.iter().chain(&gone) {
+        let gone = [
+            registry::fsutil::temp_name("payments-api.json", 123),
+            registry::fsutil::temp_name("docs.v2.json", 4_194_304),
+        ];
+        for name in keep.iter().copied().chain(gone.iter().map(String::as_str)) {
             std::fs::write(dir.path().join(name), b"{}").unwrap();
         }
+        // A directory with such a name is left alone, and is no error.
+        std::fs::create_dir(dir.path().join(registry::fsutil::temp_name("x.json", 7))).unwrap();
         assert_eq!(m.remove_leftovers().unwrap(), gone.len());
         for name in keep {
             assert!(dir.path().join(name).exists(), "{name} was removed");
         }
-        for name in gone {
+        for name in &gone {
             assert!(!dir.path().join(name).exists(), "{name} is still there");
         }
+        assert!(dir.path().join(registry::fsutil::temp_name("x.json", 7)).is_dir());
     }
 }

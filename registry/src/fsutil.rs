@@ -17,7 +17,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = dir.join(temp_name(&name, std::process::id()));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -36,6 +36,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(RegistryError::io(path, e));
     }
     fsync_dir(dir)
+}
+
+/// The name [`write_atomic`] writes `name`'s new content under before it
+/// renames it into place: `.<name>.<pid>.tmp`.
+pub fn temp_name(name: &str, pid: u32) -> String {
+    format!(".{name}.{pid}.tmp")
+}
+
+/// The file a [`write_atomic`] temp file was meant to become, if `name` is
+/// one ([`temp_name`]). A process killed between writing and renaming
+/// leaves it behind; whoever holds the lock its writers hold may remove it.
+pub fn temp_target(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (target, pid) = rest.rsplit_once('.')?;
+    (!target.is_empty() && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())).then_some(target)
 }
 
 /// Makes a rename or create in `dir` durable.
@@ -84,5 +99,41 @@ pub fn crash_point(name: &str) {
         == Some(name)
     {
         std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_temp_name_leads_back_to_its_target_and_nothing_else_does() {
+        for target in ["payments-api.json", "docs.v2.json", "a.json.1.tmp", "lock"] {
+            assert_eq!(temp_target(&temp_name(target, 4_194_304)), Some(target));
+        }
+        for name in [
+            "payments-api.json",
+            ".payments-api.json",
+            ".payments-api.json.tmp",
+            ".payments-api.json.12a.tmp",
+            "payments-api.json.123.tmp",
+            "..123.tmp",
+        ] {
+            assert_eq!(temp_target(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn write_atomic_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"{}").unwrap();
+        write_atomic(&path, b"{\"v\": 2}").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"v\": 2}");
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["state.json"]);
     }
 }
