@@ -119,6 +119,15 @@ impl Manifests {
         }
     }
 
+    /// The directory's entries; `None` before anything was stored.
+    fn entries(&self) -> Result<Option<std::fs::ReadDir>> {
+        match std::fs::read_dir(&self.dir) {
+            Ok(rd) => Ok(Some(rd)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(IndexError::io(&self.dir, e)),
+        }
+    }
+
     /// Removes the temp files of manifest writes that a killed process
     /// left behind (`.<source>.json.<pid>.tmp`; a large source's manifest is
     /// megabytes, and each kill mid-write leaves one). Only a pass writes
@@ -126,10 +135,8 @@ impl Manifests {
     /// are stored, so a caller that holds that lock knows none of these is
     /// being written. Returns how many were removed.
     pub fn remove_leftovers(&self) -> Result<usize> {
-        let rd = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(IndexError::io(&self.dir, e)),
+        let Some(rd) = self.entries()? else {
+            return Ok(0);
         };
         let mut removed = 0;
         for entry in rd.flatten() {
@@ -150,10 +157,8 @@ impl Manifests {
 
     /// Sources that have a manifest on disk.
     pub fn sources(&self) -> Result<Vec<String>> {
-        let rd = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(IndexError::io(&self.dir, e)),
+        let Some(rd) = self.entries()? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for entry in rd.flatten() {
