@@ -5,7 +5,9 @@
 //! `target/bench-repos/`), the most recent first-parent, non-merge commits
 //! whose message (title + body) has at least 80 characters and that modify
 //! one to five non-test source files become queries: the message is the
-//! query, the non-test source files it modified are the gold. Each query
+//! query, the non-test source files it modified are the gold (a test is
+//! what the retriever's default answer rules class as one; code under
+//! `docs/`, `examples/` or `benches/` is not source). Each query
 //! is asked against the repository as it was at the commit's parent (the
 //! parent's tree extracted with `git archive`, indexed incrementally by
 //! the real indexer, one data dir per repository, commits oldest first).
@@ -24,8 +26,11 @@
 //! ```text
 //! bash scripts/fetch-bench-repos.sh
 //! cargo run --release -p benches --bin file_localisation -- [--split dev|test|all] [--per-repo N]
-//!     [--dense REPO,REPO|all] [--repos REPO,REPO] [--json FILE] [--dump FILE]
+//!     [--dense REPO,REPO|all] [--repos REPO,REPO] [--json FILE] [--dump FILE] [--list]
 //! ```
+//!
+//! `--list` prints the chosen queries (repository, commit, split, gold,
+//! title) as JSON lines and stops, without indexing anything.
 //!
 //! `--dump FILE` writes one JSON line per query with vectors: its gold,
 //! its shape, the fusion weights the retriever chose, and both engines'
@@ -85,37 +90,31 @@ struct Query {
 /// Source files by extension (what a fix changes), tests excluded.
 const SOURCE_EXTENSIONS: &[&str] = &["py", "rs", "js", "mjs", "cjs", "ts", "tsx", "jsx", "go"];
 
-/// Test, example, benchmark and documentation paths: not gold.
-fn is_test_path(path: &str) -> bool {
-    let lower = path.to_ascii_lowercase();
-    let parts: Vec<&str> = lower.split('/').collect();
-    let name = parts.last().copied().unwrap_or("");
-    parts[..parts.len() - 1].iter().any(|d| {
-        matches!(
-            *d,
-            "test"
-                | "tests"
-                | "testing"
-                | "__tests__"
-                | "spec"
-                | "benches"
-                | "bench"
-                | "examples"
-                | "example"
-                | "docs"
-                | "doc"
-        )
-    }) || name.starts_with("test_")
-        || name == "conftest.py"
-        || name.contains("_test.")
-        || name.contains(".test.")
-        || name.contains(".spec.")
+/// Directories of documentation sites, examples and benchmarks: code
+/// there (a Sphinx `conf.py`, an example app) is not the product's source.
+/// `doc/` is not among them: the only code under a `doc/` in the pinned
+/// repositories is cobra's `doc` package (its man page and Markdown
+/// generators), which is part of the library.
+const NON_SOURCE_DIRS: &[&str] = &["docs", "examples", "example", "benches", "bench"];
+
+/// Paths that are not gold: whatever the retriever's default answer rules
+/// class as tests, vendored, generated or lockfiles
+/// (`indexer::chunk::answer_class`: one definition of a test path for both
+/// sides), and the directories of [`NON_SOURCE_DIRS`].
+fn is_non_source(path: &str) -> bool {
+    indexer::chunk::answer_class(path, indexer::chunk::language_of(path)).is_some()
+        || path
+            .to_ascii_lowercase()
+            .split('/')
+            .rev()
+            .skip(1)
+            .any(|d| NON_SOURCE_DIRS.contains(&d))
 }
 
 fn is_gold_candidate(path: &str) -> bool {
     path.rsplit_once('.')
         .is_some_and(|(_, ext)| SOURCE_EXTENSIONS.contains(&ext))
-        && !is_test_path(path)
+        && !is_non_source(path)
 }
 
 fn git(dir: &Path, args: &[&str]) -> Res<String> {
@@ -500,6 +499,23 @@ fn run() -> Res<()> {
     let mirrors = std::env::var_os("BENCH_REPOS").map_or_else(|| target.join("bench-repos"), PathBuf::from);
     let work = target.join("eval-data/file-localisation");
     let repos = repos(&mirrors, arg(&args, "--repos"))?;
+    if args.iter().any(|a| a == "--list") {
+        // The queries alone (no indexing): to inspect or diff the data set.
+        for repo in &repos {
+            for q in queries(repo, per_repo)?
+                .iter()
+                .filter(|q| split == "all" || q.test_split == (split == "test"))
+            {
+                let line = serde_json::json!({
+                    "repo": repo.name, "commit": q.commit, "parent": q.parent,
+                    "split": if q.test_split { "test" } else { "dev" },
+                    "gold": q.gold, "title": q.text.lines().next().unwrap_or(""),
+                });
+                println!("{line}");
+            }
+        }
+        return Ok(());
+    }
     let embedder = if dense_for.is_empty() {
         None
     } else {

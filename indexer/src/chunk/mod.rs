@@ -185,10 +185,11 @@ pub fn is_prose(language: &str) -> bool {
 
 /// Files that are rarely the answer to a question, by path and kind:
 /// `lockfiles`, `vendored` (third-party copies), `generated` (minified,
-/// protobuf or other generated output, snapshots), `tests` (tests,
-/// fixtures, specs) and `changelogs` (release notes and change logs: a
-/// line for every change ever made, so they share words with almost any
-/// question about the code while saying little about how it works now).
+/// protobuf or other generated output, snapshots), `tests` (tests, test
+/// suites, fixtures, mocks, specs) and `changelogs` (release notes and
+/// change logs: a line for every change ever made, so they share words
+/// with almost any question about the code while saying little about how
+/// it works now).
 /// The names are the keys of a source's `answers` rules in the registry.
 /// `None` for everything else.
 pub fn answer_class(path: &str, language: &str) -> Option<&'static str> {
@@ -244,6 +245,10 @@ pub fn answer_class(path: &str, language: &str) -> Option<&'static str> {
             "testing",
             "testdata",
             "fixtures",
+            "testsuite",
+            "test-suite",
+            "__mocks__",
+            "e2e",
         ])
     {
         return Some("tests");
@@ -624,6 +629,10 @@ mod tests {
             ("lib/router/index.test.js", Some("tests")),
             ("src/conftest.py", Some("tests")),
             ("crates/core/tests/fixtures/input.rs", Some("tests")),
+            ("flask/testsuite/basic.py", Some("tests")),
+            ("src/__mocks__/fs.js", Some("tests")),
+            ("web/e2e/login.ts", Some("tests")),
+            ("src/testsuites.rs", None),
             ("src/attestation.rs", None),
             ("src/contest.py", None),
             ("docs/testing.md", None),
