@@ -120,12 +120,7 @@ pub struct Plane {
     /// The registry in force and the hash of the file it was parsed from.
     registry: RwLock<(Option<registry::ContentHash>, Arc<Registry>)>,
     model: Mutex<Option<Result<Arc<Embedder>, String>>>,
-    retriever: Mutex<Option<Arc<Retriever>>>,
-    /// When opening the retriever last failed with [`Error::Unavailable`],
-    /// and how: requests within [`UNAVAILABLE_RETRY_SECS`] of it get the
-    /// same answer at once instead of each waiting on a server that did not
-    /// answer (they would queue behind one another on `retriever`).
-    retriever_failed: Mutex<Option<(std::time::Instant, String, String)>>,
+    retriever: Mutex<RetrieverSlot>,
     ingest: Mutex<Option<ingest::Ingest>>,
     stop: access::StopGate,
     /// The rules in force, for checking paths (no findings log, so no key).
@@ -145,6 +140,31 @@ impl std::fmt::Debug for Plane {
             .field("data_dir", &self.store.data_dir())
             .field("profile", &self.profile)
             .finish_non_exhaustive()
+    }
+}
+
+/// The retriever as far as it has been opened.
+enum RetrieverSlot {
+    /// Not opened yet, or closed to be opened again.
+    Closed,
+    Open(Arc<Retriever>),
+    /// Opening it last failed with [`Error::Unavailable`], at `at`:
+    /// requests within [`UNAVAILABLE_RETRY_SECS`] of it get the same answer
+    /// at once instead of each waiting on a server that did not answer
+    /// (they would queue behind one another on the slot's lock).
+    Unavailable {
+        at: std::time::Instant,
+        reason: String,
+        detail: String,
+    },
+}
+
+impl RetrieverSlot {
+    fn open(&self) -> Option<&Arc<Retriever>> {
+        match self {
+            RetrieverSlot::Open(r) => Some(r),
+            _ => None,
+        }
     }
 }
 
@@ -170,8 +190,7 @@ impl Plane {
         Ok(Plane {
             registry: RwLock::new((hash, Arc::new(reg))),
             model: Mutex::new(None),
-            retriever: Mutex::new(None),
-            retriever_failed: Mutex::new(None),
+            retriever: Mutex::new(RetrieverSlot::Closed),
             ingest: Mutex::new(None),
             stop,
             path_redactor: std::sync::OnceLock::new(),
@@ -243,29 +262,30 @@ impl Plane {
     /// once every [`UNAVAILABLE_RETRY_SECS`]; requests in between are
     /// answered with that failure at once.
     pub fn retriever(&self) -> Result<Arc<Retriever>> {
-        let mut r = lock(&self.retriever);
-        if let Some(r) = r.as_ref() {
-            return Ok(r.clone());
-        }
-        let mut failed = lock(&self.retriever_failed);
-        if let Some((at, reason, detail)) = failed.as_ref()
-            && at.elapsed() < std::time::Duration::from_secs(UNAVAILABLE_RETRY_SECS)
-        {
-            return Err(Error::Unavailable {
-                reason: reason.clone(),
-                detail: detail.clone(),
-            });
+        let mut slot = lock(&self.retriever);
+        match &*slot {
+            RetrieverSlot::Open(r) => return Ok(r.clone()),
+            RetrieverSlot::Unavailable { at, reason, detail }
+                if at.elapsed() < std::time::Duration::from_secs(UNAVAILABLE_RETRY_SECS) =>
+            {
+                return Err(Error::Unavailable {
+                    reason: reason.clone(),
+                    detail: detail.clone(),
+                });
+            }
+            _ => {}
         }
         let opened = self.open_retriever();
-        *failed = match &opened {
-            Err(Error::Unavailable { reason, detail }) => {
-                Some((std::time::Instant::now(), reason.clone(), detail.clone()))
-            }
-            _ => None,
+        *slot = match &opened {
+            Ok(r) => RetrieverSlot::Open(r.clone()),
+            Err(Error::Unavailable { reason, detail }) => RetrieverSlot::Unavailable {
+                at: std::time::Instant::now(),
+                reason: reason.clone(),
+                detail: detail.clone(),
+            },
+            Err(_) => RetrieverSlot::Closed,
         };
-        let opened = opened?;
-        *r = Some(opened.clone());
-        Ok(opened)
+        opened
     }
 
     fn open_retriever(&self) -> Result<Arc<Retriever>> {
@@ -437,7 +457,7 @@ impl Plane {
         let purges = ingest::verify_purges(ing, &reg, &self.store, actor, &report.purged)?;
         drop(guard);
         self.passes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(r) = lock(&self.retriever).as_ref() {
+        if let Some(r) = lock(&self.retriever).open() {
             r.refresh()?;
         }
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -495,12 +515,14 @@ impl Plane {
             };
             (before, after, v["remaining"].as_u64().unwrap_or(0))
         };
-        let mut r = lock(&self.retriever);
+        let mut slot = lock(&self.retriever);
         if before == 0 && after > 0 {
             // The retriever was opened without vectors: open it again so
             // that hybrid search starts.
-            *r = None;
-        } else if let Some(r) = r.as_ref() {
+            if slot.open().is_some() {
+                *slot = RetrieverSlot::Closed;
+            }
+        } else if let Some(r) = slot.open() {
             r.refresh()?;
         }
         Ok(remaining)

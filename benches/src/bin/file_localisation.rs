@@ -5,12 +5,13 @@
 //! `target/bench-repos/`), the most recent first-parent, non-merge commits
 //! whose message (title + body) has at least 80 characters and that modify
 //! one to five non-test source files become queries: the message is the
-//! query, the non-test source files it modified are the gold (a test is
-//! what the retriever's default answer rules class as one; code under
-//! `docs/`, `examples/` or `benches/` is not source). Each query
-//! is asked against the repository as it was at the commit's parent (the
-//! parent's tree extracted with `git archive`, indexed incrementally by
-//! the real indexer, one data dir per repository, commits oldest first).
+//! query, the non-test source files it modified are the gold (not gold:
+//! what the retriever's default answer rules class as tests, vendored or
+//! generated, and code under `docs/`, `example(s)/` or `bench(es)/`).
+//! Each query is asked against the repository as it was at the commit's
+//! parent (the parent's tree extracted with `git archive`, indexed
+//! incrementally by the real indexer, one data dir per repository,
+//! commits oldest first).
 //! Queries are split dev/test by a hash of the commit id.
 //!
 //! Files are ranked for ctxplane two ways: by their best chunk among the
@@ -491,10 +492,6 @@ fn run() -> Res<()> {
         .transpose()
         .map_err(|_| "--long-weights takes numbers separated by commas")?
         .unwrap_or_default();
-    let mut dump = match arg(&args, "--dump") {
-        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(e)?)),
-        None => None,
-    };
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
     let mirrors = std::env::var_os("BENCH_REPOS").map_or_else(|| target.join("bench-repos"), PathBuf::from);
     let work = target.join("eval-data/file-localisation");
@@ -516,6 +513,10 @@ fn run() -> Res<()> {
         }
         return Ok(());
     }
+    let mut dump = match arg(&args, "--dump") {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(e)?)),
+        None => None,
+    };
     let embedder = if dense_for.is_empty() {
         None
     } else {
