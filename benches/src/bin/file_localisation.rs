@@ -88,6 +88,13 @@ struct Query {
     test_split: bool,
 }
 
+impl Query {
+    /// Whether the query belongs to `split` (`dev`, `test` or `all`).
+    fn in_split(&self, split: &str) -> bool {
+        split == "all" || self.test_split == (split == "test")
+    }
+}
+
 /// Source files by extension (what a fix changes), tests excluded.
 const SOURCE_EXTENSIONS: &[&str] = &["py", "rs", "js", "mjs", "cjs", "ts", "tsx", "jsx", "go"];
 
@@ -499,10 +506,7 @@ fn run() -> Res<()> {
     if args.iter().any(|a| a == "--list") {
         // The queries alone (no indexing): to inspect or diff the data set.
         for repo in &repos {
-            for q in queries(repo, per_repo)?
-                .iter()
-                .filter(|q| split == "all" || q.test_split == (split == "test"))
-            {
+            for q in queries(repo, per_repo)?.iter().filter(|q| q.in_split(split)) {
                 let line = serde_json::json!({
                     "repo": repo.name, "commit": q.commit, "parent": q.parent,
                     "split": if q.test_split { "test" } else { "dev" },
@@ -527,10 +531,7 @@ fn run() -> Res<()> {
     let mut total_queries = 0;
     for repo in &repos {
         let all = queries(repo, per_repo)?;
-        let chosen: Vec<&Query> = all
-            .iter()
-            .filter(|q| split == "all" || q.test_split == (split == "test"))
-            .collect();
+        let chosen: Vec<&Query> = all.iter().filter(|q| q.in_split(split)).collect();
         total_queries += chosen.len();
         let dense = embedder
             .as_ref()
